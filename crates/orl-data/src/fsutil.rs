@@ -37,6 +37,12 @@ where
     w.flush().map_err(|e| DataError::io(path, e))?;
     let file = w.into_inner().map_err(|e| DataError::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| DataError::io(path, e))?;
+    // Temporary files are created 0600; give the output the 0644 of an ordinary new file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o644)).map_err(|e| DataError::io(path, e))?;
+    }
     tmp_path.persist(path).map_err(|e| DataError::io(path, e.error))?;
     Ok(())
 }
