@@ -13,8 +13,8 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
-    /// The operating system refused a read, write or rename.
-    #[error("{path}: {source}")]
+    /// The operating system refused a read, write or rename (the cause is the error's source).
+    #[error("cannot access {path}")]
     Io {
         /// File or directory involved.
         path: PathBuf,
