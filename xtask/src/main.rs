@@ -1,1 +1,24 @@
-fn main() {}
+//! `cargo xtask <task>`: project automation. One file per task under `src/`.
+//!
+//! Tasks:
+//! - `bench-d4rl`: the D4RL-style benchmark grid. **Not implemented yet** (issue 6): it needs the
+//!   algorithms (issue 4) and environments (issue 3), which have not landed. It says so and fails
+//!   rather than pretend.
+
+mod bench_d4rl;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench-d4rl") => bench_d4rl::run(&args[1..]),
+        Some("-h" | "--help") | None => {
+            println!(
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl   D4RL-style benchmark grid (not implemented yet: issue 6)"
+            );
+            Ok(())
+        }
+        Some(other) => bail!("unknown task `{other}`; run `cargo xtask --help`"),
+    }
+}

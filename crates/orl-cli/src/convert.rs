@@ -65,7 +65,8 @@ pub fn run(a: &Args) -> Result<()> {
         m.env_id.as_deref().unwrap_or("unknown env"),
         ds.obs_dim(),
         match &m.action_space {
-            orl_data::ActionSpace::Continuous { dim, .. } => format!("continuous actions, dim {dim}"),
+            orl_data::ActionSpace::Continuous { dim, .. } =>
+                format!("continuous actions, dim {dim}"),
             orl_data::ActionSpace::Discrete { n } => format!("{n} discrete actions"),
         },
         a.output.display()

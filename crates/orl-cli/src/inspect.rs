@@ -27,7 +27,10 @@ pub struct Args {
 
 /// Prints the report.
 pub fn run(a: &Args) -> Result<()> {
-    let opts = ConvertOptions { allow_nonfinite: a.allow_nonfinite, ..Default::default() };
+    let opts = ConvertOptions {
+        allow_nonfinite: a.allow_nonfinite,
+        ..Default::default()
+    };
     let ds = convert::read(&a.dataset, a.format, &opts)?;
     let report = Report::new(&ds);
     if a.json {
@@ -36,7 +39,10 @@ pub fn run(a: &Args) -> Result<()> {
             "metadata": ds.meta(),
             "report": report,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).context("serialising the report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("serialising the report")?
+        );
     } else {
         println!("dataset          {}", a.dataset.display());
         println!("{report}");

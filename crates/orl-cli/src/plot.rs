@@ -13,7 +13,9 @@ static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn register_font() -> Result<()> {
     static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *ONCE.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
+    let ok = *ONCE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
     if !ok {
         bail!("the bundled DejaVuSans font could not be loaded");
     }
@@ -22,12 +24,20 @@ fn register_font() -> Result<()> {
 
 type PResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn hist_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, h: &Histogram) -> PResult<()>
+fn hist_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    h: &Histogram,
+) -> PResult<()>
 where
     DB::ErrorType: 'static,
 {
     let w = (h.hi - h.lo) / h.counts.len() as f64;
-    let (lo, hi) = if w > 0.0 { (h.lo, h.hi) } else { (h.lo - 0.5, h.lo + 0.5) };
+    let (lo, hi) = if w > 0.0 {
+        (h.lo, h.hi)
+    } else {
+        (h.lo - 0.5, h.lo + 0.5)
+    };
     let ymax = h.counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.05;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
@@ -35,7 +45,13 @@ where
         .x_label_area_size(28)
         .y_label_area_size(48)
         .build_cartesian_2d(lo..hi, 0f64..ymax)?;
-    chart.configure_mesh().disable_mesh().x_labels(5).y_labels(4).label_style(("sans-serif", 11)).draw()?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(5)
+        .y_labels(4)
+        .label_style(("sans-serif", 11))
+        .draw()?;
     let bw = if w > 0.0 { w } else { hi - lo };
     chart.draw_series(h.counts.iter().enumerate().map(|(k, &c)| {
         let x0 = lo + bw * k as f64;
@@ -55,9 +71,18 @@ where
         .x_label_area_size(28)
         .y_label_area_size(48)
         .build_cartesian_2d(-0.5f64..counts.len() as f64 - 0.5, 0f64..ymax)?;
-    chart.configure_mesh().disable_mesh().x_labels(counts.len().min(20)).y_labels(4).label_style(("sans-serif", 11)).draw()?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(counts.len().min(20))
+        .y_labels(4)
+        .label_style(("sans-serif", 11))
+        .draw()?;
     chart.draw_series(counts.iter().enumerate().map(|(a, &c)| {
-        Rectangle::new([(a as f64 - 0.4, 0.0), (a as f64 + 0.4, c as f64)], GREEN.mix(0.7).filled())
+        Rectangle::new(
+            [(a as f64 - 0.4, 0.0), (a as f64 + 0.4, c as f64)],
+            GREEN.mix(0.7).filled(),
+        )
     }))?;
     Ok(())
 }
@@ -68,12 +93,21 @@ where
 {
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(320);
-    hist_panel(&top, &format!("episode returns ({} episodes)", r.episodes), &r.return_histogram)?;
+    hist_panel(
+        &top,
+        &format!("episode returns ({} episodes)", r.episodes),
+        &r.return_histogram,
+    )?;
     match &r.actions {
         ActionCoverage::Continuous { histograms, .. } => {
             let cols = histograms.len().clamp(1, 3);
             let rows = histograms.len().div_ceil(cols).max(1);
-            for (k, (area, h)) in bottom.split_evenly((rows, cols)).iter().zip(histograms).enumerate() {
+            for (k, (area, h)) in bottom
+                .split_evenly((rows, cols))
+                .iter()
+                .zip(histograms)
+                .enumerate()
+            {
                 hist_panel(area, &format!("action[{k}]"), h)?;
             }
         }
@@ -86,13 +120,20 @@ where
 /// Draws the report to `path` (.png or .svg).
 pub fn draw(r: &Report, path: &Path) -> Result<()> {
     register_font()?;
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rows = match &r.actions {
         ActionCoverage::Continuous { histograms, .. } => histograms.len().div_ceil(3).max(1),
         ActionCoverage::Discrete { .. } => 1,
     };
     let size = (960u32, 320 + 240 * rows as u32);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plot");
     let tmp = dir.join(format!(".{name}.{}.tmp.{ext}", std::process::id()));
     let drawn = match ext.as_str() {
@@ -104,5 +145,6 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         bail!("{}: drawing failed: {e}", path.display());
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move the plot into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot move the plot into place", path.display()))
 }

@@ -2,6 +2,8 @@
 //! the file and the key or column, never panics, and leaves no output (or temporary) file behind.
 //! One test per case.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -38,23 +40,45 @@ fn write_d4rl(path: &Path, brk: Break) {
         terminals[19] = 1;
     }
     let timeouts = vec![0u8; n];
-    let bool_t = EnumTypeBuilder::with_base(make_i8_type()).value("FALSE", 0).value("TRUE", 1).build().unwrap();
+    let bool_t = EnumTypeBuilder::with_base(make_i8_type())
+        .value("FALSE", 0)
+        .value("TRUE", 1)
+        .build()
+        .unwrap();
     let mut fb = FileBuilder::new();
     if brk == Break::StringObservations {
         let s: Vec<String> = (0..n).map(|i| format!("obs{i}")).collect();
         let refs: Vec<&str> = s.iter().map(String::as_str).collect();
-        fb.create_dataset("observations").with_ascii_strings(&refs).unwrap();
+        fb.create_dataset("observations")
+            .with_ascii_strings(&refs)
+            .unwrap();
     } else {
-        fb.create_dataset("observations").with_f32_data(&obs).with_shape(&[n as u64, OD as u64]);
+        fb.create_dataset("observations")
+            .with_f32_data(&obs)
+            .with_shape(&[n as u64, OD as u64]);
     }
-    fb.create_dataset("next_observations").with_f32_data(&obs).with_shape(&[n as u64, OD as u64]);
-    fb.create_dataset("actions").with_f32_data(&vec![0.5; n * AD]).with_shape(&[n as u64, AD as u64]);
+    fb.create_dataset("next_observations")
+        .with_f32_data(&obs)
+        .with_shape(&[n as u64, OD as u64]);
+    fb.create_dataset("actions")
+        .with_f32_data(&vec![0.5; n * AD])
+        .with_shape(&[n as u64, AD as u64]);
     if brk != Break::MissingRewards {
-        fb.create_dataset("rewards").with_f32_data(&rewards).with_shape(&[n as u64]);
+        fb.create_dataset("rewards")
+            .with_f32_data(&rewards)
+            .with_shape(&[n as u64]);
     }
-    let term_len = if brk == Break::ShortTerminals { n - 3 } else { n };
-    fb.create_dataset("terminals").with_enum_u8_data(bool_t.clone(), &terminals[..term_len]).with_shape(&[term_len as u64]);
-    fb.create_dataset("timeouts").with_enum_u8_data(bool_t, &timeouts).with_shape(&[n as u64]);
+    let term_len = if brk == Break::ShortTerminals {
+        n - 3
+    } else {
+        n
+    };
+    fb.create_dataset("terminals")
+        .with_enum_u8_data(bool_t.clone(), &terminals[..term_len])
+        .with_shape(&[term_len as u64]);
+    fb.create_dataset("timeouts")
+        .with_enum_u8_data(bool_t, &timeouts)
+        .with_shape(&[n as u64]);
     fb.write(path).unwrap();
 }
 
@@ -67,13 +91,25 @@ fn expect_failure(input: &Path, extra: &[&str], must_mention: &[&str]) {
     let dir = input.parent().unwrap();
     let out = dir.join("out.parquet");
     let before: Vec<PathBuf> = listing(dir);
-    let o = orl().arg("convert").arg(input).arg(&out).args(extra).output().unwrap();
+    let o = orl()
+        .arg("convert")
+        .arg(input)
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panicked: {stderr}");
     assert!(stderr.starts_with("error: "), "no error message: {stderr}");
     let name = input.file_name().unwrap().to_string_lossy();
-    assert!(stderr.contains(&*name), "error does not name the file {name}: {stderr}");
+    assert!(
+        stderr.contains(&*name),
+        "error does not name the file {name}: {stderr}"
+    );
     for m in must_mention {
         assert!(stderr.contains(m), "error does not mention {m:?}: {stderr}");
     }
@@ -82,7 +118,10 @@ fn expect_failure(input: &Path, extra: &[&str], must_mention: &[&str]) {
 }
 
 fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -125,13 +164,30 @@ fn wrong_dtype() {
 #[test]
 fn nan_is_an_error_unless_allowed() {
     let (_d, p) = case(Break::NanObservation);
-    expect_failure(&p, &[], &["`observation`", "non-finite", "row 5", "--allow-nonfinite"]);
+    expect_failure(
+        &p,
+        &[],
+        &["`observation`", "non-finite", "row 5", "--allow-nonfinite"],
+    );
     let out = p.with_file_name("allowed.parquet");
-    let o = orl().arg("convert").arg(&p).arg(&out).arg("--allow-nonfinite").output().unwrap();
+    let o = orl()
+        .arg("convert")
+        .arg(&p)
+        .arg(&out)
+        .arg("--allow-nonfinite")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The report counts what was let through.
-    let o = orl().arg("inspect").arg(&out).arg("--allow-nonfinite").output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("non-finite values      1 in `observation`"));
+    let o = orl()
+        .arg("inspect")
+        .arg(&out)
+        .arg("--allow-nonfinite")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("non-finite values      1 in `observation`")
+    );
     // Without the flag, loading the Parquet file refuses it too.
     let o = orl().arg("inspect").arg(&out).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("non-finite"));
@@ -162,7 +218,15 @@ fn corrupt_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, src) = case(Break::Nothing);
     let good = dir.path().join("good.parquet");
-    assert!(orl().arg("convert").arg(&src).arg(&good).status().unwrap().success());
+    assert!(
+        orl()
+            .arg("convert")
+            .arg(&src)
+            .arg(&good)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut bytes = std::fs::read(&good).unwrap();
     let mid = bytes.len() / 2;
     bytes.truncate(mid);
@@ -172,7 +236,13 @@ fn corrupt_parquet() {
     let out = dir.path().join("out.hdf5");
     let o = orl().arg("convert").arg(&bad).arg(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("bad.parquet") && stderr.contains("parquet") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !o.status.success()
+            && stderr.contains("bad.parquet")
+            && stderr.contains("parquet")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }
 
@@ -190,7 +260,10 @@ fn unknown_output_extension() {
     let out = p.with_file_name("out.csv");
     let o = orl().arg("convert").arg(&p).arg(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("out.csv") && stderr.contains(".parquet"), "{stderr}");
+    assert!(
+        !o.status.success() && stderr.contains("out.csv") && stderr.contains(".parquet"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }
 
@@ -198,11 +271,23 @@ fn unknown_output_extension() {
 fn failed_conversion_keeps_an_existing_output_intact() {
     let (_d, good) = case(Break::Nothing);
     let out = good.with_file_name("out.parquet");
-    assert!(orl().arg("convert").arg(&good).arg(&out).status().unwrap().success());
+    assert!(
+        orl()
+            .arg("convert")
+            .arg(&good)
+            .arg(&out)
+            .status()
+            .unwrap()
+            .success()
+    );
     let before = std::fs::read(&out).unwrap();
     let bad = good.with_file_name("bad.hdf5");
     write_d4rl(&bad, Break::MissingRewards);
     let o = orl().arg("convert").arg(&bad).arg(&out).output().unwrap();
     assert!(!o.status.success());
-    assert_eq!(std::fs::read(&out).unwrap(), before, "the earlier output was modified");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the earlier output was modified"
+    );
 }

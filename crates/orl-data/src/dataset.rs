@@ -153,12 +153,17 @@ impl Dataset {
         starts.push(0);
         for &(id, len) in episodes {
             if len == 0 {
-                return Err(DataError::invalid(path, format!("episode {id} has no transitions")));
+                return Err(DataError::invalid(
+                    path,
+                    format!("episode {id} has no transitions"),
+                ));
             }
             if !seen.insert(id) {
                 return Err(DataError::invalid(
                     path,
-                    format!("column `episode_id`: episode {id} appears in two separate runs of rows"),
+                    format!(
+                        "column `episode_id`: episode {id} appears in two separate runs of rows"
+                    ),
                 ));
             }
             offset += len;
@@ -186,7 +191,10 @@ impl Dataset {
             });
         }
         if od == 0 {
-            return Err(DataError::invalid(path, "observation space has 0 dimensions"));
+            return Err(DataError::invalid(
+                path,
+                "observation space has 0 dimensions",
+            ));
         }
         let check = |key: &str, found: usize, expected: usize| -> Result<()> {
             if found != expected {
@@ -224,10 +232,16 @@ impl Dataset {
             }
             (ActionSpace::Discrete { n: na }, Actions::Discrete(v)) => {
                 check("action", v.len(), n)?;
-                if let Some((row, a)) = v.iter().enumerate().find(|(_, a)| **a < 0 || **a as usize >= *na) {
+                if let Some((row, a)) = v
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| **a < 0 || **a as usize >= *na)
+                {
                     return Err(DataError::invalid(
                         path,
-                        format!("column `action`: row {row} holds {a}, outside the discrete space 0..{na}"),
+                        format!(
+                            "column `action`: row {row} holds {a}, outside the discrete space 0..{na}"
+                        ),
                     ));
                 }
             }
@@ -235,8 +249,16 @@ impl Dataset {
                 return Err(DataError::dtype(
                     path,
                     "action",
-                    if space.is_discrete() { "Int64 (discrete space)" } else { "FixedSizeList<Float32> (continuous space)" },
-                    if space.is_discrete() { "float rows" } else { "integer indices" },
+                    if space.is_discrete() {
+                        "Int64 (discrete space)"
+                    } else {
+                        "FixedSizeList<Float32> (continuous space)"
+                    },
+                    if space.is_discrete() {
+                        "float rows"
+                    } else {
+                        "integer indices"
+                    },
                 ));
             }
         }
@@ -250,7 +272,11 @@ impl Dataset {
                         path,
                         format!(
                             "column `{}`: row {row} (episode {id}, step {}) ends the episode but is not its last row",
-                            if c.terminals[row] { "terminal" } else { "timeout" },
+                            if c.terminals[row] {
+                                "terminal"
+                            } else {
+                                "timeout"
+                            },
                             row - s
                         ),
                     ));
@@ -258,7 +284,9 @@ impl Dataset {
                 if c.next_valid.as_ref().is_some_and(|v| !v[row]) {
                     return Err(DataError::invalid(
                         path,
-                        format!("column `next_observation`: null at row {row} (episode {id}), which is not the last row of its episode"),
+                        format!(
+                            "column `next_observation`: null at row {row} (episode {id}), which is not the last row of its episode"
+                        ),
                     ));
                 }
             }
@@ -268,7 +296,11 @@ impl Dataset {
 
     /// Returns an error naming the first column holding NaN or infinity.
     pub fn check_finite(&self, path: &Path) -> Result<()> {
-        fn first_bad<T: Copy>(v: &[T], fin: impl Fn(T) -> bool, width: usize) -> Option<(usize, usize)> {
+        fn first_bad<T: Copy>(
+            v: &[T],
+            fin: impl Fn(T) -> bool,
+            width: usize,
+        ) -> Option<(usize, usize)> {
             let mut count = 0;
             let mut first = None;
             for (i, x) in v.iter().enumerate() {
@@ -282,8 +314,14 @@ impl Dataset {
         let od = self.obs_dim();
         let c = &self.cols;
         let mut checks: Vec<(&str, Option<(usize, usize)>)> = vec![
-            ("observation", first_bad(&c.observations, f32::is_finite, od)),
-            ("next_observation", first_bad(&c.next_observations, f32::is_finite, od)),
+            (
+                "observation",
+                first_bad(&c.observations, f32::is_finite, od),
+            ),
+            (
+                "next_observation",
+                first_bad(&c.next_observations, f32::is_finite, od),
+            ),
             ("reward", first_bad(&c.rewards, f32::is_finite, 1)),
         ];
         if let Actions::Continuous { dim, values } = &c.actions {
@@ -423,7 +461,12 @@ impl Dataset {
     /// Undiscounted return of every episode, summed in f64 in row order.
     pub fn episode_returns(&self) -> Vec<f64> {
         self.episodes()
-            .map(|e| self.cols.rewards[e.rows].iter().map(|&r| f64::from(r)).sum())
+            .map(|e| {
+                self.cols.rewards[e.rows]
+                    .iter()
+                    .map(|&r| f64::from(r))
+                    .sum()
+            })
             .collect()
     }
 
@@ -460,13 +503,17 @@ impl Dataset {
             {
                 return Err(DataError::invalid(
                     MEMORY,
-                    format!("part {} has other observation/action spaces than part 0", k + 1),
+                    format!(
+                        "part {} has other observation/action spaces than part 0",
+                        k + 1
+                    ),
                 ));
             }
             let n_before = cols.rewards.len();
             let (_, c2, e2) = d.into_parts();
             cols.observations.extend_from_slice(&c2.observations);
-            cols.next_observations.extend_from_slice(&c2.next_observations);
+            cols.next_observations
+                .extend_from_slice(&c2.next_observations);
             cols.next_valid = match (cols.next_valid.take(), c2.next_valid) {
                 (None, None) => None,
                 (a, b) => {
@@ -476,7 +523,9 @@ impl Dataset {
                 }
             };
             match (&mut cols.actions, c2.actions) {
-                (Actions::Continuous { values, .. }, Actions::Continuous { values: v2, .. }) => values.extend(v2),
+                (Actions::Continuous { values, .. }, Actions::Continuous { values: v2, .. }) => {
+                    values.extend(v2)
+                }
                 (Actions::Discrete(v), Actions::Discrete(v2)) => v.extend(v2),
                 _ => unreachable!("spaces compared above"),
             }

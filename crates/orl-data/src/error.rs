@@ -118,7 +118,11 @@ impl DataError {
         }
     }
 
-    pub(crate) fn missing(path: impl Into<PathBuf>, what: &'static str, key: impl Into<String>) -> Self {
+    pub(crate) fn missing(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        key: impl Into<String>,
+    ) -> Self {
         Self::MissingKey {
             path: path.into(),
             what,

@@ -22,10 +22,16 @@ where
     if !dir.is_dir() {
         return Err(DataError::io(
             dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "output directory does not exist"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "output directory does not exist",
+            ),
         ));
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
@@ -35,15 +41,20 @@ where
     let mut w = BufWriter::new(file);
     write(&mut w)?;
     w.flush().map_err(|e| DataError::io(path, e))?;
-    let file = w.into_inner().map_err(|e| DataError::io(path, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| DataError::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| DataError::io(path, e))?;
     // Temporary files are created 0600; give the output the 0644 of an ordinary new file.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o644)).map_err(|e| DataError::io(path, e))?;
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| DataError::io(path, e))?;
     }
-    tmp_path.persist(path).map_err(|e| DataError::io(path, e.error))?;
+    tmp_path
+        .persist(path)
+        .map_err(|e| DataError::io(path, e.error))?;
     Ok(())
 }
 
@@ -69,7 +80,11 @@ pub fn sha256_dir(dir: &Path) -> Result<String> {
     files.sort();
     let mut h = Sha256::new();
     for f in files {
-        let rel = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().replace('\\', "/");
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .replace('\\', "/");
         h.update(rel.as_bytes());
         h.update([0]);
         h.update(sha256_file(&f)?.as_bytes());
@@ -80,7 +95,11 @@ pub fn sha256_dir(dir: &Path) -> Result<String> {
 
 /// Hex sha256 of a file or a directory.
 pub fn sha256_path(path: &Path) -> Result<String> {
-    if path.is_dir() { sha256_dir(path) } else { sha256_file(path) }
+    if path.is_dir() {
+        sha256_dir(path)
+    } else {
+        sha256_file(path)
+    }
 }
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {

@@ -182,7 +182,9 @@ mod opt_f64_vec {
             .serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f64>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<f64>>, D::Error> {
         let raw: Option<Vec<Num>> = Option::deserialize(d)?;
         raw.map(|v| {
             v.into_iter()

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,
-    RecordBatch,
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float32Array, Float64Array,
+    Int64Array, RecordBatch,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef};
@@ -69,7 +69,10 @@ impl Default for WriteOptions {
 
 fn list_field(nullable: bool, dim: usize) -> DataType {
     let _ = nullable;
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        dim as i32,
+    )
 }
 
 /// The Arrow schema of a dataset with these spaces.
@@ -100,7 +103,9 @@ fn f32_list(values: &[f32], dim: usize, nulls: Option<NullBuffer>) -> Result<Arr
     let field = Arc::new(Field::new("item", DataType::Float32, false));
     FixedSizeListArray::try_new(field, dim as i32, child, nulls)
         .map(|a| Arc::new(a) as ArrayRef)
-        .map_err(|e| DataError::invalid("<memory>", format!("building a FixedSizeList column: {e}")))
+        .map_err(|e| {
+            DataError::invalid("<memory>", format!("building a FixedSizeList column: {e}"))
+        })
 }
 
 /// Writes `ds` to `path` as one Parquet file, atomically (temporary file, then rename).
@@ -151,7 +156,9 @@ pub fn write_parquet(ds: &Dataset, path: &Path, opts: &WriteOptions) -> Result<(
                 Arc::new(Int64Array::from(step[r.clone()].to_vec())),
                 f32_list(&c.observations[start * od..end * od], od, None)?,
                 match &c.actions {
-                    Actions::Continuous { dim, values } => f32_list(&values[start * dim..end * dim], *dim, None)?,
+                    Actions::Continuous { dim, values } => {
+                        f32_list(&values[start * dim..end * dim], *dim, None)?
+                    }
                     Actions::Discrete(v) => Arc::new(Int64Array::from(v[r.clone()].to_vec())),
                 },
                 Arc::new(Float32Array::from(c.rewards[r.clone()].to_vec())),
@@ -229,10 +236,19 @@ fn dataset_files(path: &Path) -> Result<Vec<PathBuf>> {
     }
 }
 
-fn open_file(path: &Path, batch_size: usize) -> Result<(DatasetMeta, usize, ParquetRecordBatchReader, Layout)> {
+fn open_file(
+    path: &Path,
+    batch_size: usize,
+) -> Result<(DatasetMeta, usize, ParquetRecordBatchReader, Layout)> {
     let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| DataError::corrupt(path, "parquet", e))?;
-    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| DataError::corrupt(path, "parquet", e))?;
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
     let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
     let version = get(VERSION_KEY).ok_or_else(|| {
         DataError::invalid(
@@ -244,12 +260,16 @@ fn open_file(path: &Path, batch_size: usize) -> Result<(DatasetMeta, usize, Parq
     if major(&version) != major(FORMAT_VERSION) {
         return Err(DataError::invalid(
             path,
-            format!("format version {version} is not readable by this orl (reads {FORMAT_VERSION} and its minor versions)"),
+            format!(
+                "format version {version} is not readable by this orl (reads {FORMAT_VERSION} and its minor versions)"
+            ),
         ));
     }
-    let meta_json = get(META_KEY).ok_or_else(|| DataError::missing(path, "Parquet key-value metadata", META_KEY))?;
-    let meta: DatasetMeta = serde_json::from_str(&meta_json)
-        .map_err(|e| DataError::invalid(path, format!("metadata `{META_KEY}` is not valid: {e}")))?;
+    let meta_json = get(META_KEY)
+        .ok_or_else(|| DataError::missing(path, "Parquet key-value metadata", META_KEY))?;
+    let meta: DatasetMeta = serde_json::from_str(&meta_json).map_err(|e| {
+        DataError::invalid(path, format!("metadata `{META_KEY}` is not valid: {e}"))
+    })?;
     let num_rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let layout = check_schema(path, builder.schema(), &meta)?;
     let reader = builder
@@ -269,7 +289,15 @@ fn check_schema(path: &Path, schema: &Schema, meta: &DatasetMeta) -> Result<Layo
         if ok {
             Ok(())
         } else {
-            Err(DataError::dtype(path, name, expected, schema.field_with_name(name).map(|f| f.data_type().to_string()).unwrap_or_default()))
+            Err(DataError::dtype(
+                path,
+                name,
+                expected,
+                schema
+                    .field_with_name(name)
+                    .map(|f| f.data_type().to_string())
+                    .unwrap_or_default(),
+            ))
         }
     };
     let list_dim = |dt: &DataType| match dt {
@@ -281,83 +309,157 @@ fn check_schema(path: &Path, schema: &Schema, meta: &DatasetMeta) -> Result<Layo
         expect(name, *field(name)?.data_type() == DataType::Int64, "Int64")?;
     }
     for name in [col::OBSERVATION, col::NEXT_OBSERVATION] {
-        expect(name, list_dim(field(name)?.data_type()) == Some(od), &format!("FixedSizeList<Float32>[{od}] (obs_dim in metadata)"))?;
+        expect(
+            name,
+            list_dim(field(name)?.data_type()) == Some(od),
+            &format!("FixedSizeList<Float32>[{od}] (obs_dim in metadata)"),
+        )?;
     }
     let act_dim = match &meta.action_space {
         ActionSpace::Continuous { dim, .. } => {
-            expect(col::ACTION, list_dim(field(col::ACTION)?.data_type()) == Some(*dim), &format!("FixedSizeList<Float32>[{dim}] (continuous action space)"))?;
+            expect(
+                col::ACTION,
+                list_dim(field(col::ACTION)?.data_type()) == Some(*dim),
+                &format!("FixedSizeList<Float32>[{dim}] (continuous action space)"),
+            )?;
             Some(*dim)
         }
         ActionSpace::Discrete { .. } => {
-            expect(col::ACTION, *field(col::ACTION)?.data_type() == DataType::Int64, "Int64 (discrete action space)")?;
+            expect(
+                col::ACTION,
+                *field(col::ACTION)?.data_type() == DataType::Int64,
+                "Int64 (discrete action space)",
+            )?;
             None
         }
     };
-    expect(col::REWARD, *field(col::REWARD)?.data_type() == DataType::Float32, "Float32")?;
+    expect(
+        col::REWARD,
+        *field(col::REWARD)?.data_type() == DataType::Float32,
+        "Float32",
+    )?;
     for name in [col::TERMINAL, col::TIMEOUT] {
-        expect(name, *field(name)?.data_type() == DataType::Boolean, "Boolean")?;
+        expect(
+            name,
+            *field(name)?.data_type() == DataType::Boolean,
+            "Boolean",
+        )?;
     }
     let log_prob = match schema.field_with_name(col::BEHAVIOR_LOG_PROB) {
         Ok(f) => {
-            expect(col::BEHAVIOR_LOG_PROB, *f.data_type() == DataType::Float64, "Float64")?;
+            expect(
+                col::BEHAVIOR_LOG_PROB,
+                *f.data_type() == DataType::Float64,
+                "Float64",
+            )?;
             true
         }
         Err(_) => false,
     };
-    Ok(Layout { obs_dim: od, act_dim, log_prob })
+    Ok(Layout {
+        obs_dim: od,
+        act_dim,
+        log_prob,
+    })
 }
 
 fn no_nulls(path: &Path, name: &str, a: &dyn Array) -> Result<()> {
     if a.null_count() > 0 {
-        return Err(DataError::invalid(path, format!("column `{name}` holds {} null(s); only `next_observation` may be null", a.null_count())));
+        return Err(DataError::invalid(
+            path,
+            format!(
+                "column `{name}` holds {} null(s); only `next_observation` may be null",
+                a.null_count()
+            ),
+        ));
     }
     Ok(())
 }
 
 fn column<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-    b.column_by_name(name).ok_or_else(|| DataError::missing(path, "column", name))
+    b.column_by_name(name)
+        .ok_or_else(|| DataError::missing(path, "column", name))
 }
 
 fn list_values<'a>(path: &Path, name: &str, a: &'a ArrayRef, dim: usize) -> Result<&'a [f32]> {
-    let l = a.as_fixed_size_list_opt().ok_or_else(|| DataError::dtype(path, name, "FixedSizeList<Float32>", a.data_type()))?;
-    let v = l.values().as_primitive_opt::<Float32Type>().ok_or_else(|| DataError::dtype(path, name, "FixedSizeList<Float32>", a.data_type()))?;
+    let l = a
+        .as_fixed_size_list_opt()
+        .ok_or_else(|| DataError::dtype(path, name, "FixedSizeList<Float32>", a.data_type()))?;
+    let v = l
+        .values()
+        .as_primitive_opt::<Float32Type>()
+        .ok_or_else(|| DataError::dtype(path, name, "FixedSizeList<Float32>", a.data_type()))?;
     if let Some(child_nulls) = v.logical_nulls().filter(|n| n.null_count() > 0) {
         // Readers may mark the items under a null list slot null too; anywhere else they are an error.
         let parent = l.logical_nulls();
         let stray = (0..l.len() * dim).find(|&j| {
-            child_nulls.is_null(l.offset() * dim + j) && !parent.as_ref().is_some_and(|p| p.is_null(j / dim))
+            child_nulls.is_null(l.offset() * dim + j)
+                && !parent.as_ref().is_some_and(|p| p.is_null(j / dim))
         });
         if let Some(j) = stray {
-            return Err(DataError::invalid(path, format!("column `{name}`: row {} holds a null item inside a non-null list", j / dim)));
+            return Err(DataError::invalid(
+                path,
+                format!(
+                    "column `{name}`: row {} holds a null item inside a non-null list",
+                    j / dim
+                ),
+            ));
         }
     }
     let start = l.offset() * dim;
     let vals = v.values();
-    vals.get(start..start + l.len() * dim)
-        .ok_or_else(|| DataError::corrupt(path, "parquet", format!("column `{name}` is shorter than its row count")))
+    vals.get(start..start + l.len() * dim).ok_or_else(|| {
+        DataError::corrupt(
+            path,
+            "parquet",
+            format!("column `{name}` is shorter than its row count"),
+        )
+    })
 }
 
-fn append_batch(path: &Path, b: &RecordBatch, lay: Layout, out: &mut Chunk, any_next_null: &mut bool) -> Result<()> {
+fn append_batch(
+    path: &Path,
+    b: &RecordBatch,
+    lay: Layout,
+    out: &mut Chunk,
+    any_next_null: &mut bool,
+) -> Result<()> {
     let ids = column(path, b, col::EPISODE_ID)?;
     no_nulls(path, col::EPISODE_ID, ids.as_ref())?;
-    out.episode_id.extend_from_slice(ids.as_primitive::<Int64Type>().values());
+    out.episode_id
+        .extend_from_slice(ids.as_primitive::<Int64Type>().values());
     let step = column(path, b, col::STEP)?;
     no_nulls(path, col::STEP, step.as_ref())?;
-    out.step.extend_from_slice(step.as_primitive::<Int64Type>().values());
+    out.step
+        .extend_from_slice(step.as_primitive::<Int64Type>().values());
     let obs = column(path, b, col::OBSERVATION)?;
     no_nulls(path, col::OBSERVATION, obs.as_ref())?;
-    out.columns.observations.extend_from_slice(list_values(path, col::OBSERVATION, obs, lay.obs_dim)?);
+    out.columns.observations.extend_from_slice(list_values(
+        path,
+        col::OBSERVATION,
+        obs,
+        lay.obs_dim,
+    )?);
     let act = column(path, b, col::ACTION)?;
     no_nulls(path, col::ACTION, act.as_ref())?;
     match (&mut out.columns.actions, lay.act_dim) {
-        (Actions::Continuous { values, .. }, Some(d)) => values.extend_from_slice(list_values(path, col::ACTION, act, d)?),
-        (Actions::Discrete(v), None) => v.extend_from_slice(act.as_primitive::<Int64Type>().values()),
+        (Actions::Continuous { values, .. }, Some(d)) => {
+            values.extend_from_slice(list_values(path, col::ACTION, act, d)?)
+        }
+        (Actions::Discrete(v), None) => {
+            v.extend_from_slice(act.as_primitive::<Int64Type>().values())
+        }
         _ => unreachable!("layout fixed per dataset"),
     }
     let rew = column(path, b, col::REWARD)?;
     no_nulls(path, col::REWARD, rew.as_ref())?;
-    out.columns.rewards.extend_from_slice(rew.as_primitive::<Float32Type>().values());
-    for (name, dst) in [(col::TERMINAL, &mut out.columns.terminals), (col::TIMEOUT, &mut out.columns.timeouts)] {
+    out.columns
+        .rewards
+        .extend_from_slice(rew.as_primitive::<Float32Type>().values());
+    for (name, dst) in [
+        (col::TERMINAL, &mut out.columns.terminals),
+        (col::TIMEOUT, &mut out.columns.timeouts),
+    ] {
         let a = column(path, b, name)?;
         no_nulls(path, name, a.as_ref())?;
         dst.extend(a.as_boolean().values().iter());
@@ -373,7 +475,9 @@ fn append_batch(path: &Path, b: &RecordBatch, lay: Layout, out: &mut Chunk, any_
             for (i, ok) in nulls.iter().enumerate() {
                 valid.push(ok);
                 if !ok {
-                    out.columns.next_observations[base + i * lay.obs_dim..base + (i + 1) * lay.obs_dim].fill(0.0);
+                    out.columns.next_observations
+                        [base + i * lay.obs_dim..base + (i + 1) * lay.obs_dim]
+                        .fill(0.0);
                 }
             }
         }
@@ -400,7 +504,10 @@ fn empty_chunk(meta: &DatasetMeta, lay: Layout, rows: usize) -> Chunk {
             next_observations: Vec::with_capacity(rows * od),
             next_valid: None,
             actions: match lay.act_dim {
-                Some(dim) => Actions::Continuous { dim, values: Vec::with_capacity(rows * dim) },
+                Some(dim) => Actions::Continuous {
+                    dim,
+                    values: Vec::with_capacity(rows * dim),
+                },
                 None => Actions::Discrete(Vec::with_capacity(rows)),
             },
             rewards: Vec::with_capacity(rows),
@@ -432,8 +539,18 @@ impl DatasetReader {
                 Some(m0) => same_spaces(f, m0, &m)?,
             }
         }
-        let meta = meta.ok_or_else(|| DataError::Empty { path: path.into(), detail: "no files".into() })?;
-        Ok(Self { meta, num_rows, files, current: None, next_file: 0, batch_size: batch_size.max(1) })
+        let meta = meta.ok_or_else(|| DataError::Empty {
+            path: path.into(),
+            detail: "no files".into(),
+        })?;
+        Ok(Self {
+            meta,
+            num_rows,
+            files,
+            current: None,
+            next_file: 0,
+            batch_size: batch_size.max(1),
+        })
     }
 
     /// Metadata of the first file (all files share spaces).
@@ -449,12 +566,16 @@ impl DatasetReader {
     fn next_chunk(&mut self) -> Result<Option<Chunk>> {
         loop {
             if self.current.is_none() {
-                let Some(f) = self.files.get(self.next_file).cloned() else { return Ok(None) };
+                let Some(f) = self.files.get(self.next_file).cloned() else {
+                    return Ok(None);
+                };
                 self.next_file += 1;
                 let (_, _, reader, lay) = open_file(&f, self.batch_size)?;
                 self.current = Some((f, reader, lay));
             }
-            let Some((path, reader, lay)) = self.current.as_mut() else { continue };
+            let Some((path, reader, lay)) = self.current.as_mut() else {
+                continue;
+            };
             match reader.next() {
                 Some(Ok(batch)) => {
                     let mut chunk = empty_chunk(&self.meta, *lay, batch.num_rows());
@@ -481,7 +602,10 @@ impl Iterator for DatasetReader {
 
 fn same_spaces(path: &Path, a: &DatasetMeta, b: &DatasetMeta) -> Result<()> {
     if a.observation_space.dim != b.observation_space.dim || a.action_space != b.action_space {
-        return Err(DataError::invalid(path, "this file's observation/action spaces differ from the first file of the directory"));
+        return Err(DataError::invalid(
+            path,
+            "this file's observation/action spaces differ from the first file of the directory",
+        ));
     }
     Ok(())
 }
@@ -525,7 +649,10 @@ impl Dataset {
 fn load_file(path: &Path, opts: &OpenOptions) -> Result<Dataset> {
     let (meta, rows, reader, lay) = open_file(path, 65_536)?;
     if rows == 0 {
-        return Err(DataError::Empty { path: path.into(), detail: "0 rows".into() });
+        return Err(DataError::Empty {
+            path: path.into(),
+            detail: "0 rows".into(),
+        });
     }
     let mut acc = empty_chunk(&meta, lay, rows);
     let mut any_null = false;
@@ -533,7 +660,11 @@ fn load_file(path: &Path, opts: &OpenOptions) -> Result<Dataset> {
         let batch = batch.map_err(|e| DataError::corrupt(path, "parquet", e))?;
         append_batch(path, &batch, lay, &mut acc, &mut any_null)?;
     }
-    let Chunk { episode_id, step, mut columns } = acc;
+    let Chunk {
+        episode_id,
+        step,
+        mut columns,
+    } = acc;
     if !any_null {
         columns.next_valid = None;
     }
@@ -547,7 +678,11 @@ fn load_file(path: &Path, opts: &OpenOptions) -> Result<Dataset> {
 }
 
 /// Groups rows into `(episode_id, len)` runs, checking `step` counts `0, 1, ...` inside each run.
-pub fn episodes_from_rows(path: &Path, episode_id: &[i64], step: &[i64]) -> Result<Vec<(i64, usize)>> {
+pub fn episodes_from_rows(
+    path: &Path,
+    episode_id: &[i64],
+    step: &[i64],
+) -> Result<Vec<(i64, usize)>> {
     let mut out: Vec<(i64, usize)> = Vec::new();
     for (row, (&id, &s)) in episode_id.iter().zip(step).enumerate() {
         match out.last_mut() {
@@ -555,7 +690,9 @@ pub fn episodes_from_rows(path: &Path, episode_id: &[i64], step: &[i64]) -> Resu
                 if s != *len as i64 {
                     return Err(DataError::invalid(
                         path,
-                        format!("column `step`: row {row} (episode {id}) has step {s}, expected {len}; rows must be sorted by episode and step"),
+                        format!(
+                            "column `step`: row {row} (episode {id}) has step {s}, expected {len}; rows must be sorted by episode and step"
+                        ),
                     ));
                 }
                 *len += 1;
@@ -564,7 +701,9 @@ pub fn episodes_from_rows(path: &Path, episode_id: &[i64], step: &[i64]) -> Resu
                 if s != 0 {
                     return Err(DataError::invalid(
                         path,
-                        format!("column `step`: episode {id} starts at row {row} with step {s}, expected 0"),
+                        format!(
+                            "column `step`: episode {id} starts at row {row} with step {s}, expected 0"
+                        ),
                     ));
                 }
                 out.push((id, 1));

@@ -156,7 +156,8 @@ impl Alias {
         let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
         let mut prob = vec![1.0; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
         while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
             prob[s] = scaled[s];
             alias[s] = l as u32;
@@ -171,7 +172,11 @@ impl Alias {
 
     fn draw(&self, rng: &mut Pcg64Mcg) -> usize {
         let i = rng.random_range(0..self.prob.len());
-        if rng.random::<f64>() < self.prob[i] { i } else { self.alias[i] as usize }
+        if rng.random::<f64>() < self.prob[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        }
     }
 }
 
@@ -202,11 +207,16 @@ impl Replay {
             return Err(DataError::Replay("n_step must be at least 1".into()));
         }
         if !(cfg.gamma > 0.0 && cfg.gamma <= 1.0) {
-            return Err(DataError::Replay(format!("gamma must be in (0, 1], got {}", cfg.gamma)));
+            return Err(DataError::Replay(format!(
+                "gamma must be in (0, 1], got {}",
+                cfg.gamma
+            )));
         }
         let n = ds.len();
         if n > u32::MAX as usize {
-            return Err(DataError::Replay(format!("{n} transitions exceed the 2^32 rows a replay indexes")));
+            return Err(DataError::Replay(format!(
+                "{n} transitions exceed the 2^32 rows a replay indexes"
+            )));
         }
         let sampleable = |i: usize| ds.next_valid(i) || ds.terminals()[i];
         let mut episode_rows = Vec::with_capacity(ds.num_episodes());
@@ -221,14 +231,18 @@ impl Replay {
             rows.extend(e.rows.clone().filter(|&i| sampleable(i)).map(|i| i as u32));
         }
         if rows.is_empty() {
-            return Err(DataError::Replay("no sampleable transition (every row lacks s' and is not terminal)".into()));
+            return Err(DataError::Replay(
+                "no sampleable transition (every row lacks s' and is not terminal)".into(),
+            ));
         }
         let returns = ds.episode_returns();
         let alias = match cfg.sampling {
             Sampling::Uniform => None,
             Sampling::ReturnWeighted { temperature } => {
-                if !(temperature > 0.0) {
-                    return Err(DataError::Replay(format!("return-weighted temperature must be > 0, got {temperature}")));
+                if temperature.is_nan() || temperature <= 0.0 {
+                    return Err(DataError::Replay(format!(
+                        "return-weighted temperature must be > 0, got {temperature}"
+                    )));
                 }
                 let (lo, hi) = min_max(&returns);
                 let range = if hi > lo { hi - lo } else { 1.0 };
@@ -241,15 +255,20 @@ impl Replay {
             }
             Sampling::StratifiedByReturn { bins } => {
                 if bins == 0 {
-                    return Err(DataError::Replay("stratified sampling needs at least 1 bin".into()));
+                    return Err(DataError::Replay(
+                        "stratified sampling needs at least 1 bin".into(),
+                    ));
                 }
-                let mut order: Vec<usize> = (0..returns.len()).filter(|&k| episode_rows[k].1 > 0).collect();
+                let mut order: Vec<usize> = (0..returns.len())
+                    .filter(|&k| episode_rows[k].1 > 0)
+                    .collect();
                 order.sort_by(|&a, &b| returns[a].total_cmp(&returns[b]));
                 let bins = bins.min(order.len());
                 let mut w = vec![0f64; returns.len()];
                 for b in 0..bins {
                     let members = &order[b * order.len() / bins..(b + 1) * order.len() / bins];
-                    let rows_in_bin: f64 = members.iter().map(|&k| f64::from(episode_rows[k].1)).sum();
+                    let rows_in_bin: f64 =
+                        members.iter().map(|&k| f64::from(episode_rows[k].1)).sum();
                     for &k in members {
                         w[k] = f64::from(episode_rows[k].1) / rows_in_bin;
                     }
@@ -257,15 +276,28 @@ impl Replay {
                 Some(Alias::new(&w))
             }
         };
-        let obs_stats = cfg.normalize_observations.then(|| ObsStats::of(&ds, cfg.obs_std_eps));
+        let obs_stats = cfg
+            .normalize_observations
+            .then(|| ObsStats::of(&ds, cfg.obs_std_eps));
         let (reward_scale, reward_shift) = match cfg.reward_transform {
             RewardTransform::None => (1.0, 0.0),
             RewardTransform::Affine { scale, shift } => (scale, shift),
             RewardTransform::ReturnRange { max_episode_steps } => {
-                let complete: Vec<f64> = ds.episodes().zip(&returns).filter(|(e, _)| !e.is_unterminated()).map(|(_, g)| *g).collect();
-                let (lo, hi) = min_max(if complete.is_empty() { &returns } else { &complete });
-                if !(hi > lo) {
-                    return Err(DataError::Replay(format!("return-range reward scaling needs episodes with different returns (all equal {hi})")));
+                let complete: Vec<f64> = ds
+                    .episodes()
+                    .zip(&returns)
+                    .filter(|(e, _)| !e.is_unterminated())
+                    .map(|(_, g)| *g)
+                    .collect();
+                let (lo, hi) = min_max(if complete.is_empty() {
+                    &returns
+                } else {
+                    &complete
+                });
+                if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
+                    return Err(DataError::Replay(format!(
+                        "return-range reward scaling needs episodes with different returns (all equal {hi})"
+                    )));
                 }
                 ((f64::from(max_episode_steps) / (hi - lo)) as f32, 0.0)
             }
@@ -319,6 +351,8 @@ impl Replay {
 
     fn draw_row(&mut self) -> usize {
         match &self.alias {
+            // Every row sampleable (the common case): skip the indirection and its cache miss.
+            None if self.rows.len() == self.ds.len() => self.rng.random_range(0..self.rows.len()),
             None => self.rows[self.rng.random_range(0..self.rows.len())] as usize,
             Some(alias) => {
                 let k = alias.draw(&mut self.rng);
@@ -339,24 +373,37 @@ impl Replay {
         batch.observations.resize(batch_size * od, 0.0);
         batch.next_observations.resize(batch_size * od, 0.0);
         batch.actions.resize(batch_size * ad, 0.0);
-        batch.discrete_actions.resize(if discrete { batch_size } else { 0 }, 0);
-        for v in [&mut batch.rewards, &mut batch.terminals, &mut batch.timeouts, &mut batch.discounts] {
+        batch
+            .discrete_actions
+            .resize(if discrete { batch_size } else { 0 }, 0);
+        for v in [
+            &mut batch.rewards,
+            &mut batch.terminals,
+            &mut batch.timeouts,
+            &mut batch.discounts,
+        ] {
             v.resize(batch_size, 0.0);
         }
         batch.indices.resize(batch_size, 0);
+        // Draw every index first, then copy: the copies' independent cache misses overlap.
         for b in 0..batch_size {
-            let i = self.draw_row();
-            batch.indices[b] = i;
+            batch.indices[b] = self.draw_row();
+        }
+        let indices = std::mem::take(&mut batch.indices);
+        for (b, &i) in indices.iter().enumerate() {
             self.fill(batch, b, i);
         }
+        batch.indices = indices;
     }
 
     fn fill(&self, batch: &mut Batch, b: usize, i: usize) {
         let od = self.ds.obs_dim();
         let c = self.ds.columns();
-        batch.observations[b * od..(b + 1) * od].copy_from_slice(&c.observations[i * od..(i + 1) * od]);
+        batch.observations[b * od..(b + 1) * od]
+            .copy_from_slice(&c.observations[i * od..(i + 1) * od]);
         match &c.actions {
-            Actions::Continuous { dim, values } => batch.actions[b * dim..(b + 1) * dim].copy_from_slice(&values[i * dim..(i + 1) * dim]),
+            Actions::Continuous { dim, values } => batch.actions[b * dim..(b + 1) * dim]
+                .copy_from_slice(&values[i * dim..(i + 1) * dim]),
             Actions::Discrete(v) => {
                 batch.discrete_actions[b] = v[i];
                 batch.actions[b] = v[i] as f32;
@@ -384,9 +431,13 @@ impl Replay {
         batch.discounts[b] = self.cfg.gamma.powi(k as i32);
         batch.terminals[b] = f32::from(u8::from(c.terminals[last]));
         batch.timeouts[b] = f32::from(u8::from(c.timeouts[last]));
-        batch.next_observations[b * od..(b + 1) * od].copy_from_slice(&c.next_observations[last * od..(last + 1) * od]);
+        batch.next_observations[b * od..(b + 1) * od]
+            .copy_from_slice(&c.next_observations[last * od..(last + 1) * od]);
         if let Some(st) = &self.obs_stats {
-            for row in [&mut batch.observations[b * od..(b + 1) * od], &mut batch.next_observations[b * od..(b + 1) * od]] {
+            for row in [
+                &mut batch.observations[b * od..(b + 1) * od],
+                &mut batch.next_observations[b * od..(b + 1) * od],
+            ] {
                 for ((x, m), s) in row.iter_mut().zip(&st.mean).zip(&st.std) {
                     *x = (*x - m) / s;
                 }
@@ -396,5 +447,8 @@ impl Replay {
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
 }

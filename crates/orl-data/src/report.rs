@@ -41,11 +41,27 @@ impl Summary {
             max = max.max(x);
         }
         if n == 0 {
-            return Self { count: 0, mean: f64::NAN, std: f64::NAN, min: f64::NAN, max: f64::NAN };
+            return Self {
+                count: 0,
+                mean: f64::NAN,
+                std: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
         }
         let mean = sum / n as f64;
-        let var = values.filter(|x| x.is_finite()).map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
-        Self { count: n, mean, std: var.sqrt(), min, max }
+        let var = values
+            .filter(|x| x.is_finite())
+            .map(|x| (x - mean) * (x - mean))
+            .sum::<f64>()
+            / n as f64;
+        Self {
+            count: n,
+            mean,
+            std: var.sqrt(),
+            min,
+            max,
+        }
     }
 }
 
@@ -66,7 +82,11 @@ impl Histogram {
         let mut counts = vec![0u64; bins.max(1)];
         let width = (hi - lo) / counts.len() as f64;
         for x in values.filter(|x| x.is_finite() && *x >= lo && *x <= hi) {
-            let k = if width > 0.0 { (((x - lo) / width) as usize).min(counts.len() - 1) } else { 0 };
+            let k = if width > 0.0 {
+                (((x - lo) / width) as usize).min(counts.len() - 1)
+            } else {
+                0
+            };
             counts[k] += 1;
         }
         Self { lo, hi, counts }
@@ -181,12 +201,21 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Per-dimension statistics of a row-major `[N, dim]` buffer, optionally restricted to `rows`.
-pub fn dim_stats(values: &[f32], dim: usize, keep: Option<&dyn Fn(usize) -> bool>) -> Vec<DimStats> {
+pub fn dim_stats(
+    values: &[f32],
+    dim: usize,
+    keep: Option<&dyn Fn(usize) -> bool>,
+) -> Vec<DimStats> {
     let n = values.len() / dim.max(1);
     (0..dim)
         .map(|d| {
-            let it = (0..n).filter(|&i| keep.is_none_or(|k| k(i))).map(move |i| f64::from(values[i * dim + d]));
-            DimStats { dim: d, summary: Summary::of(it) }
+            let it = (0..n)
+                .filter(|&i| keep.is_none_or(|k| k(i)))
+                .map(move |i| f64::from(values[i * dim + d]));
+            DimStats {
+                dim: d,
+                summary: Summary::of(it),
+            }
         })
         .collect()
 }
@@ -218,19 +247,44 @@ impl Report {
                 let histograms = dims
                     .iter()
                     .map(|s| {
-                        let lo = low.as_ref().map(|l| l[s.dim]).filter(|x| x.is_finite()).unwrap_or(s.summary.min);
-                        let hi = high.as_ref().map(|h| h[s.dim]).filter(|x| x.is_finite()).unwrap_or(s.summary.max);
-                        Histogram::new(values.iter().skip(s.dim).step_by(*dim).map(|&x| f64::from(x)), lo, hi, 20)
+                        let lo = low
+                            .as_ref()
+                            .map(|l| l[s.dim])
+                            .filter(|x| x.is_finite())
+                            .unwrap_or(s.summary.min);
+                        let hi = high
+                            .as_ref()
+                            .map(|h| h[s.dim])
+                            .filter(|x| x.is_finite())
+                            .unwrap_or(s.summary.max);
+                        Histogram::new(
+                            values
+                                .iter()
+                                .skip(s.dim)
+                                .step_by(*dim)
+                                .map(|&x| f64::from(x)),
+                            lo,
+                            hi,
+                            20,
+                        )
                     })
                     .collect();
                 let rows_out_of_bounds = match (low, high) {
                     (Some(lo), Some(hi)) => values
                         .chunks_exact(*dim)
-                        .filter(|row| row.iter().enumerate().any(|(d, &x)| f64::from(x) < lo[d] || f64::from(x) > hi[d]))
+                        .filter(|row| {
+                            row.iter()
+                                .enumerate()
+                                .any(|(d, &x)| f64::from(x) < lo[d] || f64::from(x) > hi[d])
+                        })
                         .count(),
                     _ => 0,
                 };
-                ActionCoverage::Continuous { dims, histograms, rows_out_of_bounds }
+                ActionCoverage::Continuous {
+                    dims,
+                    histograms,
+                    rows_out_of_bounds,
+                }
             }
             (Actions::Discrete(v), ActionSpace::Discrete { n }) => {
                 let mut counts = vec![0u64; *n];
@@ -244,22 +298,34 @@ impl Report {
         let count_nonfinite = |v: &[f32]| v.iter().filter(|x| !x.is_finite()).count();
         let mut nonfinite = vec![
             ("observation".to_string(), count_nonfinite(&c.observations)),
-            ("next_observation".to_string(), count_nonfinite(&c.next_observations)),
+            (
+                "next_observation".to_string(),
+                count_nonfinite(&c.next_observations),
+            ),
             ("reward".to_string(), count_nonfinite(&c.rewards)),
         ];
         if let Actions::Continuous { values, .. } = &c.actions {
             nonfinite.push(("action".into(), count_nonfinite(values)));
         }
         if let Some(lp) = &c.behavior_log_prob {
-            nonfinite.push(("behavior_log_prob".into(), lp.iter().filter(|x| !x.is_finite()).count()));
+            nonfinite.push((
+                "behavior_log_prob".into(),
+                lp.iter().filter(|x| !x.is_finite()).count(),
+            ));
         }
         nonfinite.retain(|(_, n)| *n > 0);
         let without_next = (0..ds.len()).filter(|&i| !ds.next_valid(i)).count();
-        let sampleable = (0..ds.len()).filter(|&i| ds.next_valid(i) || c.terminals[i]).count();
+        let sampleable = (0..ds.len())
+            .filter(|&i| ds.next_valid(i) || c.terminals[i])
+            .count();
         let quality = Quality {
             nonfinite,
             duplicate_transitions: duplicates(ds),
-            constant_observation_dims: observations.iter().filter(|s| s.summary.count > 0 && s.summary.std == 0.0).map(|s| s.dim).collect(),
+            constant_observation_dims: observations
+                .iter()
+                .filter(|s| s.summary.count > 0 && s.summary.std == 0.0)
+                .map(|s| s.dim)
+                .collect(),
             rows_without_next_observation: without_next,
             sampleable_transitions: sampleable,
         };
@@ -272,8 +338,16 @@ impl Report {
             episode_length: Summary::of(lens.iter().copied()),
             episode_length_median: percentile(&sorted_lens, 50.0),
             episode_ends: ends,
-            return_percentiles: [0.0, 5.0, 25.0, 50.0, 75.0, 95.0, 100.0].iter().map(|&p| (p, percentile(&sorted, p))).collect(),
-            return_histogram: Histogram::new(returns.iter().copied(), ret_summary.min, ret_summary.max, 20),
+            return_percentiles: [0.0, 5.0, 25.0, 50.0, 75.0, 95.0, 100.0]
+                .iter()
+                .map(|&p| (p, percentile(&sorted, p)))
+                .collect(),
+            return_histogram: Histogram::new(
+                returns.iter().copied(),
+                ret_summary.min,
+                ret_summary.max,
+                20,
+            ),
             normalized_return: meta.normalized_score(ret_summary.mean),
             returns: ret_summary,
             rewards: Summary::of(c.rewards.iter().map(|&r| f64::from(r))),
@@ -296,7 +370,9 @@ fn duplicates(ds: &Dataset) -> usize {
             x.to_bits().hash(&mut h);
         }
         match &c.actions {
-            Actions::Continuous { dim, values } => values[i * dim..(i + 1) * dim].iter().for_each(|x| x.to_bits().hash(&mut h)),
+            Actions::Continuous { dim, values } => values[i * dim..(i + 1) * dim]
+                .iter()
+                .for_each(|x| x.to_bits().hash(&mut h)),
             Actions::Discrete(v) => v[i].hash(&mut h),
         }
         c.rewards[i].to_bits().hash(&mut h);
@@ -312,18 +388,33 @@ fn duplicates(ds: &Dataset) -> usize {
 }
 
 fn fmt_summary(s: &Summary) -> String {
-    format!("mean {:.4}  std {:.4}  min {:.4}  max {:.4}", s.mean, s.std, s.min, s.max)
+    format!(
+        "mean {:.4}  std {:.4}  min {:.4}  max {:.4}",
+        s.mean, s.std, s.min, s.max
+    )
 }
 
 fn bar(count: u64, max: u64, width: usize) -> String {
-    let n = if max == 0 { 0 } else { (count as f64 / max as f64 * width as f64).round() as usize };
+    let n = if max == 0 {
+        0
+    } else {
+        (count as f64 / max as f64 * width as f64).round() as usize
+    };
     "#".repeat(n)
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "environment      {}", self.env_id.as_deref().unwrap_or("(unknown)"))?;
-        writeln!(f, "transitions      {} ({} sampleable as one-step transitions)", self.transitions, self.quality.sampleable_transitions)?;
+        writeln!(
+            f,
+            "environment      {}",
+            self.env_id.as_deref().unwrap_or("(unknown)")
+        )?;
+        writeln!(
+            f,
+            "transitions      {} ({} sampleable as one-step transitions)",
+            self.transitions, self.quality.sampleable_transitions
+        )?;
         writeln!(f, "episodes         {}", self.episodes)?;
         let e = &self.episode_ends;
         writeln!(
@@ -332,37 +423,88 @@ impl fmt::Display for Report {
             e.terminal,
             e.timeout,
             e.unterminated,
-            if e.trailing_unterminated { " (incl. the trailing episode)" } else { "" }
+            if e.trailing_unterminated {
+                " (incl. the trailing episode)"
+            } else {
+                ""
+            }
         )?;
-        writeln!(f, "episode length   {}  median {:.1}", fmt_summary(&self.episode_length), self.episode_length_median)?;
+        writeln!(
+            f,
+            "episode length   {}  median {:.1}",
+            fmt_summary(&self.episode_length),
+            self.episode_length_median
+        )?;
         writeln!(f, "return           {}", fmt_summary(&self.returns))?;
-        let pct: Vec<String> = self.return_percentiles.iter().map(|(p, v)| format!("p{p:.0} {v:.2}")).collect();
+        let pct: Vec<String> = self
+            .return_percentiles
+            .iter()
+            .map(|(p, v)| format!("p{p:.0} {v:.2}"))
+            .collect();
         writeln!(f, "                 {}", pct.join("  "))?;
         if let Some(n) = self.normalized_return {
-            writeln!(f, "normalized score {n:.1} (D4RL: 0 = random, 100 = expert)")?;
+            writeln!(
+                f,
+                "normalized score {n:.1} (D4RL: 0 = random, 100 = expert)"
+            )?;
         }
-        writeln!(f, "reward           {}  sum {:.4}", fmt_summary(&self.rewards), self.reward_sum)?;
+        writeln!(
+            f,
+            "reward           {}  sum {:.4}",
+            fmt_summary(&self.rewards),
+            self.reward_sum
+        )?;
         let h = &self.return_histogram;
         let maxc = h.counts.iter().copied().max().unwrap_or(0);
         writeln!(f, "return histogram")?;
         let w = (h.hi - h.lo) / h.counts.len() as f64;
         for (k, &c) in h.counts.iter().enumerate() {
-            writeln!(f, "  {:>12.2} .. {:>12.2} {:>7} {}", h.lo + w * k as f64, h.lo + w * (k + 1) as f64, c, bar(c, maxc, 40))?;
+            writeln!(
+                f,
+                "  {:>12.2} .. {:>12.2} {:>7} {}",
+                h.lo + w * k as f64,
+                h.lo + w * (k + 1) as f64,
+                c,
+                bar(c, maxc, 40)
+            )?;
         }
         writeln!(f, "observation dims ({})", self.obs_dim)?;
         for s in &self.observations {
             writeln!(f, "  [{:>3}] {}", s.dim, fmt_summary(&s.summary))?;
         }
         match &self.actions {
-            ActionCoverage::Continuous { dims, histograms, rows_out_of_bounds } => {
-                writeln!(f, "action dims ({}), {rows_out_of_bounds} row(s) outside the space bounds", dims.len())?;
+            ActionCoverage::Continuous {
+                dims,
+                histograms,
+                rows_out_of_bounds,
+            } => {
+                writeln!(
+                    f,
+                    "action dims ({}), {rows_out_of_bounds} row(s) outside the space bounds",
+                    dims.len()
+                )?;
                 for (s, h) in dims.iter().zip(histograms) {
                     let m = h.counts.iter().copied().max().unwrap_or(0);
-                    let spark: String = h.counts.iter().map(|&c| {
-                        const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-                        if c == 0 { ' ' } else { LEVELS[((c as f64 / m as f64) * 7.0).round() as usize] }
-                    }).collect();
-                    writeln!(f, "  [{:>3}] {}  [{:.2}, {:.2}] |{spark}|", s.dim, fmt_summary(&s.summary), h.lo, h.hi)?;
+                    let spark: String = h
+                        .counts
+                        .iter()
+                        .map(|&c| {
+                            const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+                            if c == 0 {
+                                ' '
+                            } else {
+                                LEVELS[((c as f64 / m as f64) * 7.0).round() as usize]
+                            }
+                        })
+                        .collect();
+                    writeln!(
+                        f,
+                        "  [{:>3}] {}  [{:.2}, {:.2}] |{spark}|",
+                        s.dim,
+                        fmt_summary(&s.summary),
+                        h.lo,
+                        h.hi
+                    )?;
                 }
             }
             ActionCoverage::Discrete { counts } => {
@@ -370,7 +512,12 @@ impl fmt::Display for Report {
                 let m = counts.iter().copied().max().unwrap_or(0);
                 writeln!(f, "actions ({} discrete)", counts.len())?;
                 for (a, &c) in counts.iter().enumerate() {
-                    writeln!(f, "  {a:>4} {c:>9} ({:>5.1}%) {}", 100.0 * c as f64 / total.max(1) as f64, bar(c, m, 40))?;
+                    writeln!(
+                        f,
+                        "  {a:>4} {c:>9} ({:>5.1}%) {}",
+                        100.0 * c as f64 / total.max(1) as f64,
+                        bar(c, m, 40)
+                    )?;
                 }
             }
         }
@@ -384,7 +531,15 @@ impl fmt::Display for Report {
             }
         }
         writeln!(f, "  duplicate transitions  {}", q.duplicate_transitions)?;
-        writeln!(f, "  constant obs dims      {:?}", q.constant_observation_dims)?;
-        write!(f, "  rows without s'        {}", q.rows_without_next_observation)
+        writeln!(
+            f,
+            "  constant obs dims      {:?}",
+            q.constant_observation_dims
+        )?;
+        write!(
+            f,
+            "  rows without s'        {}",
+            q.rows_without_next_observation
+        )
     }
 }

@@ -1,15 +1,32 @@
 //! Replay sampling: determinism, which rows are sampleable, the weighted strategies' probabilities,
 //! n-step returns, reward scaling, observation normalisation, and the memory budget of `open`.
 
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
+
 use orl_data::{
-    ActionSpace, Actions, Columns, Dataset, DatasetMeta, ObservationSpace, Replay, ReplayConfig, RewardTransform, Sampling,
-    WriteOptions, write_parquet,
+    ActionSpace, Actions, Columns, Dataset, DatasetMeta, ObservationSpace, Replay, ReplayConfig,
+    RewardTransform, Sampling, WriteOptions, write_parquet,
 };
 
 /// Episodes of given lengths; rewards per row from `reward(episode, step)`; observation = [row, episode].
-fn build(lens: &[usize], reward: impl Fn(usize, usize) -> f32, ends: &[(bool, bool, bool)]) -> Dataset {
+fn build(
+    lens: &[usize],
+    reward: impl Fn(usize, usize) -> f32,
+    ends: &[(bool, bool, bool)],
+) -> Dataset {
     let n: usize = lens.iter().sum();
-    let meta = DatasetMeta::new(ObservationSpace { dim: 2, low: None, high: None }, ActionSpace::Continuous { dim: 1, low: None, high: None });
+    let meta = DatasetMeta::new(
+        ObservationSpace {
+            dim: 2,
+            low: None,
+            high: None,
+        },
+        ActionSpace::Continuous {
+            dim: 1,
+            low: None,
+            high: None,
+        },
+    );
     let mut obs = Vec::new();
     let mut next = Vec::new();
     let mut next_valid = vec![true; n];
@@ -38,7 +55,10 @@ fn build(lens: &[usize], reward: impl Fn(usize, usize) -> f32, ends: &[(bool, bo
         observations: obs,
         next_observations: next,
         next_valid: Some(next_valid),
-        actions: Actions::Continuous { dim: 1, values: vec![0.0; n] },
+        actions: Actions::Continuous {
+            dim: 1,
+            values: vec![0.0; n],
+        },
         rewards,
         terminals,
         timeouts,
@@ -60,7 +80,11 @@ fn counts_by_episode(replay: &mut Replay, draws: usize, episodes: usize) -> Vec<
 
 #[test]
 fn same_seed_same_batches_other_seed_other_batches() {
-    let ds = build(&[50, 30], |_, t| t as f32, &[(true, false, false), (false, true, false)]);
+    let ds = build(
+        &[50, 30],
+        |_, t| t as f32,
+        &[(true, false, false), (false, true, false)],
+    );
     let mut a = Replay::new(ds.clone(), ReplayConfig::default(), 7).unwrap();
     let mut b = Replay::new(ds.clone(), ReplayConfig::default(), 7).unwrap();
     let mut c = Replay::new(ds, ReplayConfig::default(), 8).unwrap();
@@ -72,7 +96,11 @@ fn same_seed_same_batches_other_seed_other_batches() {
 #[test]
 fn rows_without_next_observation_are_never_sampled_unless_terminal() {
     // Episode 0 ends terminal with unknown s' (sampleable), episode 1 is cut with unknown s' (not sampleable).
-    let ds = build(&[5, 5], |_, _| 1.0, &[(true, false, true), (false, true, true)]);
+    let ds = build(
+        &[5, 5],
+        |_, _| 1.0,
+        &[(true, false, true), (false, true, true)],
+    );
     let mut r = Replay::new(ds, ReplayConfig::default(), 1).unwrap();
     assert_eq!(r.num_sampleable(), 9);
     let mut seen = [0usize; 10];
@@ -88,7 +116,11 @@ fn rows_without_next_observation_are_never_sampled_unless_terminal() {
 
 #[test]
 fn uniform_sampling_is_uniform() {
-    let ds = build(&[10, 990], |_, _| 0.0, &[(true, false, false), (true, false, false)]);
+    let ds = build(
+        &[10, 990],
+        |_, _| 0.0,
+        &[(true, false, false), (true, false, false)],
+    );
     let mut r = Replay::new(ds, ReplayConfig::default(), 3).unwrap();
     let c = counts_by_episode(&mut r, 256 * 400, 2);
     let p = c[0] as f64 / (c[0] + c[1]) as f64;
@@ -99,8 +131,15 @@ fn uniform_sampling_is_uniform() {
 #[test]
 fn stratified_sampling_gives_each_return_stratum_equal_mass() {
     // One short good episode drowned by a long poor one.
-    let ds = build(&[10, 990], |k, _| if k == 0 { 10.0 } else { 0.0 }, &[(true, false, false), (true, false, false)]);
-    let cfg = ReplayConfig { sampling: Sampling::StratifiedByReturn { bins: 2 }, ..Default::default() };
+    let ds = build(
+        &[10, 990],
+        |k, _| if k == 0 { 10.0 } else { 0.0 },
+        &[(true, false, false), (true, false, false)],
+    );
+    let cfg = ReplayConfig {
+        sampling: Sampling::StratifiedByReturn { bins: 2 },
+        ..Default::default()
+    };
     let mut r = Replay::new(ds, cfg, 3).unwrap();
     let c = counts_by_episode(&mut r, 256 * 200, 2);
     let p = c[0] as f64 / (c[0] + c[1]) as f64;
@@ -110,8 +149,15 @@ fn stratified_sampling_gives_each_return_stratum_equal_mass() {
 #[test]
 fn return_weighted_sampling_follows_its_formula() {
     // Equal lengths, returns 0 and 10, temperature 1: p(best)/p(worst) = exp((10-0)/(1*10)) = e.
-    let ds = build(&[100, 100], |k, _| if k == 1 { 0.1 } else { 0.0 }, &[(true, false, false), (true, false, false)]);
-    let cfg = ReplayConfig { sampling: Sampling::ReturnWeighted { temperature: 1.0 }, ..Default::default() };
+    let ds = build(
+        &[100, 100],
+        |k, _| if k == 1 { 0.1 } else { 0.0 },
+        &[(true, false, false), (true, false, false)],
+    );
+    let cfg = ReplayConfig {
+        sampling: Sampling::ReturnWeighted { temperature: 1.0 },
+        ..Default::default()
+    };
     let mut r = Replay::new(ds, cfg, 5).unwrap();
     let c = counts_by_episode(&mut r, 256 * 400, 2);
     let p = c[1] as f64 / (c[0] + c[1]) as f64;
@@ -123,7 +169,11 @@ fn return_weighted_sampling_follows_its_formula() {
 fn n_step_returns_stop_at_terminals_and_discount_correctly() {
     // Rewards 1, 2, 3, 4 then terminal; gamma 0.5, n = 3.
     let ds = build(&[4], |_, t| (t + 1) as f32, &[(true, false, false)]);
-    let cfg = ReplayConfig { n_step: 3, gamma: 0.5, ..Default::default() };
+    let cfg = ReplayConfig {
+        n_step: 3,
+        gamma: 0.5,
+        ..Default::default()
+    };
     let mut r = Replay::new(ds, cfg, 0).unwrap();
     let b = r.sample(200);
     for k in 0..200 {
@@ -139,19 +189,35 @@ fn n_step_returns_stop_at_terminals_and_discount_correctly() {
         assert_eq!(b.discounts[k], 0.5f32.powi(steps), "row {i}");
         let last = i + steps as usize - 1;
         assert_eq!(b.terminals[k], if last == 3 { 1.0 } else { 0.0 });
-        assert_eq!(b.next_observations[k * 2], (last + 1) as f32, "s' is the last summed row's");
+        assert_eq!(
+            b.next_observations[k * 2],
+            (last + 1) as f32,
+            "s' is the last summed row's"
+        );
     }
 }
 
 #[test]
 fn n_step_does_not_cross_episodes() {
-    let ds = build(&[2, 2], |k, _| if k == 0 { 1.0 } else { 100.0 }, &[(false, true, false), (false, true, false)]);
-    let cfg = ReplayConfig { n_step: 5, gamma: 1.0, ..Default::default() };
+    let ds = build(
+        &[2, 2],
+        |k, _| if k == 0 { 1.0 } else { 100.0 },
+        &[(false, true, false), (false, true, false)],
+    );
+    let cfg = ReplayConfig {
+        n_step: 5,
+        gamma: 1.0,
+        ..Default::default()
+    };
     let mut r = Replay::new(ds, cfg, 0).unwrap();
     let b = r.sample(100);
     for k in 0..100 {
         if b.indices[k] < 2 {
-            assert!(b.rewards[k] <= 2.0, "summed rewards of the next episode: {}", b.rewards[k]);
+            assert!(
+                b.rewards[k] <= 2.0,
+                "summed rewards of the next episode: {}",
+                b.rewards[k]
+            );
             assert_eq!(b.timeouts[k], 1.0);
             assert_eq!(b.terminals[k], 0.0);
         }
@@ -161,8 +227,21 @@ fn n_step_does_not_cross_episodes() {
 #[test]
 fn return_range_reward_scaling_matches_iql() {
     // Complete episodes with returns 10 and 30; the unterminated third one is left out of the range.
-    let ds = build(&[10, 10, 5], |k, _| [1.0, 3.0, 100.0][k], &[(true, false, false), (false, true, false), (false, false, false)]);
-    let cfg = ReplayConfig { reward_transform: RewardTransform::ReturnRange { max_episode_steps: 1000.0 }, ..Default::default() };
+    let ds = build(
+        &[10, 10, 5],
+        |k, _| [1.0, 3.0, 100.0][k],
+        &[
+            (true, false, false),
+            (false, true, false),
+            (false, false, false),
+        ],
+    );
+    let cfg = ReplayConfig {
+        reward_transform: RewardTransform::ReturnRange {
+            max_episode_steps: 1000.0,
+        },
+        ..Default::default()
+    };
     let mut r = Replay::new(ds, cfg, 0).unwrap();
     assert_eq!(r.reward_scale(), 1000.0 / 20.0);
     let b = r.sample(50);
@@ -176,7 +255,10 @@ fn return_range_reward_scaling_matches_iql() {
 fn observation_normalisation_uses_dataset_mean_and_std() {
     let ds = build(&[4], |_, _| 0.0, &[(true, false, false)]);
     // Observation dim 0 takes 0, 1, 2, 3: mean 1.5, population std sqrt(1.25).
-    let cfg = ReplayConfig { normalize_observations: true, ..Default::default() };
+    let cfg = ReplayConfig {
+        normalize_observations: true,
+        ..Default::default()
+    };
     let mut r = Replay::new(ds, cfg, 0).unwrap();
     let st = r.obs_stats().unwrap().clone();
     assert!((st.mean[0] - 1.5).abs() < 1e-6 && (st.std[0] - (1.25f32.sqrt() + 1e-3)).abs() < 1e-6);
@@ -191,11 +273,28 @@ fn observation_normalisation_uses_dataset_mean_and_std() {
 fn invalid_configs_are_errors() {
     let ds = build(&[3], |_, _| 0.0, &[(true, false, false)]);
     for cfg in [
-        ReplayConfig { n_step: 0, ..Default::default() },
-        ReplayConfig { gamma: 1.5, ..Default::default() },
-        ReplayConfig { sampling: Sampling::ReturnWeighted { temperature: 0.0 }, ..Default::default() },
-        ReplayConfig { sampling: Sampling::StratifiedByReturn { bins: 0 }, ..Default::default() },
-        ReplayConfig { reward_transform: RewardTransform::ReturnRange { max_episode_steps: 1000.0 }, ..Default::default() },
+        ReplayConfig {
+            n_step: 0,
+            ..Default::default()
+        },
+        ReplayConfig {
+            gamma: 1.5,
+            ..Default::default()
+        },
+        ReplayConfig {
+            sampling: Sampling::ReturnWeighted { temperature: 0.0 },
+            ..Default::default()
+        },
+        ReplayConfig {
+            sampling: Sampling::StratifiedByReturn { bins: 0 },
+            ..Default::default()
+        },
+        ReplayConfig {
+            reward_transform: RewardTransform::ReturnRange {
+                max_episode_steps: 1000.0,
+            },
+            ..Default::default()
+        },
     ] {
         assert!(Replay::new(ds.clone(), cfg.clone(), 0).is_err(), "{cfg:?}");
     }
@@ -205,12 +304,26 @@ fn invalid_configs_are_errors() {
 fn open_uses_at_most_1_2x_the_raw_array_bytes() {
     let n = 100_000;
     let (od, ad) = (17, 6);
-    let meta = DatasetMeta::new(ObservationSpace { dim: od, low: None, high: None }, ActionSpace::Continuous { dim: ad, low: None, high: None });
+    let meta = DatasetMeta::new(
+        ObservationSpace {
+            dim: od,
+            low: None,
+            high: None,
+        },
+        ActionSpace::Continuous {
+            dim: ad,
+            low: None,
+            high: None,
+        },
+    );
     let cols = Columns {
         observations: (0..n * od).map(|i| (i % 1000) as f32).collect(),
         next_observations: (0..n * od).map(|i| (i % 999) as f32).collect(),
         next_valid: None,
-        actions: Actions::Continuous { dim: ad, values: vec![0.25; n * ad] },
+        actions: Actions::Continuous {
+            dim: ad,
+            values: vec![0.25; n * ad],
+        },
         rewards: vec![1.0; n],
         terminals: vec![false; n],
         timeouts: (0..n).map(|i| i % 1000 == 999).collect(),
@@ -224,8 +337,14 @@ fn open_uses_at_most_1_2x_the_raw_array_bytes() {
     // Raw bytes of the stored arrays, counting episode_id and step as the file does.
     let raw = n * (8 + 8 + 4 * od * 2 + 4 * ad + 4 + 1 + 1 + 8);
     let held = back.heap_bytes();
-    assert!(held as f64 <= 1.2 * raw as f64, "held {held} bytes for {raw} raw bytes");
+    assert!(
+        held as f64 <= 1.2 * raw as f64,
+        "held {held} bytes for {raw} raw bytes"
+    );
     // Even without crediting the folded episode_id/step columns, the buffers are exact.
     let raw_without_ids = raw - n * 16;
-    assert!(held as f64 <= 1.01 * raw_without_ids as f64, "held {held} bytes, columns need {raw_without_ids}");
+    assert!(
+        held as f64 <= 1.01 * raw_without_ids as f64,
+        "held {held} bytes, columns need {raw_without_ids}"
+    );
 }

@@ -15,8 +15,8 @@
 
 use std::path::Path;
 
-use super::h5::{H5, rows_width};
 use super::flat_meta;
+use super::h5::{H5, rows_width};
 use crate::dataset::{Actions, Columns, Dataset};
 use crate::error::{DataError, Result};
 
@@ -24,16 +24,29 @@ use crate::error::{DataError, Result};
 pub fn read(path: &Path) -> Result<Dataset> {
     let f = H5::open(path)?;
     let count = match f.int_scalar("num_episodes") {
-        Some(n) => usize::try_from(n).map_err(|_| DataError::invalid(path, format!("`num_episodes` is {n}")))?,
-        None if f.has("num_episodes") => return Err(DataError::dtype(path, "num_episodes", "int64 scalar", "another type")),
+        Some(n) => usize::try_from(n)
+            .map_err(|_| DataError::invalid(path, format!("`num_episodes` is {n}")))?,
+        None if f.has("num_episodes") => {
+            return Err(DataError::dtype(
+                path,
+                "num_episodes",
+                "int64 scalar",
+                "another type",
+            ));
+        }
         None => {
             // Older dumps: count the observations_{i} keys.
             let names = f.root_datasets()?;
-            (0..).take_while(|i| names.iter().any(|n| *n == format!("observations_{i}"))).count()
+            (0..)
+                .take_while(|i| names.iter().any(|n| *n == format!("observations_{i}")))
+                .count()
         }
     };
     if count == 0 {
-        return Err(DataError::Empty { path: path.into(), detail: "`num_episodes` is 0".into() });
+        return Err(DataError::Empty {
+            path: path.into(),
+            detail: "`num_episodes` is 0".into(),
+        });
     }
     let mut notes = Vec::new();
     let mut od = None;
@@ -52,34 +65,73 @@ pub fn read(path: &Path) -> Result<Dataset> {
         let o = f.floats(&ok)?;
         let (t, d) = match o.shape.as_slice() {
             [t, d] => (*t, *d),
-            other => return Err(DataError::shape(path, &ok, "(T, obs_dim)", format!("shape {other:?}"))),
+            other => {
+                return Err(DataError::shape(
+                    path,
+                    &ok,
+                    "(T, obs_dim)",
+                    format!("shape {other:?}"),
+                ));
+            }
         };
         if t == 0 {
-            return Err(DataError::Empty { path: path.into(), detail: format!("`{ok}` has 0 rows") });
+            return Err(DataError::Empty {
+                path: path.into(),
+                detail: format!("`{ok}` has 0 rows"),
+            });
         }
         if *od.get_or_insert(d) != d {
-            return Err(DataError::shape(path, &ok, format!("obs_dim {}", od.unwrap_or(0)), format!("obs_dim {d}")));
+            return Err(DataError::shape(
+                path,
+                &ok,
+                format!("obs_dim {}", od.unwrap_or(0)),
+                format!("obs_dim {d}"),
+            ));
         }
         obs.extend(o.values);
         let ak = format!("actions_{i}");
         let is_int = f.is_integer(&ak)?;
         if *discrete.get_or_insert(is_int) != is_int {
-            return Err(DataError::dtype(path, &ak, if is_int { "float32 like episode 0" } else { "int64 like episode 0" }, if is_int { "integer" } else { "float" }));
+            return Err(DataError::dtype(
+                path,
+                &ak,
+                if is_int {
+                    "float32 like episode 0"
+                } else {
+                    "int64 like episode 0"
+                },
+                if is_int { "integer" } else { "float" },
+            ));
         }
         let (ta, w) = rows_width(path, &ak, &f.shape(&ak)?)?;
         if ta != t {
-            return Err(DataError::shape(path, &ak, format!("{t} rows like `{ok}`"), format!("{ta} rows")));
+            return Err(DataError::shape(
+                path,
+                &ak,
+                format!("{t} rows like `{ok}`"),
+                format!("{ta} rows"),
+            ));
         }
         if is_int {
             if w != 1 {
-                return Err(DataError::shape(path, &ak, "(T, 1) for discrete actions", format!("width {w}")));
+                return Err(DataError::shape(
+                    path,
+                    &ak,
+                    "(T, 1) for discrete actions",
+                    format!("width {w}"),
+                ));
             }
             act_i.extend(f.ints(&ak)?.0);
         } else {
             if i == 0 {
                 ad = w;
             } else if w != ad {
-                return Err(DataError::shape(path, &ak, format!("act_dim {ad}"), format!("act_dim {w}")));
+                return Err(DataError::shape(
+                    path,
+                    &ak,
+                    format!("act_dim {ad}"),
+                    format!("act_dim {w}"),
+                ));
             }
             act_f.extend(f.floats(&ak)?.values);
         }
@@ -87,7 +139,12 @@ pub fn read(path: &Path) -> Result<Dataset> {
         let (r, rs) = f.f64s(&rk)?;
         let (tr, rw) = rows_width(path, &rk, &rs)?;
         if tr != t || rw != 1 {
-            return Err(DataError::shape(path, &rk, format!("({t}, 1)"), format!("shape {rs:?}")));
+            return Err(DataError::shape(
+                path,
+                &rk,
+                format!("({t}, 1)"),
+                format!("shape {rs:?}"),
+            ));
         }
         if let Some(note) = super::narrowing_note(&rk, &r) {
             notes.push(note);
@@ -96,7 +153,12 @@ pub fn read(path: &Path) -> Result<Dataset> {
         let tk = format!("terminated_{i}");
         let (term, ts) = f.bools(&tk)?;
         if term.len() != 1 {
-            return Err(DataError::shape(path, &tk, "a scalar", format!("shape {ts:?}")));
+            return Err(DataError::shape(
+                path,
+                &tk,
+                "a scalar",
+                format!("shape {ts:?}"),
+            ));
         }
         terminals.extend(std::iter::repeat_n(false, t - 1));
         terminals.push(term[0]);
@@ -116,7 +178,14 @@ pub fn read(path: &Path) -> Result<Dataset> {
         valid[end - 1] = false;
         start = end;
     }
-    let actions = if discrete == Some(true) { Actions::Discrete(act_i) } else { Actions::Continuous { dim: ad, values: act_f } };
+    let actions = if discrete == Some(true) {
+        Actions::Discrete(act_i)
+    } else {
+        Actions::Continuous {
+            dim: ad,
+            values: act_f,
+        }
+    };
     let mut meta = flat_meta(path, None, od, &actions, &mut notes)?;
     meta.provenance.source_format = Some("d3rlpy".into());
     if let Some(v) = f.string("version") {

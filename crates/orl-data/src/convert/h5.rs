@@ -28,10 +28,18 @@ impl H5 {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
         if !hdf5_pure::is_hdf5_bytes(&bytes) {
-            return Err(DataError::corrupt(path, "HDF5", "no HDF5 signature (not an HDF5 file, or truncated at the start)"));
+            return Err(DataError::corrupt(
+                path,
+                "HDF5",
+                "no HDF5 signature (not an HDF5 file, or truncated at the start)",
+            ));
         }
-        let file = hdf5_pure::File::from_bytes(bytes).map_err(|e| DataError::corrupt(path, "HDF5", e))?;
-        Ok(Self { path: path.to_path_buf(), file })
+        let file =
+            hdf5_pure::File::from_bytes(bytes).map_err(|e| DataError::corrupt(path, "HDF5", e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// Whether a dataset exists at `key` (`a/b/c` paths allowed).
@@ -44,24 +52,34 @@ impl H5 {
             None => Ok(self.file.root()),
             Some(p) => self.file.group(p),
         };
-        group.and_then(|g| g.datasets()).is_ok_and(|d| d.iter().any(|x| x == name))
+        group
+            .and_then(|g| g.datasets())
+            .is_ok_and(|d| d.iter().any(|x| x == name))
     }
 
     /// Names of the datasets in the root group.
     pub fn root_datasets(&self) -> Result<Vec<String>> {
-        self.file.root().datasets().map_err(|e| DataError::corrupt(&self.path, "HDF5", e))
+        self.file
+            .root()
+            .datasets()
+            .map_err(|e| DataError::corrupt(&self.path, "HDF5", e))
     }
 
     /// Names of the groups in the root group.
     pub fn root_groups(&self) -> Result<Vec<String>> {
-        self.file.root().groups().map_err(|e| DataError::corrupt(&self.path, "HDF5", e))
+        self.file
+            .root()
+            .groups()
+            .map_err(|e| DataError::corrupt(&self.path, "HDF5", e))
     }
 
     fn ds(&self, key: &str) -> Result<hdf5_pure::Dataset> {
         if !self.has(key) {
             return Err(DataError::missing(&self.path, "HDF5 dataset", key));
         }
-        self.file.dataset(key).map_err(|e| DataError::corrupt(&self.path, "HDF5", format!("`{key}`: {e}")))
+        self.file
+            .dataset(key)
+            .map_err(|e| DataError::corrupt(&self.path, "HDF5", format!("`{key}`: {e}")))
     }
 
     fn err(&self, key: &str, e: impl std::fmt::Display) -> DataError {
@@ -89,9 +107,20 @@ impl H5 {
                 let narrowed = v.iter().any(|&x| f64::from(x as f32) != x && !x.is_nan());
                 (v.into_iter().map(|x| x as f32).collect(), narrowed)
             }
-            other => return Err(DataError::dtype(&self.path, key, "float32 or float64", other)),
+            other => {
+                return Err(DataError::dtype(
+                    &self.path,
+                    key,
+                    "float32 or float64",
+                    other,
+                ));
+            }
         };
-        Ok(Floats { values, shape, narrowed })
+        Ok(Floats {
+            values,
+            shape,
+            narrowed,
+        })
     }
 
     /// float64 data (float32 is widened exactly).
@@ -100,7 +129,14 @@ impl H5 {
         let shape = dims(d.shape().map_err(|e| self.err(key, e))?);
         let v = match t {
             DType::F32 | DType::F64 => d.read_f64().map_err(|e| self.err(key, e))?,
-            other => return Err(DataError::dtype(&self.path, key, "float32 or float64", other)),
+            other => {
+                return Err(DataError::dtype(
+                    &self.path,
+                    key,
+                    "float32 or float64",
+                    other,
+                ));
+            }
         };
         Ok((v, shape))
     }
@@ -110,9 +146,13 @@ impl H5 {
         let (d, t) = self.dtype(key)?;
         let shape = dims(d.shape().map_err(|e| self.err(key, e))?);
         let v = match t {
-            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 => {
-                d.read_i64().map_err(|e| self.err(key, e))?
-            }
+            DType::I8
+            | DType::I16
+            | DType::I32
+            | DType::I64
+            | DType::U8
+            | DType::U16
+            | DType::U32 => d.read_i64().map_err(|e| self.err(key, e))?,
             other => return Err(DataError::dtype(&self.path, key, "an integer type", other)),
         };
         Ok((v, shape))
@@ -121,7 +161,17 @@ impl H5 {
     /// Whether the dataset at `key` holds integers (used to tell discrete actions).
     pub fn is_integer(&self, key: &str) -> Result<bool> {
         let (_, t) = self.dtype(key)?;
-        Ok(matches!(t, DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 | DType::U64))
+        Ok(matches!(
+            t,
+            DType::I8
+                | DType::I16
+                | DType::I32
+                | DType::I64
+                | DType::U8
+                | DType::U16
+                | DType::U32
+                | DType::U64
+        ))
     }
 
     /// Booleans: h5py's enum {FALSE, TRUE}, or integers/floats holding only 0 and 1.
@@ -129,11 +179,29 @@ impl H5 {
         let (d, t) = self.dtype(key)?;
         let shape = dims(d.shape().map_err(|e| self.err(key, e))?);
         let raw: Vec<f64> = match &t {
-            DType::Enum(names) if names.len() == 2 => d.read_i64().map_err(|e| self.err(key, e))?.into_iter().map(|x| x as f64).collect(),
-            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 | DType::F32 | DType::F64 => {
-                d.read_f64().map_err(|e| self.err(key, e))?
+            DType::Enum(names) if names.len() == 2 => d
+                .read_i64()
+                .map_err(|e| self.err(key, e))?
+                .into_iter()
+                .map(|x| x as f64)
+                .collect(),
+            DType::I8
+            | DType::I16
+            | DType::I32
+            | DType::I64
+            | DType::U8
+            | DType::U16
+            | DType::U32
+            | DType::F32
+            | DType::F64 => d.read_f64().map_err(|e| self.err(key, e))?,
+            other => {
+                return Err(DataError::dtype(
+                    &self.path,
+                    key,
+                    "bool (HDF5 enum FALSE/TRUE) or 0/1 numbers",
+                    other,
+                ));
             }
-            other => return Err(DataError::dtype(&self.path, key, "bool (HDF5 enum FALSE/TRUE) or 0/1 numbers", other)),
         };
         let mut out = Vec::with_capacity(raw.len());
         for (row, x) in raw.into_iter().enumerate() {
@@ -176,6 +244,11 @@ pub(crate) fn rows_width(path: &Path, key: &str, shape: &[usize]) -> Result<(usi
     match shape {
         [n] => Ok((*n, 1)),
         [n, d] => Ok((*n, *d)),
-        other => Err(DataError::shape(path, key, "a 1-D or 2-D array", format!("shape {other:?}"))),
+        other => Err(DataError::shape(
+            path,
+            key,
+            "a 1-D or 2-D array",
+            format!("shape {other:?}"),
+        )),
     }
 }

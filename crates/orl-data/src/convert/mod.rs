@@ -54,7 +54,11 @@ impl FromStr for Format {
             "d3rlpy" => Self::D3rlpy,
             "npz" => Self::Npz,
             "orl" | "parquet" => Self::Orl,
-            other => return Err(format!("unknown format `{other}` (expected auto, d4rl, minari, d3rlpy, npz or parquet)")),
+            other => {
+                return Err(format!(
+                    "unknown format `{other}` (expected auto, d4rl, minari, d3rlpy, npz or parquet)"
+                ));
+            }
         })
     }
 }
@@ -88,7 +92,9 @@ pub struct ConvertOptions {
 /// Guesses the format of `path` from its signature and contents.
 pub fn detect(path: &Path) -> Result<Format> {
     if path.is_dir() {
-        if path.join("data").join("metadata.json").is_file() || path.join("metadata.json").is_file() && path.join("main_data.hdf5").exists() {
+        if path.join("data").join("metadata.json").is_file()
+            || path.join("metadata.json").is_file() && path.join("main_data.hdf5").exists()
+        {
             return Ok(Format::Minari);
         }
         if path.join("metadata.json").is_file() {
@@ -148,10 +154,20 @@ pub fn detect(path: &Path) -> Result<Format> {
 
 /// Reads any supported input into a validated [`Dataset`].
 pub fn read(path: &Path, format: Format, opts: &ConvertOptions) -> Result<Dataset> {
-    let format = if format == Format::Auto { detect(path)? } else { format };
+    let format = if format == Format::Auto {
+        detect(path)?
+    } else {
+        format
+    };
     let mut ds = match format {
         Format::Orl => {
-            return Dataset::open_with(path, &OpenOptions { allow_nonfinite: opts.allow_nonfinite }).map(|mut d| {
+            return Dataset::open_with(
+                path,
+                &OpenOptions {
+                    allow_nonfinite: opts.allow_nonfinite,
+                },
+            )
+            .map(|mut d| {
                 apply_overrides(&mut d, opts);
                 d
             });
@@ -257,17 +273,30 @@ impl Flat {
     /// flag form a trailing unterminated episode. When `next_observations` is absent (D4RL v0
     /// files), `s'` of row `i` is `observations[i+1]` inside an episode and unknown (null) on an
     /// episode's last row.
-    pub fn into_dataset(self, path: &Path, mut meta: DatasetMeta, notes: Vec<String>) -> Result<Dataset> {
+    pub fn into_dataset(
+        self,
+        path: &Path,
+        mut meta: DatasetMeta,
+        notes: Vec<String>,
+    ) -> Result<Dataset> {
         let n = self.rewards.len();
         let od = self.obs_dim;
         let check = |key: &str, len: usize| -> Result<()> {
             if len != n {
-                return Err(DataError::shape(path, key, format!("{n} rows (the length of `rewards`)"), format!("{len} rows")));
+                return Err(DataError::shape(
+                    path,
+                    key,
+                    format!("{n} rows (the length of `rewards`)"),
+                    format!("{len} rows"),
+                ));
             }
             Ok(())
         };
         if n == 0 {
-            return Err(DataError::Empty { path: path.into(), detail: "`rewards` has 0 rows".into() });
+            return Err(DataError::Empty {
+                path: path.into(),
+                detail: "`rewards` has 0 rows".into(),
+            });
         }
         check(keys::OBS, self.observations.len() / od.max(1))?;
         check(keys::ACTIONS, self.actions.len())?;
@@ -306,8 +335,8 @@ impl Flat {
             None => {
                 let mut eps = Vec::new();
                 let mut start = 0;
-                for i in 0..n {
-                    if self.terminals[i] || timeouts[i] {
+                for (i, (&term, &tout)) in self.terminals.iter().zip(&timeouts).enumerate() {
+                    if term || tout {
                         eps.push((eps.len() as i64, i + 1 - start));
                         start = i + 1;
                     }
@@ -326,7 +355,8 @@ impl Flat {
                 let mut start = 0;
                 for &(_, len) in &episodes {
                     let end = start + len;
-                    next[start * od..(end - 1) * od].copy_from_slice(&self.observations[(start + 1) * od..end * od]);
+                    next[start * od..(end - 1) * od]
+                        .copy_from_slice(&self.observations[(start + 1) * od..end * od]);
                     valid[end - 1] = false;
                     start = end;
                 }
@@ -382,22 +412,46 @@ pub(crate) fn flat_meta(
     notes: &mut Vec<String>,
 ) -> Result<DatasetMeta> {
     if let Some(json) = orl_meta {
-        let m: DatasetMeta = serde_json::from_str(&json)
-            .map_err(|e| DataError::invalid(path, format!("`{}` is not valid orl metadata: {e}", keys::ORL_META)))?;
-        if m.observation_space.dim != obs_dim || m.action_space.width() != actions_width(actions) || m.action_space.is_discrete() != matches!(actions, Actions::Discrete(_)) {
-            return Err(DataError::invalid(path, format!("`{}` describes other spaces than the arrays hold", keys::ORL_META)));
+        let m: DatasetMeta = serde_json::from_str(&json).map_err(|e| {
+            DataError::invalid(
+                path,
+                format!("`{}` is not valid orl metadata: {e}", keys::ORL_META),
+            )
+        })?;
+        if m.observation_space.dim != obs_dim
+            || m.action_space.width() != actions_width(actions)
+            || m.action_space.is_discrete() != matches!(actions, Actions::Discrete(_))
+        {
+            return Err(DataError::invalid(
+                path,
+                format!(
+                    "`{}` describes other spaces than the arrays hold",
+                    keys::ORL_META
+                ),
+            ));
         }
         return Ok(m);
     }
     let space = match actions {
-        Actions::Continuous { dim, .. } => ActionSpace::Continuous { dim: *dim, low: None, high: None },
+        Actions::Continuous { dim, .. } => ActionSpace::Continuous {
+            dim: *dim,
+            low: None,
+            high: None,
+        },
         Actions::Discrete(v) => {
             let n = v.iter().copied().max().unwrap_or(0).max(0) as usize + 1;
             notes.push(format!("discrete action count inferred as {n} (largest action + 1); the source does not store it"));
             ActionSpace::Discrete { n }
         }
     };
-    Ok(DatasetMeta::new(ObservationSpace { dim: obs_dim, low: None, high: None }, space))
+    Ok(DatasetMeta::new(
+        ObservationSpace {
+            dim: obs_dim,
+            low: None,
+            high: None,
+        },
+        space,
+    ))
 }
 
 fn actions_width(a: &Actions) -> usize {

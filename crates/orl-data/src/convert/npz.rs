@@ -59,18 +59,29 @@ pub fn parse_npy(path: &Path, name: &str, bytes: &[u8]) -> Result<NpyArray> {
     }
     let (hlen, start) = match bytes[6] {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(bad(format!("unsupported NPY version {v}"))),
     };
-    let header = bytes.get(start..start + hlen).ok_or_else(|| bad("header runs past the end (truncated)".into()))?;
-    let header = std::str::from_utf8(header).map_err(|e| bad(format!("header is not text: {e}")))?;
+    let header = bytes
+        .get(start..start + hlen)
+        .ok_or_else(|| bad("header runs past the end (truncated)".into()))?;
+    let header =
+        std::str::from_utf8(header).map_err(|e| bad(format!("header is not text: {e}")))?;
     let descr = header_field(header, "descr")
         .and_then(|s| s.strip_prefix('\''))
         .and_then(|s| s.split('\'').next())
         .ok_or_else(|| bad("header has no 'descr'".into()))?
         .to_string();
     if header_field(header, "fortran_order").is_some_and(|s| s.starts_with("True")) {
-        return Err(DataError::dtype(path, name, "C-order array", "Fortran-order array"));
+        return Err(DataError::dtype(
+            path,
+            name,
+            "C-order array",
+            "Fortran-order array",
+        ));
     }
     let shape_s = header_field(header, "shape")
         .and_then(|s| s.strip_prefix('('))
@@ -80,26 +91,61 @@ pub fn parse_npy(path: &Path, name: &str, bytes: &[u8]) -> Result<NpyArray> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|e| bad(format!("shape {shape_s:?}: {e}"))))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|e| bad(format!("shape {shape_s:?}: {e}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let count: usize = shape.iter().product();
     let body = &bytes[start + hlen..];
     let need = |size: usize| -> Result<&[u8]> {
-        body.get(..count * size).ok_or_else(|| bad(format!("data holds {} bytes, shape {shape:?} needs {} (truncated)", body.len(), count * size)))
+        body.get(..count * size).ok_or_else(|| {
+            bad(format!(
+                "data holds {} bytes, shape {shape:?} needs {} (truncated)",
+                body.len(),
+                count * size
+            ))
+        })
     };
-    let ints = |size: usize, f: &dyn Fn(&[u8]) -> i64| -> Result<NpyData> { Ok(NpyData::Int(need(size)?.chunks_exact(size).map(f).collect())) };
+    let ints = |size: usize, f: &dyn Fn(&[u8]) -> i64| -> Result<NpyData> {
+        Ok(NpyData::Int(
+            need(size)?.chunks_exact(size).map(f).collect(),
+        ))
+    };
     let data = match descr.as_str() {
-        "<f4" => NpyData::F32(need(4)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        "<f8" => NpyData::F64(need(8)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+        "<f4" => NpyData::F32(
+            need(4)?
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        "<f8" => NpyData::F64(
+            need(8)?
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+        ),
         "|b1" => NpyData::Bool(need(1)?.iter().map(|&b| b != 0).collect()),
         "|i1" => ints(1, &|c| i64::from(c[0] as i8))?,
         "|u1" => ints(1, &|c| i64::from(c[0]))?,
         "<i2" => ints(2, &|c| i64::from(i16::from_le_bytes([c[0], c[1]])))?,
         "<u2" => ints(2, &|c| i64::from(u16::from_le_bytes([c[0], c[1]])))?,
-        "<i4" => ints(4, &|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))?,
-        "<u4" => ints(4, &|c| i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))?,
+        "<i4" => ints(4, &|c| {
+            i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        })?,
+        "<u4" => ints(4, &|c| {
+            i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        })?,
         "<i8" => ints(8, &|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))?,
-        other => return Err(DataError::dtype(path, name, "<f4, <f8, |b1 or a little-endian integer", other)),
+        other => {
+            return Err(DataError::dtype(
+                path,
+                name,
+                "<f4, <f8, |b1 or a little-endian integer",
+                other,
+            ));
+        }
     };
     Ok(NpyArray { descr, shape, data })
 }
@@ -115,9 +161,16 @@ pub fn encode_npy(shape: &[usize], data: &NpyData) -> Vec<u8> {
     };
     let shape_s = match shape {
         [d] => format!("({d},)"),
-        dims => format!("({})", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -139,10 +192,18 @@ fn read_archive_from<R: Read + Seek>(path: &Path, r: R) -> Result<Vec<(String, N
     let mut zip = ZipArchive::new(r).map_err(|e| DataError::corrupt(path, "npz (zip)", e))?;
     let mut out = Vec::new();
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| DataError::corrupt(path, "npz (zip)", e))?;
-        let name = entry.name().map_err(|e| DataError::corrupt(path, "npz (zip)", e))?.trim_end_matches(".npy").to_string();
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| DataError::corrupt(path, "npz (zip)", e))?;
+        let name = entry
+            .name()
+            .map_err(|e| DataError::corrupt(path, "npz (zip)", e))?
+            .trim_end_matches(".npy")
+            .to_string();
         let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(|e| DataError::corrupt(path, "npz (zip)", format!("`{name}`: {e}")))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| DataError::corrupt(path, "npz (zip)", format!("`{name}`: {e}")))?;
         let arr = parse_npy(path, &name, &bytes)?;
         out.push((name, arr));
     }
@@ -152,63 +213,132 @@ fn read_archive_from<R: Read + Seek>(path: &Path, r: R) -> Result<Vec<(String, N
 /// Reads a D4RL-keyed `.npz`.
 pub fn read(path: &Path) -> Result<Dataset> {
     let mut arrays = read_archive(path)?;
-    let mut take = |key: &str| arrays.iter().position(|(n, _)| n == key).map(|i| arrays.swap_remove(i).1);
-    let req = |v: Option<NpyArray>, key: &str| v.ok_or_else(|| DataError::missing(path, "npz array", key));
-    let mut notes = Vec::new();
-    let floats = |a: NpyArray, key: &str, notes: &mut Vec<String>| -> Result<(Vec<f32>, Vec<usize>)> {
-        match a.data {
-            NpyData::F32(v) => Ok((v, a.shape)),
-            NpyData::F64(v) => {
-                notes.extend(super::narrowing_note(key, &v));
-                Ok((v.into_iter().map(|x| x as f32).collect(), a.shape))
-            }
-            _ => Err(DataError::dtype(path, key, "<f4 or <f8", a.descr)),
-        }
+    let mut take = |key: &str| {
+        arrays
+            .iter()
+            .position(|(n, _)| n == key)
+            .map(|i| arrays.swap_remove(i).1)
     };
+    let req = |v: Option<NpyArray>, key: &str| {
+        v.ok_or_else(|| DataError::missing(path, "npz array", key))
+    };
+    let mut notes = Vec::new();
+    let floats =
+        |a: NpyArray, key: &str, notes: &mut Vec<String>| -> Result<(Vec<f32>, Vec<usize>)> {
+            match a.data {
+                NpyData::F32(v) => Ok((v, a.shape)),
+                NpyData::F64(v) => {
+                    notes.extend(super::narrowing_note(key, &v));
+                    Ok((v.into_iter().map(|x| x as f32).collect(), a.shape))
+                }
+                _ => Err(DataError::dtype(path, key, "<f4 or <f8", a.descr)),
+            }
+        };
     let bools = |a: NpyArray, key: &str| -> Result<Vec<bool>> {
         match a.data {
             NpyData::Bool(v) => Ok(v),
-            NpyData::Int(v) => v.into_iter().enumerate().map(|(i, x)| match x {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(DataError::invalid(path, format!("`{key}` must hold 0/1 but row {i} holds {x}"))),
-            }).collect(),
-            NpyData::F32(v) => v.into_iter().enumerate().map(|(i, x)| if x == 0.0 { Ok(false) } else if x == 1.0 { Ok(true) } else { Err(DataError::invalid(path, format!("`{key}` must hold 0/1 but row {i} holds {x}"))) }).collect(),
-            NpyData::F64(_) | NpyData::U8(_) => Err(DataError::dtype(path, key, "|b1 (bool)", a.descr)),
+            NpyData::Int(v) => v
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| match x {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(DataError::invalid(
+                        path,
+                        format!("`{key}` must hold 0/1 but row {i} holds {x}"),
+                    )),
+                })
+                .collect(),
+            NpyData::F32(v) => v
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    if x == 0.0 {
+                        Ok(false)
+                    } else if x == 1.0 {
+                        Ok(true)
+                    } else {
+                        Err(DataError::invalid(
+                            path,
+                            format!("`{key}` must hold 0/1 but row {i} holds {x}"),
+                        ))
+                    }
+                })
+                .collect(),
+            NpyData::F64(_) | NpyData::U8(_) => {
+                Err(DataError::dtype(path, key, "|b1 (bool)", a.descr))
+            }
         }
     };
     let (obs, oshape) = floats(req(take(keys::OBS), keys::OBS)?, keys::OBS, &mut notes)?;
     let od = match oshape.as_slice() {
         [_, d] => *d,
-        other => return Err(DataError::shape(path, keys::OBS, "(N, obs_dim)", format!("shape {other:?}"))),
+        other => {
+            return Err(DataError::shape(
+                path,
+                keys::OBS,
+                "(N, obs_dim)",
+                format!("shape {other:?}"),
+            ));
+        }
     };
     let a = req(take(keys::ACTIONS), keys::ACTIONS)?;
     let actions = match a.data {
         NpyData::Int(v) => {
             if a.shape.len() > 1 && a.shape[1..].iter().product::<usize>() != 1 {
-                return Err(DataError::shape(path, keys::ACTIONS, "(N,) or (N, 1) for integer actions", format!("shape {:?}", a.shape)));
+                return Err(DataError::shape(
+                    path,
+                    keys::ACTIONS,
+                    "(N,) or (N, 1) for integer actions",
+                    format!("shape {:?}", a.shape),
+                ));
             }
             Actions::Discrete(v)
         }
         _ => {
             let (v, s) = floats(a, keys::ACTIONS, &mut notes)?;
-            let dim = if s.len() == 1 { 1 } else { s[1..].iter().product() };
+            let dim = if s.len() == 1 {
+                1
+            } else {
+                s[1..].iter().product()
+            };
             Actions::Continuous { dim, values: v }
         }
     };
-    let (rewards, rshape) = floats(req(take(keys::REWARDS), keys::REWARDS)?, keys::REWARDS, &mut notes)?;
+    let (rewards, rshape) = floats(
+        req(take(keys::REWARDS), keys::REWARDS)?,
+        keys::REWARDS,
+        &mut notes,
+    )?;
     if rshape.len() > 1 && rshape[1..].iter().product::<usize>() != 1 {
-        return Err(DataError::shape(path, keys::REWARDS, "(N,) or (N, 1)", format!("shape {rshape:?}")));
+        return Err(DataError::shape(
+            path,
+            keys::REWARDS,
+            "(N,) or (N, 1)",
+            format!("shape {rshape:?}"),
+        ));
     }
-    let terminals = bools(req(take(keys::TERMINALS), keys::TERMINALS)?, keys::TERMINALS)?;
-    let timeouts = take(keys::TIMEOUTS).map(|a| bools(a, keys::TIMEOUTS)).transpose()?;
-    let next_observations = take(keys::NEXT_OBS).map(|a| floats(a, keys::NEXT_OBS, &mut notes).map(|x| x.0)).transpose()?;
+    let terminals = bools(
+        req(take(keys::TERMINALS), keys::TERMINALS)?,
+        keys::TERMINALS,
+    )?;
+    let timeouts = take(keys::TIMEOUTS)
+        .map(|a| bools(a, keys::TIMEOUTS))
+        .transpose()?;
+    let next_observations = take(keys::NEXT_OBS)
+        .map(|a| floats(a, keys::NEXT_OBS, &mut notes).map(|x| x.0))
+        .transpose()?;
     let log_probs = take(keys::LOG_PROBS)
         .or_else(|| take("behavior_log_prob"))
         .map(|a| match a.data {
             NpyData::F64(v) => Ok(v),
             NpyData::F32(v) => Ok(v.into_iter().map(f64::from).collect()),
-            _ => Err(DataError::dtype(path, keys::LOG_PROBS, "<f4 or <f8", a.descr)),
+            _ => Err(DataError::dtype(
+                path,
+                keys::LOG_PROBS,
+                "<f4 or <f8",
+                a.descr,
+            )),
         })
         .transpose()?;
     let episode_ids = take(keys::EPISODE_ID)
@@ -217,7 +347,9 @@ pub fn read(path: &Path) -> Result<Dataset> {
             _ => Err(DataError::dtype(path, keys::EPISODE_ID, "<i8", a.descr)),
         })
         .transpose()?;
-    let next_valid = take(keys::NEXT_VALID).map(|a| bools(a, keys::NEXT_VALID)).transpose()?;
+    let next_valid = take(keys::NEXT_VALID)
+        .map(|a| bools(a, keys::NEXT_VALID))
+        .transpose()?;
     let orl_meta = take(keys::ORL_META)
         .map(|a| match a.data {
             NpyData::Int(v) => String::from_utf8(v.into_iter().map(|b| b as u8).collect())
@@ -230,8 +362,19 @@ pub fn read(path: &Path) -> Result<Dataset> {
     if !restored {
         meta.provenance.source_format = Some("npz".into());
     }
-    Flat { obs_dim: od, observations: obs, next_observations, actions, rewards, terminals, timeouts, log_probs, episode_ids, next_valid }
-        .into_dataset(path, meta, notes)
+    Flat {
+        obs_dim: od,
+        observations: obs,
+        next_observations,
+        actions,
+        rewards,
+        terminals,
+        timeouts,
+        log_probs,
+        episode_ids,
+        next_valid,
+    }
+    .into_dataset(path, meta, notes)
 }
 
 /// Writes `ds` as a D4RL-keyed `.npz` (deflate-compressed, like `np.savez_compressed`), atomically.
@@ -239,18 +382,33 @@ pub fn write(ds: &Dataset, path: &Path) -> Result<()> {
     let flat = Flat::from_dataset(ds);
     let n = ds.len();
     let od = ds.obs_dim();
-    let json = serde_json::to_string(ds.meta()).map_err(|e| DataError::invalid(path, format!("serialising metadata: {e}")))?;
+    let json = serde_json::to_string(ds.meta())
+        .map_err(|e| DataError::invalid(path, format!("serialising metadata: {e}")))?;
     let mut entries: Vec<(&str, Vec<usize>, NpyData)> = vec![
         (keys::OBS, vec![n, od], NpyData::F32(flat.observations)),
-        (keys::NEXT_OBS, vec![n, od], NpyData::F32(flat.next_observations.unwrap_or_default())),
+        (
+            keys::NEXT_OBS,
+            vec![n, od],
+            NpyData::F32(flat.next_observations.unwrap_or_default()),
+        ),
         match flat.actions {
-            Actions::Continuous { dim, values } => (keys::ACTIONS, vec![n, dim], NpyData::F32(values)),
+            Actions::Continuous { dim, values } => {
+                (keys::ACTIONS, vec![n, dim], NpyData::F32(values))
+            }
             Actions::Discrete(v) => (keys::ACTIONS, vec![n], NpyData::Int(v)),
         },
         (keys::REWARDS, vec![n], NpyData::F32(flat.rewards)),
         (keys::TERMINALS, vec![n], NpyData::Bool(flat.terminals)),
-        (keys::TIMEOUTS, vec![n], NpyData::Bool(flat.timeouts.unwrap_or_else(|| vec![false; n]))),
-        (keys::EPISODE_ID, vec![n], NpyData::Int(flat.episode_ids.unwrap_or_default())),
+        (
+            keys::TIMEOUTS,
+            vec![n],
+            NpyData::Bool(flat.timeouts.unwrap_or_else(|| vec![false; n])),
+        ),
+        (
+            keys::EPISODE_ID,
+            vec![n],
+            NpyData::Int(flat.episode_ids.unwrap_or_default()),
+        ),
     ];
     if let Some(lp) = flat.log_probs {
         entries.push((keys::LOG_PROBS, vec![n], NpyData::F64(lp)));
@@ -259,16 +417,26 @@ pub fn write(ds: &Dataset, path: &Path) -> Result<()> {
         entries.push((keys::NEXT_VALID, vec![n], NpyData::Bool(v)));
     }
     // Stored as uint8 so NumPy users can read it with `bytes(a).decode()`.
-    entries.push((keys::ORL_META, vec![json.len()], NpyData::U8(json.into_bytes())));
+    entries.push((
+        keys::ORL_META,
+        vec![json.len()],
+        NpyData::U8(json.into_bytes()),
+    ));
     atomic_write(path, |w| {
         let mut zip = ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated).large_file(true);
+        let opts = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .large_file(true);
         for (name, shape, data) in &entries {
             let bytes = encode_npy(shape, data);
-            zip.start_file(format!("{name}.npy"), opts).map_err(|e| DataError::invalid(path, format!("zip: {e}")))?;
+            zip.start_file(format!("{name}.npy"), opts)
+                .map_err(|e| DataError::invalid(path, format!("zip: {e}")))?;
             zip.write_all(&bytes).map_err(|e| DataError::io(path, e))?;
         }
-        let cursor = zip.finish().map_err(|e| DataError::invalid(path, format!("zip: {e}")))?;
-        w.write_all(&cursor.into_inner()).map_err(|e| DataError::io(path, e))
+        let cursor = zip
+            .finish()
+            .map_err(|e| DataError::invalid(path, format!("zip: {e}")))?;
+        w.write_all(&cursor.into_inner())
+            .map_err(|e| DataError::io(path, e))
     })
 }
