@@ -291,3 +291,42 @@ fn failed_conversion_keeps_an_existing_output_intact() {
         "the earlier output was modified"
     );
 }
+
+#[test]
+fn inspect_prints_json_and_draws_png_and_svg() {
+    let (_d, p) = case(Break::Nothing);
+    let o = orl().arg("inspect").arg(&p).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["report"]["transitions"], 40);
+    assert_eq!(v["report"]["episodes"], 2);
+    assert_eq!(v["report"]["episode_ends"]["terminal"], 1);
+    assert_eq!(v["report"]["episode_ends"]["unterminated"], 1);
+    assert_eq!(v["metadata"]["observation_space"]["dim"], 3);
+    for ext in ["png", "svg"] {
+        let plot = p.with_file_name(format!("report.{ext}"));
+        let o = orl()
+            .arg("inspect")
+            .arg(&p)
+            .arg("--plot")
+            .arg(&plot)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bytes = std::fs::read(&plot).unwrap();
+        assert!(bytes.len() > 1000, "{ext} plot is suspiciously small");
+        if ext == "png" {
+            assert_eq!(&bytes[..4], b"\x89PNG");
+        } else {
+            assert!(String::from_utf8_lossy(&bytes).contains("<svg"));
+        }
+    }
+    let o = orl()
+        .arg("inspect")
+        .arg(&p)
+        .arg("--plot")
+        .arg(p.with_file_name("r.gif"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".png or .svg"));
+}

@@ -170,6 +170,15 @@ impl Dataset {
             starts.push(offset);
             ids.push(id);
         }
+        let mut cols = cols;
+        // Canonical form: `None` when every next observation is known.
+        if cols
+            .next_valid
+            .as_ref()
+            .is_some_and(|v| v.iter().all(|&x| x))
+        {
+            cols.next_valid = None;
+        }
         let ds = Self {
             meta,
             cols,

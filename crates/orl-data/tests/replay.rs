@@ -348,3 +348,94 @@ fn open_uses_at_most_1_2x_the_raw_array_bytes() {
         "held {held} bytes, columns need {raw_without_ids}"
     );
 }
+
+#[test]
+fn a_directory_of_files_loads_as_one_dataset_and_streams_the_same_rows() {
+    let a = build(
+        &[3, 4],
+        |k, t| (k * 10 + t) as f32,
+        &[(true, false, false), (false, true, false)],
+    );
+    // Same spaces, other episode ids.
+    let (meta, cols, _) = build(&[5], |_, t| t as f32, &[(false, false, false)]).into_parts();
+    let b = Dataset::new(meta, cols, &[(9, 5)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(
+        &a,
+        &dir.path().join("part-0.parquet"),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    write_parquet(
+        &b,
+        &dir.path().join("part-1.parquet"),
+        &WriteOptions {
+            row_group_size: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("README.txt"), "ignored").unwrap();
+    let all = Dataset::open(dir.path()).unwrap();
+    assert_eq!(
+        all,
+        Dataset::concat(vec![a.clone(), b.clone()], false).unwrap()
+    );
+    assert_eq!(all.episode_lengths_with_ids(), vec![(0, 3), (1, 4), (9, 5)]);
+
+    let reader = orl_data::DatasetReader::with_batch_size(dir.path(), 3).unwrap();
+    assert_eq!(reader.num_rows(), 12);
+    let mut ids = Vec::new();
+    let mut rewards = Vec::new();
+    for chunk in reader {
+        let chunk = chunk.unwrap();
+        assert!(chunk.episode_id.len() <= 3);
+        ids.extend(chunk.episode_id);
+        rewards.extend(chunk.columns.rewards);
+    }
+    assert_eq!(ids, vec![0, 0, 0, 1, 1, 1, 1, 9, 9, 9, 9, 9]);
+    assert_eq!(rewards, all.rewards());
+
+    // A file whose spaces differ from the first is refused, naming it.
+    let (meta, cols, eps) = build(&[2], |_, _| 0.0, &[(true, false, false)]).into_parts();
+    let mut meta = meta;
+    meta.action_space = ActionSpace::Continuous {
+        dim: 1,
+        low: Some(vec![-2.0]),
+        high: Some(vec![2.0]),
+    };
+    let c = Dataset::new(meta, cols, &[(eps[0].0 + 100, eps[0].1)]).unwrap();
+    write_parquet(
+        &c,
+        &dir.path().join("part-2.parquet"),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let err = Dataset::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("part-2.parquet"), "{err}");
+}
+
+#[test]
+fn parquet_without_orl_metadata_is_refused_with_a_clear_error() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("foreign.parquet");
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Int64, false),
+    ]));
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2]))],
+    )
+    .unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = Dataset::open(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("foreign.parquet") && err.contains("orl.format_version"),
+        "{err}"
+    );
+}
