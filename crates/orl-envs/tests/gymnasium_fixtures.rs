@@ -1,0 +1,168 @@
+//! Replays every recorded Gymnasium episode under the fixtures root (`classic/*.json` and
+//! `mujoco/*.json`): set the recorded initial state, apply the recorded actions, and require
+//! every observation to match bit for bit in the file's dtype, every reward exactly (Pendulum
+//! within 1e-9, see the fixtures' README) and every terminated/truncated flag.
+//!
+//! The root is `$ORL_FIXTURES`, defaulting to `../shared/fixtures` beside the project root.
+//! Files are discovered, not listed. MuJoCo files need `--features mujoco`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests unwrap: a failure is the assertion
+
+use std::path::{Path, PathBuf};
+
+use orl_envs::{Action, Env, make};
+use serde_json::Value;
+
+fn fixtures_root() -> Option<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = match std::env::var_os("ORL_FIXTURES") {
+        Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
+        Some(p) => workspace.join(p),
+        None => workspace.join("../shared/fixtures"),
+    };
+    if root.is_dir() {
+        Some(root)
+    } else {
+        eprintln!(
+            "SKIP: fixtures folder {} is absent (set ORL_FIXTURES)",
+            root.display()
+        );
+        None
+    }
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    files
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+/// Compares an observation bit for bit in `dtype`.
+fn same_bits(ours: &[f64], theirs: &[f64], dtype: &str) -> bool {
+    ours.len() == theirs.len()
+        && ours.iter().zip(theirs).all(|(&a, &b)| match dtype {
+            "float32" => f64::from(a as f32) == a && (a as f32).to_bits() == (b as f32).to_bits(),
+            _ => a.to_bits() == b.to_bits(),
+        })
+}
+
+/// Replays every episode of one fixture file; returns (episodes, steps, rewards off by > 0).
+fn replay_file(path: &Path) -> (usize, usize, usize) {
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let id = file["env_id"].as_str().unwrap();
+    let dtype = file["dtype"].as_str().unwrap();
+    let reward_tol = if id == "Pendulum-v1" { 1e-9 } else { 0.0 };
+    let mut env = make(id).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        env.max_episode_steps(),
+        file["max_episode_steps"].as_u64().map(|v| v as usize),
+        "{id}: time limit"
+    );
+    let discrete = file["action_space"]["type"] == "Discrete";
+    let (mut n_steps, mut inexact) = (0, 0);
+    let episodes = file["episodes"].as_array().unwrap();
+    for (e, ep) in episodes.iter().enumerate() {
+        let state: Vec<f64> = match ep.get("initial_state") {
+            Some(s) => floats(s),
+            None => [floats(&ep["qpos0"]), floats(&ep["qvel0"])].concat(),
+        };
+        env.reset(Some(ep["seed"].as_u64().unwrap()));
+        let mut obs = Vec::new();
+        env.set_state(&state, &mut obs).unwrap();
+        let initial = floats(&ep["initial_obs"]);
+        assert!(
+            same_bits(&obs, &initial, dtype),
+            "{id} ep {e}: initial obs {obs:?} vs {initial:?}"
+        );
+        for (t, step) in ep["steps"].as_array().unwrap().iter().enumerate() {
+            let action32: Vec<f32>;
+            let action = if discrete {
+                Action::Discrete(step["action"].as_i64().unwrap())
+            } else {
+                action32 = floats(&step["action"]).iter().map(|&v| v as f32).collect();
+                Action::Continuous(&action32)
+            };
+            let s = env.step(action).unwrap();
+            let want = floats(&step["obs"]);
+            assert!(
+                same_bits(&s.observation, &want, dtype),
+                "{id} ep {e} step {t}: obs\n ours   {:?}\n theirs {want:?}",
+                s.observation
+            );
+            let r = step["reward"].as_f64().unwrap();
+            assert!(
+                (s.reward - r).abs() <= reward_tol,
+                "{id} ep {e} step {t}: reward {} vs {r}",
+                s.reward
+            );
+            if s.reward != r {
+                inexact += 1;
+            }
+            assert_eq!(
+                s.terminated,
+                step["terminated"].as_bool().unwrap(),
+                "{id} ep {e} step {t}: terminated"
+            );
+            assert_eq!(
+                s.truncated,
+                step["truncated"].as_bool().unwrap(),
+                "{id} ep {e} step {t}: truncated"
+            );
+            n_steps += 1;
+        }
+        assert_eq!(
+            ep["steps"].as_array().unwrap().len(),
+            ep["num_steps"].as_u64().unwrap() as usize,
+            "{id} ep {e}: step count"
+        );
+    }
+    (episodes.len(), n_steps, inexact)
+}
+
+fn replay_folder(sub: &str) -> usize {
+    let Some(root) = fixtures_root() else {
+        return 0;
+    };
+    let files = json_files(&root.join(sub));
+    assert!(
+        !files.is_empty(),
+        "no {sub}/*.json under {}",
+        root.display()
+    );
+    for f in &files {
+        let (eps, steps, inexact) = replay_file(f);
+        eprintln!(
+            "{}: {eps} episodes, {steps} steps replayed, {inexact} rewards not bit-equal",
+            f.display()
+        );
+    }
+    files.len()
+}
+
+#[test]
+fn classic_control_matches_gymnasium_step_for_step() {
+    replay_folder("classic");
+}
+
+#[cfg(feature = "mujoco")]
+#[test]
+fn mujoco_locomotion_matches_gymnasium_step_for_step() {
+    replay_folder("mujoco");
+}
+
+#[cfg(not(feature = "mujoco"))]
+#[test]
+fn mujoco_locomotion_matches_gymnasium_step_for_step() {
+    eprintln!("SKIP: MuJoCo fixtures need `--features mujoco` (after `cargo xtask setup-mujoco`)");
+}
