@@ -4,8 +4,12 @@
 //! - `bench-d4rl`: the D4RL-style benchmark grid. **Not implemented yet** (issue 6): it needs the
 //!   algorithms (issue 4) and environments (issue 3), which have not landed. It says so and fails
 //!   rather than pretend.
+//! - `setup-mujoco`: fetch the MuJoCo 3.17.0 shared library for the `mujoco` feature.
 
 mod bench_d4rl;
+mod setup_mujoco;
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
@@ -13,12 +17,19 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench-d4rl") => bench_d4rl::run(&args[1..]),
+        Some("setup-mujoco") => setup_mujoco::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl   D4RL-style benchmark grid (not implemented yet: issue 6)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     D4RL-style benchmark grid (not implemented yet: issue 6)\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }
         Some(other) => bail!("unknown task `{other}`; run `cargo xtask --help`"),
     }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().map(PathBuf::from).unwrap_or(xtask)
 }

@@ -1,9 +1,10 @@
 //! `orl`: the command-line front end of the orl offline-RL toolkit.
 //!
-//! Implemented: `orl convert` and `orl inspect`. Training, evaluation and off-policy evaluation
+//! Implemented: `orl convert`, `orl inspect` and `orl envs`. Training, evaluation and off-policy evaluation
 //! arrive with their crates (see `docs/ARCHITECTURE.md`).
 
 mod convert;
+mod envs;
 mod inspect;
 mod plot;
 
@@ -25,6 +26,8 @@ enum Command {
     Convert(convert::Args),
     /// Summarise a dataset: counts, episode returns, observation and action statistics, data quality.
     Inspect(inspect::Args),
+    /// List the environments (Gymnasium ids) with their spaces and time limits.
+    Envs(envs::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(a) => convert::run(&a),
         Command::Inspect(a) => inspect::run(&a),
+        Command::Envs(a) => envs::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

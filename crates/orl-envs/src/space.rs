@@ -70,6 +70,11 @@ impl Space {
             Space::Box { low, high, dtype } => {
                 let lo = low.iter().cloned().fold(f64::INFINITY, f64::min);
                 let hi = high.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let (lo, hi) = match dtype {
+                    // Print float32 bounds as float32 (-1.2, not -1.2000000476837158).
+                    Dtype::F32 => ((lo as f32).to_string(), (hi as f32).to_string()),
+                    Dtype::F64 => (lo.to_string(), hi.to_string()),
+                };
                 format!("Box({}, {}, [{lo}, {hi}])", low.len(), dtype.name())
             }
         }
