@@ -1,5 +1,65 @@
-//! candle building blocks for orl (MLP, batched critic ensembles, actors, VAE, Adam,
-//! polyak updates, safetensors checkpoints, the `Policy` trait).
+//! candle building blocks for orl's algorithms.
 //!
-//! **Not implemented yet**: this crate is a placeholder for issue 4 and exports nothing.
-//! It will depend on candle and never on Arrow (see `docs/ARCHITECTURE.md`).
+//! One concern per file, shapes in the doc comments:
+//!
+//! - [`ParamStore`] and [`Vb`]: named parameters with stable names, seeded initialisation
+//!   (candle's CPU RNG cannot be seeded), hard copies and polyak updates for target networks.
+//! - [`Noise`]: the seeded source of every random tensor the algorithms draw.
+//! - [`Linear`], [`EnsembleLinear`], [`Mlp`], [`EnsembleMlp`], [`QEnsemble`]: layers; an
+//!   ensemble of `E` critics runs as one batched matmul.
+//! - Actors: [`TanhGaussianActor`] (SAC, CQL), [`GaussianActor`] (IQL, BC),
+//!   [`DeterministicActor`] (TD3+BC), [`CategoricalActor`] (discrete); [`Vae`] (BCQ).
+//! - [`Adam`] (Adam/AdamW, gradient clipping, [`CosineSchedule`]) with saveable state.
+//! - [`checkpoint`]: atomic safetensors files with metadata.
+//! - [`Policy`]: acting and log-probabilities, used by evaluation and off-policy evaluation.
+//!
+//! CPU by default; the `cuda` and `metal` features are forwarded to candle. This crate knows
+//! nothing of Arrow or datasets.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble};
+//! use rand::SeedableRng;
+//!
+//! let mut store = ParamStore::new(Device::Cpu);
+//! let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+//! let critics = QEnsemble::continuous(&mut store.builder("critic", &mut rng), 2, 3, 1, &[32, 32])?;
+//! let mut opt = Adam::new(&store, AdamConfig::default())?;
+//! let s = Tensor::zeros((8, 3), candle_core::DType::F32, &Device::Cpu)?;
+//! let a = Tensor::ones((8, 1), candle_core::DType::F32, &Device::Cpu)?;
+//! let q = critics.q(&s, &a)?; // [2, 8]: both critics in one batched matmul
+//! let loss = (q - 1.0)?.sqr()?.mean_all()?;
+//! opt.backward_step(&loss)?;
+//! # Ok::<(), orl_nets::NetError>(())
+//! ```
+
+mod actor;
+mod adam;
+pub mod checkpoint;
+mod error;
+mod linear;
+mod mlp;
+mod policy;
+mod store;
+mod vae;
+
+pub use actor::{
+    normal_log_prob, softplus, CategoricalActor, DeterministicActor, GaussianActor, TanhGaussianActor,
+};
+pub use adam::{Adam, AdamConfig, CosineSchedule};
+pub use error::{NetError, Result};
+pub use linear::{EnsembleLinear, Linear};
+pub use mlp::{EnsembleMlp, Mlp, QEnsemble};
+pub use policy::Policy;
+pub use store::{Noise, ParamStore, Vb};
+pub use vae::{Vae, VaeOutput};
+
+/// Re-exported so users need not depend on candle directly for the basics.
+pub use candle_core::{DType, Device, Tensor};
+
+/// Fails with [`NetError::NonFinite`] when the scalar tensor `t` is NaN or infinite; returns its
+/// value otherwise. The divergence guard of every algorithm.
+pub fn finite_scalar(name: &str, t: &Tensor) -> Result<f32> {
+    let v = t.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if v.is_finite() { Ok(v) } else { Err(NetError::NonFinite { name: name.to_string(), value: v }) }
+}
