@@ -1,4 +1,44 @@
-//! Offline RL algorithms: CQL, IQL, BCQ, with BC and TD3+BC baselines; SAC and DQN for
-//! behaviour policies.
+//! Offline RL algorithms on candle: CQL, IQL, BCQ, with BC and TD3+BC as baselines, for
+//! continuous and discrete actions; SAC and DQN (online) to train behaviour policies.
 //!
-//! **Not implemented yet**: this crate is a placeholder for issue 4 and exports nothing.
+//! One file per algorithm, read top to bottom in the paper's order: module doc with the
+//! equations, `Config` (defaults cited in `impl Default`), networks, pure loss functions,
+//! `update_*` steps, and `update(&Batch) -> Metrics` through the [`Algorithm`] trait.
+//! Shared building blocks (ensembles, actors, Adam, polyak updates, checkpoints) live in
+//! `orl-nets`. Every random draw comes from a seeded [`orl_nets::Noise`]: the same seed on CPU
+//! gives the same numbers, and a checkpoint restores the full training state.
+//!
+//! ```
+//! use orl_algos::{Algorithm, Bc, BcConfig, Spec};
+//! use orl_data::Batch;
+//!
+//! let spec = Spec::continuous(3, 1, 1.0);
+//! let mut bc = Bc::new(spec, BcConfig { hidden: vec![16], ..BcConfig::default() }, 0, &orl_nets::Device::Cpu)?;
+//! let batch = Batch {
+//!     batch_size: 2, obs_dim: 3, act_dim: 1,
+//!     observations: vec![0.0; 6], actions: vec![0.5, -0.5], discrete_actions: vec![],
+//!     rewards: vec![0.0; 2], next_observations: vec![0.0; 6], terminals: vec![0.0; 2],
+//!     timeouts: vec![0.0; 2], discounts: vec![0.99; 2], indices: vec![0, 1],
+//! };
+//! let metrics = bc.update(&batch)?;
+//! assert!(metrics["actor_loss"].is_finite());
+//! # Ok::<(), orl_algos::AlgoError>(())
+//! ```
+
+mod bc;
+mod bcq;
+mod common;
+mod cql;
+mod error;
+mod iql;
+mod td3bc;
+
+pub use bc::{Bc, BcConfig, BcLoss};
+pub use bcq::{Bcq, BcqConfig};
+pub use common::{
+    expectile_loss, gather_actions, huber_loss, record, ActionSpec, Algorithm, BatchTensors, Metrics, Spec,
+};
+pub use cql::{Cql, CqlConfig};
+pub use error::{AlgoError, Result};
+pub use iql::{Iql, IqlConfig};
+pub use td3bc::{Td3Bc, Td3BcConfig};

@@ -36,6 +36,7 @@ pub struct TanhGaussianActor {
     mean: Linear,
     log_std: Linear,
     max_action: f64,
+    act_dim: usize,
 }
 
 impl TanhGaussianActor {
@@ -48,6 +49,7 @@ impl TanhGaussianActor {
             mean: Linear::new(&mut vb.pp("mean"), last, act_dim)?,
             log_std: Linear::new(&mut vb.pp("log_std"), last, act_dim)?,
             max_action,
+            act_dim,
         })
     }
     fn heads(&self, s: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -56,8 +58,16 @@ impl TanhGaussianActor {
     }
     /// Reparameterised sample and its log-probability.
     pub fn sample(&self, s: &Tensor, noise: &mut Noise) -> Result<(Tensor, Tensor)> {
+        let eps = noise.normal(&[s.dim(0)?, self.mean_dim()])?;
+        self.sample_with(s, &eps)
+    }
+    /// Action dimension.
+    pub fn mean_dim(&self) -> usize {
+        self.act_dim
+    }
+    /// Reparameterised sample from given standard-normal noise `eps: [B, act]`.
+    pub fn sample_with(&self, s: &Tensor, eps: &Tensor) -> Result<(Tensor, Tensor)> {
         let (mean, log_std) = self.heads(s)?;
-        let eps = noise.normal(mean.dims())?;
         let u = (&mean + (log_std.exp()? * eps)?)?;
         let lp = normal_log_prob(&u, &mean, &log_std)?;
         let corr = tanh_correction(&u)?;

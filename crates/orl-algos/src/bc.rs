@@ -1,0 +1,156 @@
+//! Behavioural cloning: supervised imitation of the dataset's actions (Pomerleau 1991).
+//!
+//! ```text
+//! continuous, MSE:  L(pi) = E_(s,a)~D || pi(s) - a ||^2                    (deterministic actor)
+//! continuous, NLL:  L(pi) = -E_(s,a)~D log pi(a|s)                        (Gaussian actor)
+//! discrete:         L(pi) = -E_(s,a)~D log softmax(logits(s))[a]          (cross-entropy)
+//! ```
+//!
+//! The baseline every offline method must beat. Defaults follow CORL `any_percent_bc.py`
+//! (MSE, 256x256, Adam 3e-4).
+
+use candle_core::Tensor;
+use orl_data::Batch;
+use orl_nets::{Adam, AdamConfig, CategoricalActor, DeterministicActor, GaussianActor, Noise, ParamStore};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{gather_actions, record, ActionSpec, Algorithm, BatchTensors, Metrics, Spec};
+use crate::error::Result;
+
+/// Loss for continuous actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BcLoss {
+    /// Mean squared error of a deterministic policy.
+    Mse,
+    /// Negative log-likelihood of a Gaussian policy.
+    Nll,
+}
+
+/// BC settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BcConfig {
+    /// Hidden layer sizes.
+    pub hidden: Vec<usize>,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Continuous loss (discrete data always uses cross-entropy).
+    pub loss: BcLoss,
+}
+
+impl Default for BcConfig {
+    /// CORL `any_percent_bc.py`: 256x256 MLP, Adam lr 3e-4, MSE on a tanh-bounded actor.
+    fn default() -> Self {
+        Self { hidden: vec![256, 256], lr: 3e-4, loss: BcLoss::Mse }
+    }
+}
+
+enum Net {
+    Mse(DeterministicActor),
+    Nll(GaussianActor),
+    Discrete(CategoricalActor),
+}
+
+/// Behavioural cloning.
+pub struct Bc {
+    cfg: BcConfig,
+    spec: Spec,
+    net: Net,
+    store: ParamStore,
+    opt: Adam,
+    noise: Noise,
+    steps: usize,
+    device: candle_core::Device,
+}
+
+impl Bc {
+    /// Builds the policy network for `spec`, initialised from `seed`.
+    pub fn new(spec: Spec, cfg: BcConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let mut store = ParamStore::new(device.clone());
+        let net = {
+            let mut vb = store.builder("policy", &mut rng);
+            match spec.action {
+                ActionSpec::Continuous { dim, max_action } => match cfg.loss {
+                    BcLoss::Mse => Net::Mse(DeterministicActor::new(&mut vb, spec.obs_dim, dim, &cfg.hidden, max_action)?),
+                    BcLoss::Nll => Net::Nll(GaussianActor::new(&mut vb, spec.obs_dim, dim, &cfg.hidden, max_action)?),
+                },
+                ActionSpec::Discrete { n } => Net::Discrete(CategoricalActor::new(&mut vb, spec.obs_dim, n, &cfg.hidden)?),
+            }
+        };
+        let opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
+        Ok(Self { cfg, spec, net, store, opt, noise: Noise::new(seed ^ 0x5eed, device.clone()), steps: 0, device: device.clone() })
+    }
+
+    /// The imitation loss on a batch (`[]` scalar).
+    fn loss(&self, b: &BatchTensors) -> Result<Tensor> {
+        Ok(match &self.net {
+            Net::Mse(p) => (p.forward(&b.s)? - &b.a)?.sqr()?.mean_all()?,
+            Net::Nll(p) => p.log_prob(&b.s, &b.a)?.neg()?.mean_all()?,
+            Net::Discrete(p) => gather_actions(&p.log_probs(&b.s)?, &b.a)?.neg()?.mean_all()?,
+        })
+    }
+}
+
+impl Algorithm for Bc {
+    fn name(&self) -> &'static str {
+        "bc"
+    }
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.cfg).unwrap_or_default()
+    }
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn update(&mut self, batch: &Batch) -> Result<Metrics> {
+        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let loss = self.loss(&b)?;
+        let mut m = Metrics::new();
+        record(&mut m, self.steps, "actor_loss", &loss)?;
+        self.opt.backward_step(&loss)?;
+        self.steps += 1;
+        Ok(m)
+    }
+    fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
+        Ok(match &self.net {
+            Net::Mse(p) => p.forward(s)?,
+            Net::Nll(p) if deterministic => p.deterministic(s)?,
+            Net::Nll(p) => p.sample(s, &mut self.noise)?,
+            Net::Discrete(p) if deterministic => p.greedy(s)?,
+            Net::Discrete(p) => crate::common::sample_categorical(&p.log_probs(s)?, &mut self.noise)?,
+        })
+    }
+    fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
+        Ok(match &self.net {
+            Net::Mse(_) => None,
+            Net::Nll(p) => Some(p.log_prob(s, a)?),
+            Net::Discrete(p) => Some(gather_actions(&p.log_probs(s)?, a)?),
+        })
+    }
+    fn q_value(&self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
+        vec![("policy", &self.store)]
+    }
+    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+        vec![("policy", &self.opt)]
+    }
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+        vec![("policy", &mut self.opt)]
+    }
+    fn noise(&self) -> &Noise {
+        &self.noise
+    }
+    fn noise_mut(&mut self) -> &mut Noise {
+        &mut self.noise
+    }
+    fn set_steps(&mut self, steps: usize) {
+        self.steps = steps;
+    }
+}

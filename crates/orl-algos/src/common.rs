@@ -1,0 +1,305 @@
+//! What every algorithm shares: the problem [`Spec`], batch tensors, metrics, the
+//! [`Algorithm`] trait with generic checkpointing, and the small pure loss functions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use orl_data::Batch;
+use orl_nets::{checkpoint, Adam, Noise, ParamStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AlgoError, Result};
+
+/// The action space an algorithm is built for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActionSpec {
+    /// `dim` values in `[-max_action, max_action]`.
+    Continuous {
+        /// Action dimension.
+        dim: usize,
+        /// Bound of every dimension (actions are symmetric boxes, as in D4RL).
+        max_action: f64,
+    },
+    /// One of `n` actions.
+    Discrete {
+        /// Number of actions.
+        n: usize,
+    },
+}
+
+/// Observation dimension and action space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Observation dimension.
+    pub obs_dim: usize,
+    /// Action space.
+    pub action: ActionSpec,
+}
+
+impl Spec {
+    /// Continuous actions of `dim` in `[-max_action, max_action]`.
+    pub fn continuous(obs_dim: usize, dim: usize, max_action: f64) -> Self {
+        Self { obs_dim, action: ActionSpec::Continuous { dim, max_action } }
+    }
+    /// `n` discrete actions.
+    pub fn discrete(obs_dim: usize, n: usize) -> Self {
+        Self { obs_dim, action: ActionSpec::Discrete { n } }
+    }
+    /// Whether actions are discrete.
+    pub fn is_discrete(&self) -> bool {
+        matches!(self.action, ActionSpec::Discrete { .. })
+    }
+    /// `(act_dim, max_action)` or a configuration error naming `algo`.
+    pub fn continuous_parts(&self, algo: &str) -> Result<(usize, f64)> {
+        match self.action {
+            ActionSpec::Continuous { dim, max_action } => Ok((dim, max_action)),
+            ActionSpec::Discrete { .. } => Err(AlgoError::Config(format!("{algo} needs continuous actions"))),
+        }
+    }
+    /// `n` or a configuration error naming `algo`.
+    pub fn discrete_n(&self, algo: &str) -> Result<usize> {
+        match self.action {
+            ActionSpec::Discrete { n } => Ok(n),
+            ActionSpec::Continuous { .. } => Err(AlgoError::Config(format!("{algo} needs discrete actions"))),
+        }
+    }
+}
+
+/// A [`Batch`] as tensors. Shapes: `s`, `s2`: `[B, obs]`; `a`: `[B, act]` (continuous) or
+/// `[B]` `u32` (discrete); `r`, `not_done`, `discount`: `[B]`.
+#[derive(Debug, Clone)]
+pub struct BatchTensors {
+    /// Observations.
+    pub s: Tensor,
+    /// Actions (`f32 [B, act]` or `u32 [B]`).
+    pub a: Tensor,
+    /// Rewards.
+    pub r: Tensor,
+    /// Next observations.
+    pub s2: Tensor,
+    /// `1 - terminal`: 0 where `s2` is terminal (no bootstrap). Timeouts bootstrap.
+    pub not_done: Tensor,
+    /// `gamma^k` of the (n-step) transition.
+    pub discount: Tensor,
+}
+
+impl BatchTensors {
+    /// Copies `batch` to `device`.
+    pub fn new(batch: &Batch, spec: &Spec, device: &Device) -> Result<Self> {
+        let b = batch.batch_size;
+        if batch.obs_dim != spec.obs_dim {
+            return Err(AlgoError::Config(format!(
+                "batch has observation dimension {}, the algorithm was built for {}",
+                batch.obs_dim, spec.obs_dim
+            )));
+        }
+        let a = match spec.action {
+            ActionSpec::Continuous { dim, .. } => {
+                if batch.act_dim != dim || batch.actions.len() != b * dim || !batch.discrete_actions.is_empty() {
+                    return Err(AlgoError::Config(format!(
+                        "batch has action dimension {}, the algorithm was built for {dim}",
+                        batch.act_dim
+                    )));
+                }
+                Tensor::from_slice(&batch.actions, (b, dim), device)?
+            }
+            ActionSpec::Discrete { n } => {
+                if batch.discrete_actions.len() != b {
+                    return Err(AlgoError::Config("the algorithm needs discrete actions; the batch has continuous ones".into()));
+                }
+                let idx: Vec<u32> = batch
+                    .discrete_actions
+                    .iter()
+                    .map(|&x| if x >= 0 && (x as usize) < n { Ok(x as u32) } else { Err(x) })
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|x| AlgoError::Config(format!("discrete action {x} outside 0..{n}")))?;
+                Tensor::from_vec(idx, b, device)?
+            }
+        };
+        let not_done: Vec<f32> = batch.terminals.iter().map(|t| 1.0 - t).collect();
+        Ok(Self {
+            s: Tensor::from_slice(&batch.observations, (b, spec.obs_dim), device)?,
+            a,
+            r: Tensor::from_slice(&batch.rewards, b, device)?,
+            s2: Tensor::from_slice(&batch.next_observations, (b, spec.obs_dim), device)?,
+            not_done: Tensor::from_vec(not_done, b, device)?,
+            discount: Tensor::from_slice(&batch.discounts, b, device)?,
+        })
+    }
+    /// `r + discount * not_done * v_next` (the one-step or n-step TD target), `[B]`.
+    pub fn td_target(&self, v_next: &Tensor) -> Result<Tensor> {
+        Ok((&self.r + ((&self.discount * &self.not_done)? * v_next)?)?)
+    }
+}
+
+/// Named scalar metrics of one update (losses, mean Q, alpha, ...), in name order.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// Adds `name = t` (a scalar tensor) to `m`, failing with [`AlgoError::Diverged`] when it is
+/// NaN or infinite.
+pub fn record(m: &mut Metrics, step: usize, name: &str, t: &Tensor) -> Result<()> {
+    let v = t.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if !v.is_finite() {
+        return Err(AlgoError::Diverged { step, name: name.to_string(), value: v });
+    }
+    m.insert(name.to_string(), f64::from(v));
+    Ok(())
+}
+
+/// Asymmetric L2 of IQL (Kostrikov et al. 2021, eq. 5): `|tau - 1(u < 0)| u^2`, averaged.
+pub fn expectile_loss(u: &Tensor, tau: f64) -> Result<Tensor> {
+    let neg = u.lt(0.0)?.to_dtype(DType::F32)?; // 1 where u < 0
+    let w = (neg.affine(1.0 - 2.0 * tau, tau)?).abs()?; // tau - 1(u<0), in absolute value
+    Ok((w * u.sqr()?)?.mean_all()?)
+}
+
+/// Huber loss with threshold 1 (PyTorch's `smooth_l1_loss`), averaged.
+pub fn huber_loss(x: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let d = (x - target)?;
+    let ad = d.abs()?;
+    let quad = (d.sqr()? * 0.5)?;
+    let lin = (&ad - 0.5)?;
+    let mask = ad.lt(1.0)?;
+    Ok(mask.where_cond(&quad, &lin)?.mean_all()?)
+}
+
+/// `x[b, a[b]]` for `x: [B, n]`, `a: [B]` u32 -> `[B]`.
+pub fn gather_actions(x: &Tensor, a: &Tensor) -> Result<Tensor> {
+    Ok(x.gather(&a.unsqueeze(1)?, 1)?.squeeze(1)?)
+}
+
+/// `[E, B] -> [B]` minimum over the ensemble.
+pub fn min_over_ensemble(q: &Tensor) -> Result<Tensor> {
+    Ok(q.min(0)?)
+}
+
+/// Rows of `x: [B, d]` repeated `n` times each: `[B * n, d]` with row `b * n + j = x[b]`.
+pub fn repeat_rows(x: &Tensor, n: usize) -> Result<Tensor> {
+    let (b, d) = x.dims2()?;
+    Ok(x.unsqueeze(1)?.broadcast_as((b, n, d))?.reshape((b * n, d))?)
+}
+
+/// An algorithm: updates from batches, acts, and saves/restores its complete training state.
+///
+/// Observations given to [`Algorithm::act`] are in the same space as the batches' (normalised if
+/// the replay normalised them); [`crate::Agent`] adds normalisation of raw observations.
+pub trait Algorithm: Send {
+    /// Short name (`"cql"`, `"iql"`, ...).
+    fn name(&self) -> &'static str;
+    /// Observation and action spaces.
+    fn spec(&self) -> &Spec;
+    /// The configuration as JSON (recorded in checkpoints and run folders).
+    fn config_json(&self) -> String;
+    /// Updates taken so far.
+    fn steps(&self) -> usize;
+    /// One gradient update from `batch`; returns the losses and diagnostics. A NaN/inf loss
+    /// returns [`AlgoError::Diverged`] before any parameter is changed by that loss.
+    fn update(&mut self, batch: &Batch) -> Result<Metrics>;
+    /// Actions for `s: [B, obs]`: `f32 [B, act]` or `u32 [B]`.
+    fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor>;
+    /// `log pi(a|s)` `[B]` where the policy has a density.
+    fn log_prob(&mut self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// The critic's value `Q(s, a)` `[B]` (minimum over the ensemble), if the algorithm has one.
+    fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>>;
+
+    /// Networks by name (tensor prefix in checkpoints).
+    fn nets(&self) -> Vec<(&'static str, &ParamStore)>;
+    /// Optimizers by name.
+    fn optims(&self) -> Vec<(&'static str, &Adam)>;
+    /// Optimizers by name, mutable (restoring).
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)>;
+    /// The algorithm's noise source.
+    fn noise(&self) -> &Noise;
+    /// Mutable noise source (restoring).
+    fn noise_mut(&mut self) -> &mut Noise;
+    /// Sets the update counter (restoring).
+    fn set_steps(&mut self, steps: usize);
+
+    /// Saves networks, optimizer moments, RNG state, step and config atomically, plus `extra`
+    /// metadata (the caller's: observation statistics, dataset, ...).
+    fn save(&self, path: &Path, extra: &HashMap<String, String>) -> Result<()> {
+        let mut tensors = Vec::new();
+        for (name, store) in self.nets() {
+            tensors.extend(store.named_tensors(&format!("{name}.")));
+        }
+        let mut meta = extra.clone();
+        for (name, opt) in self.optims() {
+            tensors.extend(opt.named_state(&format!("optim.{name}.")));
+            meta.insert(format!("orl.optim.{name}.t"), opt.steps().to_string());
+        }
+        meta.insert("orl.algo".into(), self.name().into());
+        meta.insert("orl.config".into(), self.config_json());
+        meta.insert("orl.spec".into(), serde_json::to_string(self.spec()).unwrap_or_default());
+        meta.insert("orl.steps".into(), self.steps().to_string());
+        meta.insert("orl.noise".into(), self.noise().state_json());
+        meta.insert("orl.version".into(), env!("CARGO_PKG_VERSION").into());
+        checkpoint::save(path, &tensors, &meta)?;
+        Ok(())
+    }
+
+    /// Restores everything [`Algorithm::save`] wrote; returns the metadata. The checkpoint must
+    /// come from the same algorithm, spaces and configuration.
+    fn load(&mut self, path: &Path) -> Result<HashMap<String, String>> {
+        let device = self.nets().first().map(|(_, s)| s.device().clone()).unwrap_or(Device::Cpu);
+        let (tensors, meta) = checkpoint::load(path, &device)?;
+        let get = |k: &str| meta.get(k).cloned().ok_or_else(|| AlgoError::Checkpoint(format!("{}: no `{k}`", path.display())));
+        let algo = get("orl.algo")?;
+        if algo != self.name() {
+            return Err(AlgoError::Checkpoint(format!("{} holds {algo}, not {}", path.display(), self.name())));
+        }
+        let spec: Spec = serde_json::from_str(&get("orl.spec")?).map_err(|e| AlgoError::Checkpoint(e.to_string()))?;
+        if &spec != self.spec() {
+            return Err(AlgoError::Checkpoint(format!("{}: spaces {spec:?} differ from {:?}", path.display(), self.spec())));
+        }
+        for (name, store) in self.nets() {
+            store.load_named(&tensors, &format!("{name}."))?;
+        }
+        let mut ts = Vec::new();
+        for (name, _) in self.optims() {
+            let t: usize = get(&format!("orl.optim.{name}.t"))?.parse().map_err(|_| AlgoError::Checkpoint("bad optimizer step".into()))?;
+            ts.push(t);
+        }
+        for ((name, opt), t) in self.optims_mut().into_iter().zip(ts) {
+            opt.load_state(&tensors, &format!("optim.{name}."), t)?;
+        }
+        self.noise_mut().restore(&get("orl.noise")?)?;
+        let steps = get("orl.steps")?.parse().map_err(|_| AlgoError::Checkpoint("bad step count".into()))?;
+        self.set_steps(steps);
+        Ok(meta)
+    }
+}
+
+/// Samples one index per row from `log_probs: [B, n]` (inverse CDF with the seeded noise);
+/// returns `u32 [B]`.
+pub fn sample_categorical(log_probs: &Tensor, noise: &mut Noise) -> Result<Tensor> {
+    let p: Vec<Vec<f32>> = log_probs.exp()?.to_vec2()?;
+    let idx: Vec<u32> = p
+        .iter()
+        .map(|row| {
+            let u = noise.unit() as f32;
+            let mut acc = 0.0;
+            for (i, &pi) in row.iter().enumerate() {
+                acc += pi;
+                if u < acc {
+                    return i as u32;
+                }
+            }
+            (row.len() - 1) as u32
+        })
+        .collect();
+    Ok(Tensor::from_vec(idx, p.len(), log_probs.device())?)
+}
+
+/// A target network: the same module built over a fresh store, then hard-copied from `source`.
+pub fn target_of<M>(source: &ParamStore, build: impl FnOnce(&mut orl_nets::Vb<'_>) -> orl_nets::Result<M>) -> Result<(M, ParamStore)> {
+    use rand::SeedableRng;
+    let mut store = ParamStore::new(source.device().clone());
+    let mut scratch = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+    let module = build(&mut store.builder("", &mut scratch))?;
+    store.copy_from(source)?;
+    Ok((module, store))
+}

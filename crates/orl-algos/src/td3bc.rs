@@ -1,0 +1,227 @@
+//! TD3+BC (Fujimoto & Gu 2021, "A Minimalist Approach to Offline Reinforcement Learning").
+//!
+//! TD3 (Fujimoto et al. 2018) with a behaviour-cloning term in the actor loss (eq. 3):
+//!
+//! ```text
+//! critic:  y = r + gamma (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(N(0, sigma), -c, c), -max, max))
+//!          L(Q) = sum_i E (Q_i(s, a) - y)^2
+//! actor (every `policy_freq` updates):
+//!          lambda = alpha / (E_(s,a) |Q_1(s, pi(s))|)          (detached)
+//!          L(pi) = -lambda E Q_1(s, pi(s)) + E (pi(s) - a)^2
+//! targets: polyak with tau after each actor update
+//! ```
+//!
+//! Continuous actions only (the method has no discrete form). The paper normalises states with
+//! the dataset's mean and std: enable `normalize_observations` in the replay.
+
+use candle_core::Tensor;
+use orl_data::Batch;
+use orl_nets::{Adam, AdamConfig, DeterministicActor, Noise, ParamStore, QEnsemble};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{min_over_ensemble, record, target_of, Algorithm, BatchTensors, Metrics, Spec};
+use crate::error::Result;
+
+/// TD3+BC settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Td3BcConfig {
+    /// Hidden sizes of actor and critics.
+    pub hidden: Vec<usize>,
+    /// Actor learning rate.
+    pub actor_lr: f64,
+    /// Critic learning rate.
+    pub critic_lr: f64,
+    /// Polyak coefficient of the target networks.
+    pub tau: f64,
+    /// `alpha` of the BC trade-off.
+    pub alpha: f64,
+    /// Target policy smoothing std (relative to `max_action`).
+    pub policy_noise: f64,
+    /// Target noise clip (relative to `max_action`).
+    pub noise_clip: f64,
+    /// Delayed policy updates: one actor update every `policy_freq` critic updates.
+    pub policy_freq: usize,
+}
+
+impl Default for Td3BcConfig {
+    /// The paper's table 3 / reference code: 256x256, Adam 3e-4 for both, tau 0.005,
+    /// alpha 2.5, policy noise 0.2, noise clip 0.5, policy frequency 2.
+    fn default() -> Self {
+        Self {
+            hidden: vec![256, 256],
+            actor_lr: 3e-4,
+            critic_lr: 3e-4,
+            tau: 0.005,
+            alpha: 2.5,
+            policy_noise: 0.2,
+            noise_clip: 0.5,
+            policy_freq: 2,
+        }
+    }
+}
+
+/// TD3+BC.
+pub struct Td3Bc {
+    cfg: Td3BcConfig,
+    spec: Spec,
+    max_action: f64,
+    actor: DeterministicActor,
+    actor_store: ParamStore,
+    actor_target: DeterministicActor,
+    actor_target_store: ParamStore,
+    critic: QEnsemble,
+    critic_store: ParamStore,
+    critic_target: QEnsemble,
+    critic_target_store: ParamStore,
+    actor_opt: Adam,
+    critic_opt: Adam,
+    noise: Noise,
+    steps: usize,
+    device: candle_core::Device,
+}
+
+impl Td3Bc {
+    /// Builds actor, twin critics and their targets for `spec`, initialised from `seed`.
+    pub fn new(spec: Spec, cfg: Td3BcConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+        let (act_dim, max_action) = spec.continuous_parts("TD3+BC")?;
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let mut actor_store = ParamStore::new(device.clone());
+        let actor = DeterministicActor::new(&mut actor_store.builder("", &mut rng), spec.obs_dim, act_dim, &cfg.hidden, max_action)?;
+        let mut critic_store = ParamStore::new(device.clone());
+        let critic = QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, spec.obs_dim, act_dim, &cfg.hidden)?;
+        let (actor_target, actor_target_store) = target_of(&actor_store, |vb| {
+            DeterministicActor::new(vb, spec.obs_dim, act_dim, &cfg.hidden, max_action)
+        })?;
+        let (critic_target, critic_target_store) =
+            target_of(&critic_store, |vb| QEnsemble::continuous(vb, 2, spec.obs_dim, act_dim, &cfg.hidden))?;
+        let actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
+        let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
+        Ok(Self {
+            cfg,
+            spec,
+            max_action,
+            actor,
+            actor_store,
+            actor_target,
+            actor_target_store,
+            critic,
+            critic_store,
+            critic_target,
+            critic_target_store,
+            actor_opt,
+            critic_opt,
+            noise: Noise::new(seed ^ 0x5eed, device.clone()),
+            steps: 0,
+            device: device.clone(),
+        })
+    }
+}
+
+// ---- losses (pure functions of networks and a batch) ----
+
+/// The twin-critic TD loss `sum_i E (Q_i(s,a) - y)^2` with TD3's smoothed target; returns
+/// `(loss, mean Q, mean |Q_1 - y|)`. `eps: [B, act]` standard normal noise.
+fn critic_loss(t: &Td3Bc, b: &BatchTensors, eps: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let y = {
+        let a2 = t.actor_target.forward(&b.s2)?;
+        let eps = (eps * (t.cfg.policy_noise * t.max_action))?
+            .clamp(-t.cfg.noise_clip * t.max_action, t.cfg.noise_clip * t.max_action)?;
+        let a2 = (a2 + eps)?.clamp(-t.max_action, t.max_action)?;
+        let q2 = min_over_ensemble(&t.critic_target.q(&b.s2, &a2)?)?;
+        b.td_target(&q2)?.detach()
+    };
+    let q = t.critic.q(&b.s, &b.a)?; // [2, B]
+    let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
+    let loss = (diff.sqr()?.mean(1)?.sum_all())?;
+    let td = diff.get(0)?.abs()?.mean_all()?;
+    Ok((loss, q.mean_all()?, td))
+}
+
+/// `-lambda E Q_1(s, pi(s)) + E (pi(s) - a)^2` with `lambda = alpha / E|Q_1|` (detached);
+/// returns `(loss, lambda, bc term)`.
+fn actor_loss(t: &Td3Bc, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor)> {
+    let pi = t.actor.forward(&b.s)?;
+    let q1 = t.critic.q(&b.s, &pi)?.get(0)?;
+    let lambda = (q1.abs()?.mean_all()?.detach().recip()? * t.cfg.alpha)?;
+    let bc = (&pi - &b.a)?.sqr()?.mean_all()?;
+    let loss = ((q1.mean_all()? * &lambda)?.neg()? + &bc)?;
+    Ok((loss, lambda, bc))
+}
+
+impl Td3Bc {
+    fn update_critic(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
+        let eps = self.noise.normal(b.a.dims())?;
+        let (loss, q, td) = critic_loss(self, b, &eps)?;
+        record(m, self.steps, "critic_loss", &loss)?;
+        record(m, self.steps, "q_mean", &q)?;
+        record(m, self.steps, "td_error", &td)?;
+        self.critic_opt.backward_step(&loss)?;
+        Ok(())
+    }
+    fn update_actor(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
+        let (loss, lambda, bc) = actor_loss(self, b)?;
+        record(m, self.steps, "actor_loss", &loss)?;
+        record(m, self.steps, "lambda", &lambda)?;
+        record(m, self.steps, "bc_mse", &bc)?;
+        self.actor_opt.backward_step(&loss)?;
+        self.actor_target_store.soft_update_from(&self.actor_store, self.cfg.tau)?;
+        self.critic_target_store.soft_update_from(&self.critic_store, self.cfg.tau)?;
+        Ok(())
+    }
+}
+
+impl Algorithm for Td3Bc {
+    fn name(&self) -> &'static str {
+        "td3bc"
+    }
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.cfg).unwrap_or_default()
+    }
+    fn steps(&self) -> usize {
+        self.steps
+    }
+    fn update(&mut self, batch: &Batch) -> Result<Metrics> {
+        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let mut m = Metrics::new();
+        self.update_critic(&b, &mut m)?;
+        if self.steps % self.cfg.policy_freq.max(1) == 0 {
+            self.update_actor(&b, &mut m)?;
+        }
+        self.steps += 1;
+        Ok(m)
+    }
+    fn act(&mut self, s: &Tensor, _deterministic: bool) -> Result<Tensor> {
+        Ok(self.actor.forward(s)?)
+    }
+    fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
+    }
+    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
+        vec![
+            ("actor", &self.actor_store),
+            ("actor_target", &self.actor_target_store),
+            ("critic", &self.critic_store),
+            ("critic_target", &self.critic_target_store),
+        ]
+    }
+    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+        vec![("actor", &self.actor_opt), ("critic", &self.critic_opt)]
+    }
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+        vec![("actor", &mut self.actor_opt), ("critic", &mut self.critic_opt)]
+    }
+    fn noise(&self) -> &Noise {
+        &self.noise
+    }
+    fn noise_mut(&mut self) -> &mut Noise {
+        &mut self.noise
+    }
+    fn set_steps(&mut self, steps: usize) {
+        self.steps = steps;
+    }
+}
