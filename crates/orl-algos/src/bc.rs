@@ -30,7 +30,7 @@ pub enum BcLoss {
 
 /// BC settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BcConfig {
     /// Hidden layer sizes.
     pub hidden: Vec<usize>,

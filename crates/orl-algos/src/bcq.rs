@@ -38,7 +38,7 @@ use crate::error::Result;
 
 /// BCQ settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BcqConfig {
     /// Hidden sizes of the perturbation actor and the critics (continuous), or of the
     /// Q-network and imitation network (discrete).

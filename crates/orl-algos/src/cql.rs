@@ -35,7 +35,7 @@ use crate::error::Result;
 
 /// CQL settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CqlConfig {
     /// Hidden sizes of actor and critics (continuous) or of the Q-network (discrete).
     pub hidden: Vec<usize>,

@@ -30,7 +30,7 @@ use crate::error::Result;
 
 /// IQL settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IqlConfig {
     /// Hidden sizes of every network.
     pub hidden: Vec<usize>,

@@ -25,6 +25,7 @@
 //! # Ok::<(), orl_algos::AlgoError>(())
 //! ```
 
+mod agent;
 mod bc;
 mod bcq;
 mod common;
@@ -33,6 +34,7 @@ mod error;
 mod iql;
 mod td3bc;
 
+pub use agent::{build, Agent, AlgoKind};
 pub use bc::{Bc, BcConfig, BcLoss};
 pub use bcq::{Bcq, BcqConfig};
 pub use common::{

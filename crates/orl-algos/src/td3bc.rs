@@ -25,7 +25,7 @@ use crate::error::Result;
 
 /// TD3+BC settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Td3BcConfig {
     /// Hidden sizes of actor and critics.
     pub hidden: Vec<usize>,
