@@ -30,6 +30,7 @@ mod bc;
 mod bcq;
 mod common;
 mod cql;
+mod dqn;
 mod error;
 mod iql;
 mod td3bc;
@@ -41,6 +42,7 @@ pub use common::{
     expectile_loss, gather_actions, huber_loss, record, ActionSpec, Algorithm, BatchTensors, Metrics, Spec,
 };
 pub use cql::{Cql, CqlConfig};
+pub use dqn::{Dqn, DqnConfig};
 pub use error::{AlgoError, Result};
 pub use iql::{Iql, IqlConfig};
 pub use td3bc::{Td3Bc, Td3BcConfig};
