@@ -40,6 +40,19 @@ impl AlgoKind {
     pub fn supports_discrete(self) -> bool {
         !matches!(self, AlgoKind::Td3Bc)
     }
+    /// Batch size of the reference implementation: 100 for BCQ (Fujimoto et al. 2019, appendix
+    /// D), 256 for the others (TD3+BC and IQL papers; CORL).
+    pub fn default_batch_size(self) -> usize {
+        match self {
+            AlgoKind::Bcq => 100,
+            _ => 256,
+        }
+    }
+    /// Whether the reference implementation standardises observations with the dataset's mean
+    /// and std: TD3+BC (paper, section 5), IQL, CQL and BC in CORL; not BCQ's reference code.
+    pub fn normalizes_observations(self) -> bool {
+        !matches!(self, AlgoKind::Bcq)
+    }
 }
 
 impl std::str::FromStr for AlgoKind {

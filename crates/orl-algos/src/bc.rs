@@ -135,6 +135,14 @@ impl Algorithm for Bc {
     fn q_value(&self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+        let names = crate::common::mlp_layer_names("policy.net.", self.cfg.hidden.len() + 1);
+        let (head, max) = match self.spec.action {
+            ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
+            ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
+        };
+        Ok(Some(orl_nets::PolicyMlp::from_named(&self.store.named_tensors(""), "", &names, head, max)?))
+    }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![("policy", &self.store)]
     }

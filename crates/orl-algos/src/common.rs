@@ -206,6 +206,12 @@ pub trait Algorithm: Send {
     /// The critic's value `Q(s, a)` `[B]` (minimum over the ensemble), if the algorithm has one.
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>>;
 
+    /// The acting policy as a plain MLP for export, when it is one (BCQ's is not: it samples
+    /// from its VAE and takes an argmax over its critic).
+    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+        Ok(None)
+    }
+
     /// Networks by name (tensor prefix in checkpoints).
     fn nets(&self) -> Vec<(&'static str, &ParamStore)>;
     /// Optimizers by name.
@@ -302,4 +308,9 @@ pub fn target_of<M>(source: &ParamStore, build: impl FnOnce(&mut orl_nets::Vb<'_
     let module = build(&mut store.builder("", &mut scratch))?;
     store.copy_from(source)?;
     Ok((module, store))
+}
+
+/// The names `0..layers` of an MLP's layers under `prefix` (for [`orl_nets::PolicyMlp`]).
+pub fn mlp_layer_names(prefix: &str, layers: usize) -> Vec<String> {
+    (0..layers).map(|i| format!("{prefix}{i}")).collect()
 }

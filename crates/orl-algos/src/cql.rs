@@ -378,6 +378,20 @@ impl Algorithm for Cql {
             None => gather_actions(&self.critic.q_all(s)?.get(0)?, a)?,
         }))
     }
+    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+        let h = self.cfg.hidden.len();
+        Ok(Some(match &self.cont {
+            Some(c) => {
+                let mut names = crate::common::mlp_layer_names("trunk.", h);
+                names.push("mean".into());
+                orl_nets::PolicyMlp::from_named(&c.actor_store.named_tensors(""), "", &names, orl_nets::Head::Tanh, c.max_action)?
+            }
+            None => {
+                let names = crate::common::mlp_layer_names("", h + 1);
+                orl_nets::PolicyMlp::from_named(&self.critic_store.named_tensors(""), "", &names, orl_nets::Head::Argmax, 0.0)?
+            }
+        }))
+    }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         let mut v = vec![("critic", &self.critic_store), ("critic_target", &self.critic_target_store)];
         if let Some(c) = &self.cont {

@@ -121,6 +121,10 @@ impl Algorithm for Dqn {
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(gather_actions(&self.q_all(s)?, a)?))
     }
+    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+        let names = crate::common::mlp_layer_names("", self.cfg.hidden.len() + 1);
+        Ok(Some(orl_nets::PolicyMlp::from_named(&self.q_store.named_tensors(""), "", &names, orl_nets::Head::Argmax, 0.0)?))
+    }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![("critic", &self.q_store), ("critic_target", &self.q_target_store)]
     }

@@ -259,6 +259,14 @@ impl Algorithm for Iql {
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(min_over_ensemble(&self.q_members(&self.critic, s, a)?)?))
     }
+    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+        let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
+        let (head, max) = match self.spec.action {
+            ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
+            ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
+        };
+        Ok(Some(orl_nets::PolicyMlp::from_named(&self.actor_store.named_tensors(""), "", &names, head, max)?))
+    }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![
             ("actor", &self.actor_store),

@@ -30,6 +30,7 @@ mod bc;
 mod bcq;
 mod common;
 mod cql;
+mod diagnostics;
 mod dqn;
 mod error;
 mod iql;
@@ -42,6 +43,7 @@ pub use common::{
     expectile_loss, gather_actions, huber_loss, record, ActionSpec, Algorithm, BatchTensors, Metrics, Spec,
 };
 pub use cql::{Cql, CqlConfig};
+pub use diagnostics::{diagnose, probe_rows, returns_to_go, Diagnostics};
 pub use dqn::{Dqn, DqnConfig};
 pub use error::{AlgoError, Result};
 pub use iql::{Iql, IqlConfig};

@@ -201,6 +201,11 @@ impl Algorithm for Td3Bc {
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
     }
+    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+        let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
+        let t = self.actor_store.named_tensors("");
+        Ok(Some(orl_nets::PolicyMlp::from_named(&t, "", &names, orl_nets::Head::Tanh, self.max_action)?))
+    }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![
             ("actor", &self.actor_store),

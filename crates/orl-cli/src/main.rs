@@ -1,12 +1,18 @@
 //! `orl`: the command-line front end of the orl offline-RL toolkit.
 //!
-//! Implemented: `orl convert`, `orl inspect` and `orl envs`. Training, evaluation and off-policy evaluation
-//! arrive with their crates (see `docs/ARCHITECTURE.md`).
+//! Subcommands: `convert`, `inspect`, `envs`, `train`, `eval`, `diagnose`, `export`. Off-policy evaluation (`orl ope`) arrives with
+//! its crate (see `docs/ARCHITECTURE.md`).
 
+mod agent_io;
 mod convert;
+mod diagnose;
+mod eval;
+mod export;
 mod envs;
 mod inspect;
 mod plot;
+mod run_dir;
+mod train;
 
 use std::process::ExitCode;
 
@@ -26,6 +32,14 @@ enum Command {
     Convert(convert::Args),
     /// Summarise a dataset: counts, episode returns, observation and action statistics, data quality.
     Inspect(inspect::Args),
+    /// Train an offline RL algorithm on a dataset (metrics, checkpoints, --resume, divergence guard).
+    Train(train::Args),
+    /// Evaluate a trained policy in its environment (returns and normalized score).
+    Eval(eval::Args),
+    /// Diagnose a run: Q vs observed return-to-go (over-estimation) and policy vs data actions.
+    Diagnose(diagnose::Args),
+    /// Export a policy to one safetensors file with a JSON header (normalisation folded in).
+    Export(export::Args),
     /// List the environments (Gymnasium ids) with their spaces and time limits.
     Envs(envs::Args),
 }
@@ -36,6 +50,10 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(&a),
         Command::Inspect(a) => inspect::run(&a),
         Command::Envs(a) => envs::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Eval(a) => eval::run(&a),
+        Command::Diagnose(a) => diagnose::run(&a),
+        Command::Export(a) => export::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -332,6 +332,12 @@ impl Replay {
         self.reward_scale
     }
 
+    /// The reward offset in effect (0 unless an affine transform is configured): sampled
+    /// rewards are `r * reward_scale() + reward_shift()`.
+    pub fn reward_shift(&self) -> f32 {
+        self.reward_shift
+    }
+
     /// Number of sampleable rows.
     pub fn num_sampleable(&self) -> usize {
         self.rows.len()

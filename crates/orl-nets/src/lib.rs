@@ -12,6 +12,8 @@
 //! - [`Adam`] (Adam/AdamW, gradient clipping, [`CosineSchedule`]) with saveable state.
 //! - [`checkpoint`]: atomic safetensors files with metadata.
 //! - [`Policy`]: acting and log-probabilities, used by evaluation and off-policy evaluation.
+//! - [`ExportedPolicy`]: a policy exported as one safetensors MLP with a JSON header, runnable
+//!   without any training code.
 //!
 //! CPU by default; the `cuda` and `metal` features are forwarded to candle. This crate knows
 //! nothing of Arrow or datasets.
@@ -37,6 +39,7 @@ mod actor;
 mod adam;
 pub mod checkpoint;
 mod error;
+mod export;
 mod linear;
 mod mlp;
 mod policy;
@@ -48,6 +51,7 @@ pub use actor::{
 };
 pub use adam::{Adam, AdamConfig, CosineSchedule};
 pub use error::{NetError, Result};
+pub use export::{save_export, ExportHeader, ExportedPolicy, Head, PolicyMlp, EXPORT_FORMAT_VERSION};
 pub use linear::{EnsembleLinear, Linear};
 pub use mlp::{EnsembleMlp, Mlp, QEnsemble};
 pub use policy::Policy;
