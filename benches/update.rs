@@ -22,11 +22,22 @@ fn updates(c: &mut Criterion) {
     let ds = halfcheetah_like(100_000, 0);
     let mut g = c.benchmark_group("update");
     g.throughput(Throughput::Elements(1));
-    g.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(6));
-    for kind in [AlgoKind::Bc, AlgoKind::Td3Bc, AlgoKind::Iql, AlgoKind::Cql, AlgoKind::Bcq] {
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6));
+    for kind in [
+        AlgoKind::Bc,
+        AlgoKind::Td3Bc,
+        AlgoKind::Iql,
+        AlgoKind::Cql,
+        AlgoKind::Bcq,
+    ] {
         let mut replay = Replay::new(ds.clone(), ReplayConfig::default(), 0).expect("replay");
-        let batches: Vec<_> = (0..64).map(|_| replay.sample(kind.default_batch_size())).collect();
-        let mut algo = build(kind, Spec::continuous(17, 6, 1.0), None, 0, &Device::Cpu).expect("build");
+        let batches: Vec<_> = (0..64)
+            .map(|_| replay.sample(kind.default_batch_size()))
+            .collect();
+        let mut algo =
+            build(kind, Spec::continuous(17, 6, 1.0), None, 0, &Device::Cpu).expect("build");
         let mut i = 0;
         g.bench_function(kind.name(), |b| {
             b.iter(|| {

@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-
 use orl_algos::{AlgoKind, Spec, build};
 use orl_benches::halfcheetah_like;
 use orl_data::{Replay, ReplayConfig};
@@ -10,11 +9,18 @@ use orl_nets::Device;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let kind: AlgoKind = args.get(1).map(String::as_str).unwrap_or("bc").parse().expect("algo");
+    let kind: AlgoKind = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("bc")
+        .parse()
+        .expect("algo");
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let ds = halfcheetah_like(20_000, 0);
     let mut replay = Replay::new(ds, ReplayConfig::default(), 0).expect("replay");
-    let batches: Vec<_> = (0..32).map(|_| replay.sample(kind.default_batch_size())).collect();
+    let batches: Vec<_> = (0..32)
+        .map(|_| replay.sample(kind.default_batch_size()))
+        .collect();
     let mut algo = build(kind, Spec::continuous(17, 6, 1.0), None, 0, &Device::Cpu).expect("build");
     for b in batches.iter().take(5) {
         algo.update(b).expect("update");
@@ -24,5 +30,10 @@ fn main() {
         algo.update(&batches[i % batches.len()]).expect("update");
     }
     let dt = t.elapsed().as_secs_f64();
-    println!("{}: {:.1} updates/s ({:.3} ms/update)", kind.name(), n as f64 / dt, 1e3 * dt / n as f64);
+    println!(
+        "{}: {:.1} updates/s ({:.3} ms/update)",
+        kind.name(),
+        n as f64 / dt,
+        1e3 * dt / n as f64
+    );
 }

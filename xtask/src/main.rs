@@ -4,9 +4,11 @@
 //! - `bench-d4rl`: the D4RL-style benchmark grid. **Not implemented yet** (issue 6): it needs the
 //!   algorithms (issue 4) and environments (issue 3), which have not landed. It says so and fails
 //!   rather than pretend.
+//! - `learn-pendulum`: the Pendulum-v1 learning check of the algorithms.
 //! - `setup-mujoco`: fetch the MuJoCo 3.17.0 shared library for the `mujoco` feature.
 
 mod bench_d4rl;
+mod learn_pendulum;
 mod setup_mujoco;
 
 use std::path::PathBuf;
@@ -18,9 +20,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bench-d4rl") => bench_d4rl::run(&args[1..]),
         Some("setup-mujoco") => setup_mujoco::run(&args[1..]),
+        Some("learn-pendulum") => learn_pendulum::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     D4RL-style benchmark grid (not implemented yet: issue 6)\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     D4RL-style benchmark grid (not implemented yet: issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }

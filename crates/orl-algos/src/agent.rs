@@ -25,7 +25,13 @@ pub enum AlgoKind {
 
 impl AlgoKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [AlgoKind; 5] = [AlgoKind::Cql, AlgoKind::Iql, AlgoKind::Bcq, AlgoKind::Td3Bc, AlgoKind::Bc];
+    pub const ALL: [AlgoKind; 5] = [
+        AlgoKind::Cql,
+        AlgoKind::Iql,
+        AlgoKind::Bcq,
+        AlgoKind::Td3Bc,
+        AlgoKind::Bc,
+    ];
     /// The CLI name.
     pub fn name(self) -> &'static str {
         match self {
@@ -61,11 +67,18 @@ impl std::str::FromStr for AlgoKind {
         AlgoKind::ALL
             .into_iter()
             .find(|k| k.name() == s.to_ascii_lowercase().replace(['+', '-', '_'], ""))
-            .ok_or_else(|| AlgoError::Config(format!("unknown algorithm `{s}` (known: cql, iql, bcq, td3bc, bc)")))
+            .ok_or_else(|| {
+                AlgoError::Config(format!(
+                    "unknown algorithm `{s}` (known: cql, iql, bcq, td3bc, bc)"
+                ))
+            })
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(kind: AlgoKind, config: Option<&serde_json::Value>) -> Result<T> {
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    kind: AlgoKind,
+    config: Option<&serde_json::Value>,
+) -> Result<T> {
     match config {
         None => Ok(T::default()),
         Some(v) => serde_json::from_value(v.clone())
@@ -83,11 +96,36 @@ pub fn build(
     device: &Device,
 ) -> Result<Box<dyn Algorithm>> {
     Ok(match kind {
-        AlgoKind::Bc => Box::new(Bc::new(spec, parse::<BcConfig>(kind, config)?, seed, device)?),
-        AlgoKind::Td3Bc => Box::new(Td3Bc::new(spec, parse::<Td3BcConfig>(kind, config)?, seed, device)?),
-        AlgoKind::Iql => Box::new(Iql::new(spec, parse::<IqlConfig>(kind, config)?, seed, device)?),
-        AlgoKind::Cql => Box::new(Cql::new(spec, parse::<CqlConfig>(kind, config)?, seed, device)?),
-        AlgoKind::Bcq => Box::new(Bcq::new(spec, parse::<BcqConfig>(kind, config)?, seed, device)?),
+        AlgoKind::Bc => Box::new(Bc::new(
+            spec,
+            parse::<BcConfig>(kind, config)?,
+            seed,
+            device,
+        )?),
+        AlgoKind::Td3Bc => Box::new(Td3Bc::new(
+            spec,
+            parse::<Td3BcConfig>(kind, config)?,
+            seed,
+            device,
+        )?),
+        AlgoKind::Iql => Box::new(Iql::new(
+            spec,
+            parse::<IqlConfig>(kind, config)?,
+            seed,
+            device,
+        )?),
+        AlgoKind::Cql => Box::new(Cql::new(
+            spec,
+            parse::<CqlConfig>(kind, config)?,
+            seed,
+            device,
+        )?),
+        AlgoKind::Bcq => Box::new(Bcq::new(
+            spec,
+            parse::<BcqConfig>(kind, config)?,
+            seed,
+            device,
+        )?),
     })
 }
 
@@ -105,17 +143,33 @@ pub struct Agent {
 
 impl Agent {
     /// Wraps `algo`.
-    pub fn new(algo: Box<dyn Algorithm>, obs_norm: Option<(Vec<f32>, Vec<f32>)>, device: Device) -> Self {
-        Self { algo, obs_norm, deterministic: true, device }
+    pub fn new(
+        algo: Box<dyn Algorithm>,
+        obs_norm: Option<(Vec<f32>, Vec<f32>)>,
+        device: Device,
+    ) -> Self {
+        Self {
+            algo,
+            obs_norm,
+            deterministic: true,
+            device,
+        }
     }
     /// `[B, obs]` raw observations (row-major) to the algorithm's input tensor.
     pub fn input(&self, raw: &[f32]) -> Result<Tensor> {
         let od = self.algo.spec().obs_dim;
         if od == 0 || raw.len() % od != 0 {
-            return Err(AlgoError::Config(format!("observation of {} values, expected a multiple of {od}", raw.len())));
+            return Err(AlgoError::Config(format!(
+                "observation of {} values, expected a multiple of {od}",
+                raw.len()
+            )));
         }
         let x: Vec<f32> = match &self.obs_norm {
-            Some((m, s)) => raw.iter().enumerate().map(|(i, v)| (v - m[i % od]) / s[i % od]).collect(),
+            Some((m, s)) => raw
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v - m[i % od]) / s[i % od])
+                .collect(),
             None => raw.to_vec(),
         };
         Ok(Tensor::from_vec(x, (raw.len() / od, od), &self.device)?)
@@ -125,17 +179,28 @@ impl Agent {
         let s = self.input(raw)?;
         let a = self.algo.act(&s, self.deterministic)?;
         Ok(if self.algo.spec().is_discrete() {
-            a.to_dtype(DType::U32)?.to_vec1::<u32>()?.into_iter().map(|i| OwnedAction::Discrete(i64::from(i))).collect()
+            a.to_dtype(DType::U32)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|i| OwnedAction::Discrete(i64::from(i)))
+                .collect()
         } else {
-            a.to_vec2::<f32>()?.into_iter().map(OwnedAction::Continuous).collect()
+            a.to_vec2::<f32>()?
+                .into_iter()
+                .map(OwnedAction::Continuous)
+                .collect()
         })
     }
 }
 
 impl orl_envs::Policy for Agent {
-    fn act(&mut self, observation: &[f32]) -> std::result::Result<OwnedAction, Box<dyn std::error::Error + Send + Sync>> {
+    fn act(
+        &mut self,
+        observation: &[f32],
+    ) -> std::result::Result<OwnedAction, Box<dyn std::error::Error + Send + Sync>> {
         let mut v = self.act_raw(observation)?;
-        v.pop().ok_or_else(|| "the policy returned no action".into())
+        v.pop()
+            .ok_or_else(|| "the policy returned no action".into())
     }
 }
 
@@ -148,7 +213,11 @@ impl orl_nets::Policy for Agent {
         let s = self.input(&raw).map_err(to_net)?;
         self.algo.act(&s, deterministic).map_err(to_net)
     }
-    fn log_prob(&mut self, observations: &Tensor, actions: &Tensor) -> orl_nets::Result<Option<Tensor>> {
+    fn log_prob(
+        &mut self,
+        observations: &Tensor,
+        actions: &Tensor,
+    ) -> orl_nets::Result<Option<Tensor>> {
         let raw: Vec<f32> = observations.flatten_all()?.to_vec1()?;
         let s = self.input(&raw).map_err(to_net)?;
         self.algo.log_prob(&s, actions).map_err(to_net)

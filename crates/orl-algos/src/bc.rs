@@ -11,11 +11,13 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, CategoricalActor, DeterministicActor, GaussianActor, Noise, ParamStore};
+use orl_nets::{
+    Adam, AdamConfig, CategoricalActor, DeterministicActor, GaussianActor, Noise, ParamStore,
+};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{gather_actions, record, ActionSpec, Algorithm, BatchTensors, Metrics, Spec};
+use crate::common::{ActionSpec, Algorithm, BatchTensors, Metrics, Spec, gather_actions, record};
 use crate::error::Result;
 
 /// Loss for continuous actions.
@@ -43,7 +45,11 @@ pub struct BcConfig {
 impl Default for BcConfig {
     /// CORL `any_percent_bc.py`: 256x256 MLP, Adam lr 3e-4, MSE on a tanh-bounded actor.
     fn default() -> Self {
-        Self { hidden: vec![256, 256], lr: 3e-4, loss: BcLoss::Mse }
+        Self {
+            hidden: vec![256, 256],
+            lr: 3e-4,
+            loss: BcLoss::Mse,
+        }
     }
 }
 
@@ -74,14 +80,40 @@ impl Bc {
             let mut vb = store.builder("policy", &mut rng);
             match spec.action {
                 ActionSpec::Continuous { dim, max_action } => match cfg.loss {
-                    BcLoss::Mse => Net::Mse(DeterministicActor::new(&mut vb, spec.obs_dim, dim, &cfg.hidden, max_action)?),
-                    BcLoss::Nll => Net::Nll(GaussianActor::new(&mut vb, spec.obs_dim, dim, &cfg.hidden, max_action)?),
+                    BcLoss::Mse => Net::Mse(DeterministicActor::new(
+                        &mut vb,
+                        spec.obs_dim,
+                        dim,
+                        &cfg.hidden,
+                        max_action,
+                    )?),
+                    BcLoss::Nll => Net::Nll(GaussianActor::new(
+                        &mut vb,
+                        spec.obs_dim,
+                        dim,
+                        &cfg.hidden,
+                        max_action,
+                    )?),
                 },
-                ActionSpec::Discrete { n } => Net::Discrete(CategoricalActor::new(&mut vb, spec.obs_dim, n, &cfg.hidden)?),
+                ActionSpec::Discrete { n } => Net::Discrete(CategoricalActor::new(
+                    &mut vb,
+                    spec.obs_dim,
+                    n,
+                    &cfg.hidden,
+                )?),
             }
         };
         let opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
-        Ok(Self { cfg, spec, net, store, opt, noise: Noise::new(seed ^ 0x5eed, device.clone()), steps: 0, device: device.clone() })
+        Ok(Self {
+            cfg,
+            spec,
+            net,
+            store,
+            opt,
+            noise: Noise::new(seed ^ 0x5eed, device.clone()),
+            steps: 0,
+            device: device.clone(),
+        })
     }
 
     /// The imitation loss on a batch (`[]` scalar).
@@ -89,7 +121,9 @@ impl Bc {
         Ok(match &self.net {
             Net::Mse(p) => (p.forward(&b.s)? - &b.a)?.sqr()?.mean_all()?,
             Net::Nll(p) => p.log_prob(&b.s, &b.a)?.neg()?.mean_all()?,
-            Net::Discrete(p) => gather_actions(&p.log_probs(&b.s)?, &b.a)?.neg()?.mean_all()?,
+            Net::Discrete(p) => gather_actions(&p.log_probs(&b.s)?, &b.a)?
+                .neg()?
+                .mean_all()?,
         })
     }
 }
@@ -122,7 +156,9 @@ impl Algorithm for Bc {
             Net::Nll(p) if deterministic => p.deterministic(s)?,
             Net::Nll(p) => p.sample(s, &mut self.noise)?,
             Net::Discrete(p) if deterministic => p.greedy(s)?,
-            Net::Discrete(p) => crate::common::sample_categorical(&p.log_probs(s)?, &mut self.noise)?,
+            Net::Discrete(p) => {
+                crate::common::sample_categorical(&p.log_probs(s)?, &mut self.noise)?
+            }
         })
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
@@ -141,7 +177,13 @@ impl Algorithm for Bc {
             ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
             ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
         };
-        Ok(Some(orl_nets::PolicyMlp::from_named(&self.store.named_tensors(""), "", &names, head, max)?))
+        Ok(Some(orl_nets::PolicyMlp::from_named(
+            &self.store.named_tensors(""),
+            "",
+            &names,
+            head,
+            max,
+        )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![("policy", &self.store)]

@@ -32,7 +32,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    gather_actions, huber_loss, record, repeat_rows, target_of, ActionSpec, Algorithm, BatchTensors, Metrics, Spec,
+    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, gather_actions, huber_loss, record,
+    repeat_rows, target_of,
 };
 use crate::error::Result;
 
@@ -97,11 +98,23 @@ struct Perturbation {
 }
 
 impl Perturbation {
-    fn new(vb: &mut Vb<'_>, od: usize, ad: usize, hidden: &[usize], phi: f64, max_action: f64) -> orl_nets::Result<Self> {
-        Ok(Self { net: Mlp::new(vb, od + ad, hidden, ad)?, phi, max_action })
+    fn new(
+        vb: &mut Vb<'_>,
+        od: usize,
+        ad: usize,
+        hidden: &[usize],
+        phi: f64,
+        max_action: f64,
+    ) -> orl_nets::Result<Self> {
+        Ok(Self {
+            net: Mlp::new(vb, od + ad, hidden, ad)?,
+            phi,
+            max_action,
+        })
     }
     fn forward(&self, s: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let xi = (self.net.forward(&Tensor::cat(&[s, a], 1)?)?.tanh()? * (self.phi * self.max_action))?;
+        let xi =
+            (self.net.forward(&Tensor::cat(&[s, a], 1)?)?.tanh()? * (self.phi * self.max_action))?;
         Ok((a + xi)?.clamp(-self.max_action, self.max_action)?)
     }
 }
@@ -142,7 +155,12 @@ pub struct Bcq {
 
 impl Bcq {
     /// Builds the networks for `spec`, initialised from `seed`.
-    pub fn new(spec: Spec, cfg: BcqConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(
+        spec: Spec,
+        cfg: BcqConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let od = spec.obs_dim;
         let h = cfg.hidden.clone();
@@ -150,13 +168,31 @@ impl Bcq {
         let (critic, critic_target, critic_target_store, cont, disc) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
                 let mut actor_store = ParamStore::new(device.clone());
-                let actor = Perturbation::new(&mut actor_store.builder("", &mut rng), od, dim, &h, cfg.phi, max_action)?;
-                let (actor_target, actor_target_store) =
-                    target_of(&actor_store, |vb| Perturbation::new(vb, od, dim, &h, cfg.phi, max_action))?;
-                let critic = QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?;
-                let (ct, cts) = target_of(&critic_store, |vb| QEnsemble::continuous(vb, 2, od, dim, &h))?;
+                let actor = Perturbation::new(
+                    &mut actor_store.builder("", &mut rng),
+                    od,
+                    dim,
+                    &h,
+                    cfg.phi,
+                    max_action,
+                )?;
+                let (actor_target, actor_target_store) = target_of(&actor_store, |vb| {
+                    Perturbation::new(vb, od, dim, &h, cfg.phi, max_action)
+                })?;
+                let critic =
+                    QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?;
+                let (ct, cts) = target_of(&critic_store, |vb| {
+                    QEnsemble::continuous(vb, 2, od, dim, &h)
+                })?;
                 let mut vae_store = ParamStore::new(device.clone());
-                let vae = Vae::new(&mut vae_store.builder("", &mut rng), od, dim, 2 * dim, &cfg.vae_hidden, max_action)?;
+                let vae = Vae::new(
+                    &mut vae_store.builder("", &mut rng),
+                    od,
+                    dim,
+                    2 * dim,
+                    &cfg.vae_hidden,
+                    max_action,
+                )?;
                 let c = Continuous {
                     act_dim: dim,
                     actor_opt: Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?,
@@ -171,10 +207,13 @@ impl Bcq {
                 (critic, ct, cts, Some(c), None)
             }
             ActionSpec::Discrete { n } => {
-                let critic = QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 1, od, n, &h)?;
-                let (ct, cts) = target_of(&critic_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
+                let critic =
+                    QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 1, od, n, &h)?;
+                let (ct, cts) =
+                    target_of(&critic_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
                 let mut imitation_store = ParamStore::new(device.clone());
-                let imitation = CategoricalActor::new(&mut imitation_store.builder("", &mut rng), od, n, &h)?;
+                let imitation =
+                    CategoricalActor::new(&mut imitation_store.builder("", &mut rng), od, n, &h)?;
                 let d = Discrete {
                     imitation_opt: Adam::new(&imitation_store, AdamConfig::with_lr(cfg.critic_lr))?,
                     imitation,
@@ -205,7 +244,12 @@ impl Bcq {
 
 /// Twin-critic loss with the soft clipped double-Q target over `n` VAE samples per `s'`:
 /// `(loss, mean Q, mean |TD|)`. `z_next: [B*n, latent]` are the decoder's latents.
-fn critic_loss(t: &Bcq, c: &Continuous, b: &BatchTensors, z_next: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+fn critic_loss(
+    t: &Bcq,
+    c: &Continuous,
+    b: &BatchTensors,
+    z_next: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let n = t.cfg.n_samples;
     let bsz = b.s.dim(0)?;
     let y = {
@@ -219,7 +263,11 @@ fn critic_loss(t: &Bcq, c: &Continuous, b: &BatchTensors, z_next: &Tensor) -> Re
     };
     let q = t.critic.q(&b.s, &b.a)?;
     let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    Ok((diff.sqr()?.mean(1)?.sum_all()?, q.mean_all()?, diff.get(0)?.abs()?.mean_all()?))
+    Ok((
+        diff.sqr()?.mean(1)?.sum_all()?,
+        q.mean_all()?,
+        diff.get(0)?.abs()?.mean_all()?,
+    ))
 }
 
 /// `-E Q_1(s, xi(s, a~G(s)))` with `z: [B, latent]` the decoder's latents.
@@ -232,7 +280,11 @@ fn actor_loss(t: &Bcq, c: &Continuous, b: &BatchTensors, z: &Tensor) -> Result<T
 // ---- discrete loss ----
 
 /// `(loss, mean Q, mean |TD|, imitation NLL)` of discrete BCQ.
-fn discrete_loss(t: &Bcq, d: &Discrete, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+fn discrete_loss(
+    t: &Bcq,
+    d: &Discrete,
+    b: &BatchTensors,
+) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     let y = {
         let q2 = t.critic.q_all(&b.s2)?.get(0)?; // [B, n]
         let a2 = masked_argmax(&q2, &d.imitation.log_probs(&b.s2)?, t.cfg.threshold)?;
@@ -249,7 +301,9 @@ fn discrete_loss(t: &Bcq, d: &Discrete, b: &BatchTensors) -> Result<(Tensor, Ten
 
 /// `argmax_a Q(s, a)` over actions with `G(a|s) / max G(.|s) > tau`: `u32 [B]`.
 fn masked_argmax(q: &Tensor, log_probs: &Tensor, tau: f64) -> Result<Tensor> {
-    let ratio = log_probs.broadcast_sub(&log_probs.max_keepdim(D::Minus1)?)?.exp()?;
+    let ratio = log_probs
+        .broadcast_sub(&log_probs.max_keepdim(D::Minus1)?)?
+        .exp()?;
     let allowed = ratio.gt(tau)?;
     let very_low = (q.ones_like()? * -1e8)?;
     Ok(allowed.where_cond(q, &very_low)?.argmax(D::Minus1)?)
@@ -257,34 +311,52 @@ fn masked_argmax(q: &Tensor, log_probs: &Tensor, tau: f64) -> Result<Tensor> {
 
 impl Bcq {
     fn update_continuous(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let Some(c) = self.cont.as_ref() else { return Ok(()) };
+        let Some(c) = self.cont.as_ref() else {
+            return Ok(());
+        };
         let (bsz, lat) = (b.s.dim(0)?, c.vae.latent());
         // VAE step.
         let out = c.vae.forward(&b.s, &b.a, &mut self.noise)?;
         let vae_loss = Vae::loss(&out, &b.a)?;
         record(m, self.steps, "vae_loss", &vae_loss)?;
         // Critic step.
-        let z_next = self.noise.normal(&[bsz * self.cfg.n_samples, lat])?.clamp(-0.5f32, 0.5f32)?;
+        let z_next = self
+            .noise
+            .normal(&[bsz * self.cfg.n_samples, lat])?
+            .clamp(-0.5f32, 0.5f32)?;
         let (closs, q, td) = critic_loss(self, c, b, &z_next)?;
         record(m, self.steps, "critic_loss", &closs)?;
         record(m, self.steps, "q_mean", &q)?;
         record(m, self.steps, "td_error", &td)?;
         let z = self.noise.normal(&[bsz, lat])?.clamp(-0.5f32, 0.5f32)?;
-        let c = self.cont.as_mut().ok_or_else(|| crate::AlgoError::Config("no VAE".into()))?;
+        let c = self
+            .cont
+            .as_mut()
+            .ok_or_else(|| crate::AlgoError::Config("no VAE".into()))?;
         c.vae_opt.backward_step(&vae_loss)?;
         self.critic_opt.backward_step(&closs)?;
         // Actor step (after the critic, as in algorithm 1).
-        let c = self.cont.as_ref().ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
+        let c = self
+            .cont
+            .as_ref()
+            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
         let aloss = actor_loss(self, c, b, &z)?;
         record(m, self.steps, "actor_loss", &aloss)?;
-        let c = self.cont.as_mut().ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
+        let c = self
+            .cont
+            .as_mut()
+            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
         c.actor_opt.backward_step(&aloss)?;
-        c.actor_target_store.soft_update_from(&c.actor_store, self.cfg.tau)?;
-        self.critic_target_store.soft_update_from(&self.critic_store, self.cfg.tau)?;
+        c.actor_target_store
+            .soft_update_from(&c.actor_store, self.cfg.tau)?;
+        self.critic_target_store
+            .soft_update_from(&self.critic_store, self.cfg.tau)?;
         Ok(())
     }
     fn update_discrete(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let Some(d) = self.disc.as_ref() else { return Ok(()) };
+        let Some(d) = self.disc.as_ref() else {
+            return Ok(());
+        };
         let (loss, q, td, nll) = discrete_loss(self, d, b)?;
         record(m, self.steps, "critic_loss", &loss)?;
         record(m, self.steps, "q_mean", &q)?;
@@ -295,7 +367,8 @@ impl Bcq {
         if let Some(d) = self.disc.as_mut() {
             d.imitation_opt.step(&grads)?;
         }
-        self.critic_target_store.soft_update_from(&self.critic_store, self.cfg.tau)?;
+        self.critic_target_store
+            .soft_update_from(&self.critic_store, self.cfg.tau)?;
         Ok(())
     }
 }
@@ -329,10 +402,16 @@ impl Algorithm for Bcq {
             let q = self.critic.q_all(s)?.get(0)?;
             return masked_argmax(&q, &d.imitation.log_probs(s)?, self.cfg.threshold);
         }
-        let c = self.cont.as_ref().ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
+        let c = self
+            .cont
+            .as_ref()
+            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
         let (bsz, n) = (s.dim(0)?, self.cfg.n_act_samples);
         let sr = repeat_rows(s, n)?;
-        let z = self.noise.normal(&[bsz * n, c.vae.latent()])?.clamp(-0.5f32, 0.5f32)?;
+        let z = self
+            .noise
+            .normal(&[bsz * n, c.vae.latent()])?
+            .clamp(-0.5f32, 0.5f32)?;
         let a = c.actor.forward(&sr, &c.vae.decode_z(&sr, &z)?)?; // [B*n, act]
         let q1 = self.critic.q(&sr, &a)?.get(0)?.reshape((bsz, n))?;
         let best = q1.argmax(1)?; // [B]
@@ -352,9 +431,16 @@ impl Algorithm for Bcq {
         Ok(None)
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
-        let mut v = vec![("critic", &self.critic_store), ("critic_target", &self.critic_target_store)];
+        let mut v = vec![
+            ("critic", &self.critic_store),
+            ("critic_target", &self.critic_target_store),
+        ];
         if let Some(c) = &self.cont {
-            v.extend([("actor", &c.actor_store), ("actor_target", &c.actor_target_store), ("vae", &c.vae_store)]);
+            v.extend([
+                ("actor", &c.actor_store),
+                ("actor_target", &c.actor_target_store),
+                ("vae", &c.vae_store),
+            ]);
         }
         if let Some(d) = &self.disc {
             v.push(("imitation", &d.imitation_store));

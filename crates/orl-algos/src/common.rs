@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use orl_data::Batch;
-use orl_nets::{checkpoint, Adam, Noise, ParamStore};
+use orl_nets::{Adam, Noise, ParamStore, checkpoint};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AlgoError, Result};
@@ -41,11 +41,17 @@ pub struct Spec {
 impl Spec {
     /// Continuous actions of `dim` in `[-max_action, max_action]`.
     pub fn continuous(obs_dim: usize, dim: usize, max_action: f64) -> Self {
-        Self { obs_dim, action: ActionSpec::Continuous { dim, max_action } }
+        Self {
+            obs_dim,
+            action: ActionSpec::Continuous { dim, max_action },
+        }
     }
     /// `n` discrete actions.
     pub fn discrete(obs_dim: usize, n: usize) -> Self {
-        Self { obs_dim, action: ActionSpec::Discrete { n } }
+        Self {
+            obs_dim,
+            action: ActionSpec::Discrete { n },
+        }
     }
     /// Whether actions are discrete.
     pub fn is_discrete(&self) -> bool {
@@ -55,14 +61,18 @@ impl Spec {
     pub fn continuous_parts(&self, algo: &str) -> Result<(usize, f64)> {
         match self.action {
             ActionSpec::Continuous { dim, max_action } => Ok((dim, max_action)),
-            ActionSpec::Discrete { .. } => Err(AlgoError::Config(format!("{algo} needs continuous actions"))),
+            ActionSpec::Discrete { .. } => Err(AlgoError::Config(format!(
+                "{algo} needs continuous actions"
+            ))),
         }
     }
     /// `n` or a configuration error naming `algo`.
     pub fn discrete_n(&self, algo: &str) -> Result<usize> {
         match self.action {
             ActionSpec::Discrete { n } => Ok(n),
-            ActionSpec::Continuous { .. } => Err(AlgoError::Config(format!("{algo} needs discrete actions"))),
+            ActionSpec::Continuous { .. } => {
+                Err(AlgoError::Config(format!("{algo} needs discrete actions")))
+            }
         }
     }
 }
@@ -97,7 +107,10 @@ impl BatchTensors {
         }
         let a = match spec.action {
             ActionSpec::Continuous { dim, .. } => {
-                if batch.act_dim != dim || batch.actions.len() != b * dim || !batch.discrete_actions.is_empty() {
+                if batch.act_dim != dim
+                    || batch.actions.len() != b * dim
+                    || !batch.discrete_actions.is_empty()
+                {
                     return Err(AlgoError::Config(format!(
                         "batch has action dimension {}, the algorithm was built for {dim}",
                         batch.act_dim
@@ -107,14 +120,25 @@ impl BatchTensors {
             }
             ActionSpec::Discrete { n } => {
                 if batch.discrete_actions.len() != b {
-                    return Err(AlgoError::Config("the algorithm needs discrete actions; the batch has continuous ones".into()));
+                    return Err(AlgoError::Config(
+                        "the algorithm needs discrete actions; the batch has continuous ones"
+                            .into(),
+                    ));
                 }
                 let idx: Vec<u32> = batch
                     .discrete_actions
                     .iter()
-                    .map(|&x| if x >= 0 && (x as usize) < n { Ok(x as u32) } else { Err(x) })
+                    .map(|&x| {
+                        if x >= 0 && (x as usize) < n {
+                            Ok(x as u32)
+                        } else {
+                            Err(x)
+                        }
+                    })
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(|x| AlgoError::Config(format!("discrete action {x} outside 0..{n}")))?;
+                    .map_err(|x| {
+                        AlgoError::Config(format!("discrete action {x} outside 0..{n}"))
+                    })?;
                 Tensor::from_vec(idx, b, device)?
             }
         };
@@ -142,7 +166,11 @@ pub type Metrics = BTreeMap<String, f64>;
 pub fn record(m: &mut Metrics, step: usize, name: &str, t: &Tensor) -> Result<()> {
     let v = t.to_dtype(DType::F32)?.to_scalar::<f32>()?;
     if !v.is_finite() {
-        return Err(AlgoError::Diverged { step, name: name.to_string(), value: v });
+        return Err(AlgoError::Diverged {
+            step,
+            name: name.to_string(),
+            value: v,
+        });
     }
     m.insert(name.to_string(), f64::from(v));
     Ok(())
@@ -178,7 +206,9 @@ pub fn min_over_ensemble(q: &Tensor) -> Result<Tensor> {
 /// Rows of `x: [B, d]` repeated `n` times each: `[B * n, d]` with row `b * n + j = x[b]`.
 pub fn repeat_rows(x: &Tensor, n: usize) -> Result<Tensor> {
     let (b, d) = x.dims2()?;
-    Ok(x.unsqueeze(1)?.broadcast_as((b, n, d))?.reshape((b * n, d))?)
+    Ok(x.unsqueeze(1)?
+        .broadcast_as((b, n, d))?
+        .reshape((b * n, d))?)
 }
 
 /// An algorithm: updates from batches, acts, and saves/restores its complete training state.
@@ -239,7 +269,10 @@ pub trait Algorithm: Send {
         }
         meta.insert("orl.algo".into(), self.name().into());
         meta.insert("orl.config".into(), self.config_json());
-        meta.insert("orl.spec".into(), serde_json::to_string(self.spec()).unwrap_or_default());
+        meta.insert(
+            "orl.spec".into(),
+            serde_json::to_string(self.spec()).unwrap_or_default(),
+        );
         meta.insert("orl.steps".into(), self.steps().to_string());
         meta.insert("orl.noise".into(), self.noise().state_json());
         meta.insert("orl.version".into(), env!("CARGO_PKG_VERSION").into());
@@ -250,30 +283,51 @@ pub trait Algorithm: Send {
     /// Restores everything [`Algorithm::save`] wrote; returns the metadata. The checkpoint must
     /// come from the same algorithm, spaces and configuration.
     fn load(&mut self, path: &Path) -> Result<HashMap<String, String>> {
-        let device = self.nets().first().map(|(_, s)| s.device().clone()).unwrap_or(Device::Cpu);
+        let device = self
+            .nets()
+            .first()
+            .map(|(_, s)| s.device().clone())
+            .unwrap_or(Device::Cpu);
         let (tensors, meta) = checkpoint::load(path, &device)?;
-        let get = |k: &str| meta.get(k).cloned().ok_or_else(|| AlgoError::Checkpoint(format!("{}: no `{k}`", path.display())));
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| AlgoError::Checkpoint(format!("{}: no `{k}`", path.display())))
+        };
         let algo = get("orl.algo")?;
         if algo != self.name() {
-            return Err(AlgoError::Checkpoint(format!("{} holds {algo}, not {}", path.display(), self.name())));
+            return Err(AlgoError::Checkpoint(format!(
+                "{} holds {algo}, not {}",
+                path.display(),
+                self.name()
+            )));
         }
-        let spec: Spec = serde_json::from_str(&get("orl.spec")?).map_err(|e| AlgoError::Checkpoint(e.to_string()))?;
+        let spec: Spec = serde_json::from_str(&get("orl.spec")?)
+            .map_err(|e| AlgoError::Checkpoint(e.to_string()))?;
         if &spec != self.spec() {
-            return Err(AlgoError::Checkpoint(format!("{}: spaces {spec:?} differ from {:?}", path.display(), self.spec())));
+            return Err(AlgoError::Checkpoint(format!(
+                "{}: spaces {spec:?} differ from {:?}",
+                path.display(),
+                self.spec()
+            )));
         }
         for (name, store) in self.nets() {
             store.load_named(&tensors, &format!("{name}."))?;
         }
         let mut ts = Vec::new();
         for (name, _) in self.optims() {
-            let t: usize = get(&format!("orl.optim.{name}.t"))?.parse().map_err(|_| AlgoError::Checkpoint("bad optimizer step".into()))?;
+            let t: usize = get(&format!("orl.optim.{name}.t"))?
+                .parse()
+                .map_err(|_| AlgoError::Checkpoint("bad optimizer step".into()))?;
             ts.push(t);
         }
         for ((name, opt), t) in self.optims_mut().into_iter().zip(ts) {
             opt.load_state(&tensors, &format!("optim.{name}."), t)?;
         }
         self.noise_mut().restore(&get("orl.noise")?)?;
-        let steps = get("orl.steps")?.parse().map_err(|_| AlgoError::Checkpoint("bad step count".into()))?;
+        let steps = get("orl.steps")?
+            .parse()
+            .map_err(|_| AlgoError::Checkpoint("bad step count".into()))?;
         self.set_steps(steps);
         Ok(meta)
     }
@@ -301,7 +355,10 @@ pub fn sample_categorical(log_probs: &Tensor, noise: &mut Noise) -> Result<Tenso
 }
 
 /// A target network: the same module built over a fresh store, then hard-copied from `source`.
-pub fn target_of<M>(source: &ParamStore, build: impl FnOnce(&mut orl_nets::Vb<'_>) -> orl_nets::Result<M>) -> Result<(M, ParamStore)> {
+pub fn target_of<M>(
+    source: &ParamStore,
+    build: impl FnOnce(&mut orl_nets::Vb<'_>) -> orl_nets::Result<M>,
+) -> Result<(M, ParamStore)> {
     use rand::SeedableRng;
     let mut store = ParamStore::new(source.device().clone());
     let mut scratch = rand_pcg::Pcg64Mcg::seed_from_u64(0);

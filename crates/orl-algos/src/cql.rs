@@ -28,8 +28,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    gather_actions, huber_loss, min_over_ensemble, record, repeat_rows, target_of, ActionSpec, Algorithm, BatchTensors,
-    Metrics, Spec,
+    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, gather_actions, huber_loss,
+    min_over_ensemble, record, repeat_rows, target_of,
 };
 use crate::error::Result;
 
@@ -111,7 +111,11 @@ pub struct Cql {
     device: candle_core::Device,
 }
 
-fn scalar_param(device: &candle_core::Device, name: &str, rng: &mut rand_pcg::Pcg64Mcg) -> Result<ParamStore> {
+fn scalar_param(
+    device: &candle_core::Device,
+    name: &str,
+    rng: &mut rand_pcg::Pcg64Mcg,
+) -> Result<ParamStore> {
     let mut s = ParamStore::new(device.clone());
     s.builder("", rng).constant(name, &[1], 0.0)?;
     Ok(s)
@@ -120,7 +124,12 @@ fn scalar_param(device: &candle_core::Device, name: &str, rng: &mut rand_pcg::Pc
 impl Cql {
     /// Builds the networks for `spec` (SAC actor-critic for continuous actions, a double-DQN
     /// Q-network for discrete ones), initialised from `seed`.
-    pub fn new(spec: Spec, cfg: CqlConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(
+        spec: Spec,
+        cfg: CqlConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let od = spec.obs_dim;
         let h = cfg.hidden.clone();
@@ -128,14 +137,24 @@ impl Cql {
         let (critic, cont, critic_target, critic_target_store) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
                 let mut actor_store = ParamStore::new(device.clone());
-                let actor = TanhGaussianActor::new(&mut actor_store.builder("", &mut rng), od, dim, &h, max_action)?;
-                let critic = QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?;
-                let (t, ts) = target_of(&critic_store, |vb| QEnsemble::continuous(vb, 2, od, dim, &h))?;
+                let actor = TanhGaussianActor::new(
+                    &mut actor_store.builder("", &mut rng),
+                    od,
+                    dim,
+                    &h,
+                    max_action,
+                )?;
+                let critic =
+                    QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?;
+                let (t, ts) = target_of(&critic_store, |vb| {
+                    QEnsemble::continuous(vb, 2, od, dim, &h)
+                })?;
                 let actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
                 let log_alpha = scalar_param(device, "log_alpha", &mut rng)?;
                 let alpha_opt = Adam::new(&log_alpha, AdamConfig::with_lr(cfg.alpha_lr))?;
                 let log_alpha_prime = scalar_param(device, "log_alpha_prime", &mut rng)?;
-                let alpha_prime_opt = Adam::new(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr))?;
+                let alpha_prime_opt =
+                    Adam::new(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr))?;
                 let c = Continuous {
                     act_dim: dim,
                     max_action,
@@ -150,7 +169,8 @@ impl Cql {
                 (critic, Some(c), t, ts)
             }
             ActionSpec::Discrete { n } => {
-                let critic = QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 1, od, n, &h)?;
+                let critic =
+                    QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 1, od, n, &h)?;
                 let (t, ts) = target_of(&critic_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
                 (critic, None, t, ts)
             }
@@ -194,7 +214,12 @@ struct Draws {
 
 /// Critic loss of both members: TD + CQL(H) regulariser. Returns `(loss, mean Q, mean |TD|,
 /// cql gap (logsumexp - data Q, averaged), lagrange loss or None)`.
-fn critic_loss(t: &Cql, c: &Continuous, b: &BatchTensors, d: &Draws) -> Result<(Tensor, Tensor, Tensor, Tensor, Option<Tensor>)> {
+fn critic_loss(
+    t: &Cql,
+    c: &Continuous,
+    b: &BatchTensors,
+    d: &Draws,
+) -> Result<(Tensor, Tensor, Tensor, Tensor, Option<Tensor>)> {
     let n = t.cfg.n_actions;
     let bsz = b.s.dim(0)?;
     let alpha = param(&c.log_alpha, "log_alpha")?.exp()?.detach();
@@ -227,32 +252,52 @@ fn critic_loss(t: &Cql, c: &Continuous, b: &BatchTensors, d: &Draws) -> Result<(
         ],
         1,
     )?; // [2, 3*B*N] laid out source-major; regroup per state:
-    let cat = cat.reshape((2, 3, bsz, n))?.transpose(1, 2)?.reshape((2, bsz, 3 * n))?;
+    let cat = cat
+        .reshape((2, 3, bsz, n))?
+        .transpose(1, 2)?
+        .reshape((2, bsz, 3 * n))?;
     let lse = ((cat / t.cfg.temperature)?.log_sum_exp(D::Minus1)? * t.cfg.temperature)?; // [2, B]
     let gap = (lse - &q)?.mean(1)?; // [2]
     let (penalty, lagrange) = match t.cfg.target_action_gap {
         None => ((&gap * t.cfg.cql_alpha)?, None),
         Some(target) => {
-            let ap = param(&c.log_alpha_prime, "log_alpha_prime")?.exp()?.clamp(0.0, 1e6)?;
+            let ap = param(&c.log_alpha_prime, "log_alpha_prime")?
+                .exp()?
+                .clamp(0.0, 1e6)?;
             let pen = ((&gap - target)?.broadcast_mul(&ap.detach())? * t.cfg.cql_alpha)?;
             // alpha' ascends the penalty: minimise its negation, with Q fixed.
-            let lag = ((gap.detach() - target)?.broadcast_mul(&ap)? * (-0.5 * t.cfg.cql_alpha))?.sum_all()?;
+            let lag = ((gap.detach() - target)?.broadcast_mul(&ap)? * (-0.5 * t.cfg.cql_alpha))?
+                .sum_all()?;
             (pen, Some(lag))
         }
     };
     let loss = (td_loss + penalty)?.sum_all()?;
-    Ok((loss, q.mean_all()?, diff.get(0)?.abs()?.mean_all()?, gap.mean_all()?, lagrange))
+    Ok((
+        loss,
+        q.mean_all()?,
+        diff.get(0)?.abs()?.mean_all()?,
+        gap.mean_all()?,
+        lagrange,
+    ))
 }
 
 /// SAC actor and temperature losses: `(actor loss, alpha loss, entropy estimate)`.
-fn actor_loss(t: &Cql, c: &Continuous, b: &BatchTensors, d: &Draws) -> Result<(Tensor, Tensor, Tensor)> {
+fn actor_loss(
+    t: &Cql,
+    c: &Continuous,
+    b: &BatchTensors,
+    d: &Draws,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let log_alpha = param(&c.log_alpha, "log_alpha")?;
     let (a, lp) = c.actor.sample_with(&b.s, &d.actor)?;
     let q = min_over_ensemble(&t.critic.q(&b.s, &a)?)?;
     let alpha = log_alpha.exp()?.detach();
     let actor = (lp.broadcast_mul(&alpha)? - q)?.mean_all()?;
     let target_entropy = -(c.act_dim as f64);
-    let alpha_loss = (log_alpha.broadcast_mul(&(lp.detach() + target_entropy)?)?.neg()?).mean_all()?;
+    let alpha_loss = (log_alpha
+        .broadcast_mul(&(lp.detach() + target_entropy)?)?
+        .neg()?)
+    .mean_all()?;
     Ok((actor, alpha_loss, lp.neg()?.mean_all()?))
 }
 
@@ -276,7 +321,11 @@ fn discrete_loss(t: &Cql, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor, T
 
 impl Cql {
     fn draws(&mut self, bsz: usize) -> Result<Draws> {
-        let Some(c) = &self.cont else { return Err(crate::AlgoError::Config("continuous draws for discrete CQL".into())) };
+        let Some(c) = &self.cont else {
+            return Err(crate::AlgoError::Config(
+                "continuous draws for discrete CQL".into(),
+            ));
+        };
         let (a, n, m) = (c.act_dim, self.cfg.n_actions, c.max_action as f32);
         Ok(Draws {
             target: self.noise.normal(&[bsz, a])?,
@@ -300,7 +349,8 @@ impl Cql {
         if let (Some(lag), Some(c)) = (lag, self.cont.as_mut()) {
             c.alpha_prime_opt.backward_step(&lag)?;
         }
-        self.critic_target_store.soft_update_from(&self.critic_store, self.cfg.tau)?;
+        self.critic_target_store
+            .soft_update_from(&self.critic_store, self.cfg.tau)?;
         Ok(())
     }
     fn update_actor(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
@@ -309,8 +359,16 @@ impl Cql {
         record(m, self.steps, "actor_loss", &actor)?;
         record(m, self.steps, "alpha_loss", &alpha_loss)?;
         record(m, self.steps, "entropy", &entropy)?;
-        record(m, self.steps, "alpha", &param(&c.log_alpha, "log_alpha")?.exp()?.sum_all()?)?;
-        let c = self.cont.as_mut().ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
+        record(
+            m,
+            self.steps,
+            "alpha",
+            &param(&c.log_alpha, "log_alpha")?.exp()?.sum_all()?,
+        )?;
+        let c = self
+            .cont
+            .as_mut()
+            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
         c.actor_opt.backward_step(&actor)?;
         c.alpha_opt.backward_step(&alpha_loss)?;
         Ok(())
@@ -384,25 +442,48 @@ impl Algorithm for Cql {
             Some(c) => {
                 let mut names = crate::common::mlp_layer_names("trunk.", h);
                 names.push("mean".into());
-                orl_nets::PolicyMlp::from_named(&c.actor_store.named_tensors(""), "", &names, orl_nets::Head::Tanh, c.max_action)?
+                orl_nets::PolicyMlp::from_named(
+                    &c.actor_store.named_tensors(""),
+                    "",
+                    &names,
+                    orl_nets::Head::Tanh,
+                    c.max_action,
+                )?
             }
             None => {
                 let names = crate::common::mlp_layer_names("", h + 1);
-                orl_nets::PolicyMlp::from_named(&self.critic_store.named_tensors(""), "", &names, orl_nets::Head::Argmax, 0.0)?
+                orl_nets::PolicyMlp::from_named(
+                    &self.critic_store.named_tensors(""),
+                    "",
+                    &names,
+                    orl_nets::Head::Argmax,
+                    0.0,
+                )?
             }
         }))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
-        let mut v = vec![("critic", &self.critic_store), ("critic_target", &self.critic_target_store)];
+        let mut v = vec![
+            ("critic", &self.critic_store),
+            ("critic_target", &self.critic_target_store),
+        ];
         if let Some(c) = &self.cont {
-            v.extend([("actor", &c.actor_store), ("log_alpha", &c.log_alpha), ("log_alpha_prime", &c.log_alpha_prime)]);
+            v.extend([
+                ("actor", &c.actor_store),
+                ("log_alpha", &c.log_alpha),
+                ("log_alpha_prime", &c.log_alpha_prime),
+            ]);
         }
         v
     }
     fn optims(&self) -> Vec<(&'static str, &Adam)> {
         let mut v = vec![("critic", &self.critic_opt)];
         if let Some(c) = &self.cont {
-            v.extend([("actor", &c.actor_opt), ("log_alpha", &c.alpha_opt), ("log_alpha_prime", &c.alpha_prime_opt)]);
+            v.extend([
+                ("actor", &c.actor_opt),
+                ("log_alpha", &c.alpha_opt),
+                ("log_alpha_prime", &c.alpha_prime_opt),
+            ]);
         }
         v
     }

@@ -39,7 +39,11 @@ pub struct Diagnostics {
 
 /// Discounted return-to-go of every row (rewards mapped by `reward_fn`), and whether it is
 /// truncated (the episode did not end in a terminal state).
-pub fn returns_to_go(ds: &Dataset, gamma: f64, reward_fn: impl Fn(f32) -> f64) -> (Vec<f64>, Vec<bool>) {
+pub fn returns_to_go(
+    ds: &Dataset,
+    gamma: f64,
+    reward_fn: impl Fn(f32) -> f64,
+) -> (Vec<f64>, Vec<bool>) {
     let mut g = vec![0.0; ds.len()];
     let mut truncated = vec![false; ds.len()];
     let r = ds.rewards();
@@ -67,20 +71,38 @@ pub fn diagnose(
     let od = ds.obs_dim();
     let n = rows.len();
     let device = Device::Cpu;
-    let s: Vec<f32> = rows.iter().flat_map(|&i| normalize(ds.observation(i))).collect();
+    let s: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| normalize(ds.observation(i)))
+        .collect();
     let s = Tensor::from_vec(s, (n, od), &device)?;
     let a = match ds.actions() {
         Actions::Continuous { dim, values } => {
-            let v: Vec<f32> = rows.iter().flat_map(|&i| values[i * dim..(i + 1) * dim].iter().copied()).collect();
+            let v: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| values[i * dim..(i + 1) * dim].iter().copied())
+                .collect();
             Tensor::from_vec(v, (n, *dim), &device)?
         }
-        Actions::Discrete(v) => Tensor::from_vec(rows.iter().map(|&i| v[i] as u32).collect::<Vec<_>>(), n, &device)?,
+        Actions::Discrete(v) => Tensor::from_vec(
+            rows.iter().map(|&i| v[i] as u32).collect::<Vec<_>>(),
+            n,
+            &device,
+        )?,
     };
     let g: Vec<f64> = rows.iter().map(|&i| returns[i]).collect();
     let return_mean = g.iter().sum::<f64>() / n.max(1) as f64;
     let q: Option<Vec<f32>> = algo.q_value(&s, &a)?.map(|t| t.to_vec1()).transpose()?;
-    let q_mean = q.as_ref().map(|q| q.iter().map(|&v| f64::from(v)).sum::<f64>() / n.max(1) as f64);
-    let q_abs_error = q.as_ref().map(|q| q.iter().zip(&g).map(|(&a, b)| (f64::from(a) - b).abs()).sum::<f64>() / n.max(1) as f64);
+    let q_mean = q
+        .as_ref()
+        .map(|q| q.iter().map(|&v| f64::from(v)).sum::<f64>() / n.max(1) as f64);
+    let q_abs_error = q.as_ref().map(|q| {
+        q.iter()
+            .zip(&g)
+            .map(|(&a, b)| (f64::from(a) - b).abs())
+            .sum::<f64>()
+            / n.max(1) as f64
+    });
     let pi = algo.act(&s, true)?;
     let action_divergence = if algo.spec().is_discrete() {
         let p: Vec<u32> = pi.to_dtype(DType::U32)?.to_vec1()?;
@@ -99,7 +121,9 @@ pub fn diagnose(
         truncated_rows: rows.iter().filter(|&&i| truncated[i]).count(),
         q_mean,
         return_mean,
-        overestimation_ratio: q_mean.filter(|_| return_mean.abs() > 1e-6).map(|q| q / return_mean),
+        overestimation_ratio: q_mean
+            .filter(|_| return_mean.abs() > 1e-6)
+            .map(|q| q / return_mean),
         q_abs_error,
         action_divergence,
         data_log_likelihood,

@@ -16,7 +16,9 @@ use orl_nets::{Adam, AdamConfig, Noise, ParamStore, QEnsemble};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{gather_actions, huber_loss, record, target_of, Algorithm, BatchTensors, Metrics, Spec};
+use crate::common::{
+    Algorithm, BatchTensors, Metrics, Spec, gather_actions, huber_loss, record, target_of,
+};
 use crate::error::Result;
 
 /// DQN settings.
@@ -37,7 +39,12 @@ impl Default for DqnConfig {
     /// Stable-Baselines3's DQN settings for classic control (rl-zoo `CartPole-v1`): 256x256,
     /// Adam 2.3e-3, target update every 10 updates; double-DQN target (van Hasselt et al. 2016).
     fn default() -> Self {
-        Self { hidden: vec![256, 256], lr: 2.3e-3, target_update_interval: 10, double: true }
+        Self {
+            hidden: vec![256, 256],
+            lr: 2.3e-3,
+            target_update_interval: 10,
+            double: true,
+        }
     }
 }
 
@@ -57,15 +64,32 @@ pub struct Dqn {
 
 impl Dqn {
     /// Builds the Q-network for `spec` (discrete actions), initialised from `seed`.
-    pub fn new(spec: Spec, cfg: DqnConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(
+        spec: Spec,
+        cfg: DqnConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let n = spec.discrete_n("DQN")?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let (od, h) = (spec.obs_dim, cfg.hidden.clone());
         let mut q_store = ParamStore::new(device.clone());
         let q = QEnsemble::discrete(&mut q_store.builder("", &mut rng), 1, od, n, &h)?;
-        let (q_target, q_target_store) = target_of(&q_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
+        let (q_target, q_target_store) =
+            target_of(&q_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
         let opt = Adam::new(&q_store, AdamConfig::with_lr(cfg.lr))?;
-        Ok(Self { cfg, spec, q, q_store, q_target, q_target_store, opt, noise: Noise::new(seed ^ 0x5eed, device.clone()), steps: 0, device: device.clone() })
+        Ok(Self {
+            cfg,
+            spec,
+            q,
+            q_store,
+            q_target,
+            q_target_store,
+            opt,
+            noise: Noise::new(seed ^ 0x5eed, device.clone()),
+            steps: 0,
+            device: device.clone(),
+        })
     }
     /// `Q(s, .)`: `[B, n]`.
     pub fn q_all(&self, s: &Tensor) -> Result<Tensor> {
@@ -85,7 +109,11 @@ fn td_loss(t: &Dqn, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor)> {
         b.td_target(&v2)?.detach()
     };
     let q = gather_actions(&t.q_all(&b.s)?, &b.a)?;
-    Ok((huber_loss(&q, &y)?, q.mean_all()?, (&q - &y)?.abs()?.mean_all()?))
+    Ok((
+        huber_loss(&q, &y)?,
+        q.mean_all()?,
+        (&q - &y)?.abs()?.mean_all()?,
+    ))
 }
 
 impl Algorithm for Dqn {
@@ -123,10 +151,19 @@ impl Algorithm for Dqn {
     }
     fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
         let names = crate::common::mlp_layer_names("", self.cfg.hidden.len() + 1);
-        Ok(Some(orl_nets::PolicyMlp::from_named(&self.q_store.named_tensors(""), "", &names, orl_nets::Head::Argmax, 0.0)?))
+        Ok(Some(orl_nets::PolicyMlp::from_named(
+            &self.q_store.named_tensors(""),
+            "",
+            &names,
+            orl_nets::Head::Argmax,
+            0.0,
+        )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
-        vec![("critic", &self.q_store), ("critic_target", &self.q_target_store)]
+        vec![
+            ("critic", &self.q_store),
+            ("critic_target", &self.q_target_store),
+        ]
     }
     fn optims(&self) -> Vec<(&'static str, &Adam)> {
         vec![("critic", &self.opt)]

@@ -18,13 +18,16 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, CategoricalActor, CosineSchedule, GaussianActor, Mlp, Noise, ParamStore, QEnsemble};
+use orl_nets::{
+    Adam, AdamConfig, CategoricalActor, CosineSchedule, GaussianActor, Mlp, Noise, ParamStore,
+    QEnsemble,
+};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    expectile_loss, gather_actions, min_over_ensemble, record, sample_categorical, target_of, ActionSpec, Algorithm,
-    BatchTensors, Metrics, Spec,
+    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, expectile_loss, gather_actions,
+    min_over_ensemble, record, sample_categorical, target_of,
 };
 use crate::error::Result;
 
@@ -98,26 +101,45 @@ pub struct Iql {
 
 impl Iql {
     /// Builds policy, twin Q, target Q and V for `spec`, initialised from `seed`.
-    pub fn new(spec: Spec, cfg: IqlConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(
+        spec: Spec,
+        cfg: IqlConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let h = cfg.hidden.clone();
         let od = spec.obs_dim;
         let mut actor_store = ParamStore::new(device.clone());
         let mut critic_store = ParamStore::new(device.clone());
         let mut value_store = ParamStore::new(device.clone());
-        let (actor, critic, build_critic): (Actor, QEnsemble, Box<dyn Fn(&mut orl_nets::Vb<'_>) -> orl_nets::Result<QEnsemble>>) =
-            match spec.action {
-                ActionSpec::Continuous { dim, max_action } => (
-                    Actor::Gaussian(GaussianActor::new(&mut actor_store.builder("", &mut rng), od, dim, &h, max_action)?),
-                    QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?,
-                    Box::new(move |vb| QEnsemble::continuous(vb, 2, od, dim, &h)),
-                ),
-                ActionSpec::Discrete { n } => (
-                    Actor::Categorical(CategoricalActor::new(&mut actor_store.builder("", &mut rng), od, n, &h)?),
-                    QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 2, od, n, &h)?,
-                    Box::new(move |vb| QEnsemble::discrete(vb, 2, od, n, &h)),
-                ),
-            };
+        let (actor, critic, build_critic): (
+            Actor,
+            QEnsemble,
+            Box<dyn Fn(&mut orl_nets::Vb<'_>) -> orl_nets::Result<QEnsemble>>,
+        ) = match spec.action {
+            ActionSpec::Continuous { dim, max_action } => (
+                Actor::Gaussian(GaussianActor::new(
+                    &mut actor_store.builder("", &mut rng),
+                    od,
+                    dim,
+                    &h,
+                    max_action,
+                )?),
+                QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?,
+                Box::new(move |vb| QEnsemble::continuous(vb, 2, od, dim, &h)),
+            ),
+            ActionSpec::Discrete { n } => (
+                Actor::Categorical(CategoricalActor::new(
+                    &mut actor_store.builder("", &mut rng),
+                    od,
+                    n,
+                    &h,
+                )?),
+                QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 2, od, n, &h)?,
+                Box::new(move |vb| QEnsemble::discrete(vb, 2, od, n, &h)),
+            ),
+        };
         let value = Mlp::new(&mut value_store.builder("", &mut rng), od, &cfg.hidden, 1)?;
         let (critic_target, critic_target_store) = target_of(&critic_store, |vb| build_critic(vb))?;
         let mut actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
@@ -153,7 +175,11 @@ impl Iql {
             Actor::Categorical(_) => {
                 let all = q.q_all(s)?; // [E, B, n]
                 let (e, b, _) = all.dims3()?;
-                let idx = a.unsqueeze(0)?.unsqueeze(2)?.broadcast_as((e, b, 1))?.contiguous()?;
+                let idx = a
+                    .unsqueeze(0)?
+                    .unsqueeze(2)?
+                    .broadcast_as((e, b, 1))?
+                    .contiguous()?;
                 all.gather(&idx, 2)?.squeeze(2)?
             }
         })
@@ -179,7 +205,11 @@ fn critic_loss(t: &Iql, b: &BatchTensors, v_next: &Tensor) -> Result<(Tensor, Te
     let y = b.td_target(v_next)?.detach();
     let q = t.q_members(&t.critic, &b.s, &b.a)?;
     let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    Ok((diff.sqr()?.mean(1)?.sum_all()?, q.mean_all()?, diff.get(0)?.abs()?.mean_all()?))
+    Ok((
+        diff.sqr()?.mean(1)?.sum_all()?,
+        q.mean_all()?,
+        diff.get(0)?.abs()?.mean_all()?,
+    ))
 }
 
 /// Eq. 7: advantage-weighted log-likelihood; returns `(loss, mean weight)`.
@@ -206,7 +236,8 @@ impl Iql {
         record(m, self.steps, "q_mean", &q)?;
         record(m, self.steps, "td_error", &td)?;
         self.critic_opt.backward_step(&loss)?;
-        self.critic_target_store.soft_update_from(&self.critic_store, self.cfg.tau)?;
+        self.critic_target_store
+            .soft_update_from(&self.critic_store, self.cfg.tau)?;
         Ok(())
     }
     fn update_actor(&mut self, b: &BatchTensors, adv: &Tensor, m: &mut Metrics) -> Result<()> {
@@ -257,7 +288,11 @@ impl Algorithm for Iql {
         }))
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(min_over_ensemble(&self.q_members(&self.critic, s, a)?)?))
+        Ok(Some(min_over_ensemble(&self.q_members(
+            &self.critic,
+            s,
+            a,
+        )?)?))
     }
     fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
         let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
@@ -265,7 +300,13 @@ impl Algorithm for Iql {
             ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
             ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
         };
-        Ok(Some(orl_nets::PolicyMlp::from_named(&self.actor_store.named_tensors(""), "", &names, head, max)?))
+        Ok(Some(orl_nets::PolicyMlp::from_named(
+            &self.actor_store.named_tensors(""),
+            "",
+            &names,
+            head,
+            max,
+        )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![
@@ -276,10 +317,18 @@ impl Algorithm for Iql {
         ]
     }
     fn optims(&self) -> Vec<(&'static str, &Adam)> {
-        vec![("actor", &self.actor_opt), ("critic", &self.critic_opt), ("value", &self.value_opt)]
+        vec![
+            ("actor", &self.actor_opt),
+            ("critic", &self.critic_opt),
+            ("value", &self.value_opt),
+        ]
     }
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
-        vec![("actor", &mut self.actor_opt), ("critic", &mut self.critic_opt), ("value", &mut self.value_opt)]
+        vec![
+            ("actor", &mut self.actor_opt),
+            ("critic", &mut self.critic_opt),
+            ("value", &mut self.value_opt),
+        ]
     }
     fn noise(&self) -> &Noise {
         &self.noise
@@ -291,4 +340,3 @@ impl Algorithm for Iql {
         self.steps = steps;
     }
 }
-

@@ -28,6 +28,7 @@
 mod agent;
 mod bc;
 mod bcq;
+mod collect;
 mod common;
 mod cql;
 mod diagnostics;
@@ -36,14 +37,16 @@ mod error;
 mod iql;
 mod td3bc;
 
-pub use agent::{build, Agent, AlgoKind};
+pub use agent::{Agent, AlgoKind, build};
 pub use bc::{Bc, BcConfig, BcLoss};
 pub use bcq::{Bcq, BcqConfig};
+pub use collect::{Behavior, collect, pendulum_controller};
 pub use common::{
-    expectile_loss, gather_actions, huber_loss, record, ActionSpec, Algorithm, BatchTensors, Metrics, Spec,
+    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, expectile_loss, gather_actions, huber_loss,
+    record,
 };
 pub use cql::{Cql, CqlConfig};
-pub use diagnostics::{diagnose, probe_rows, returns_to_go, Diagnostics};
+pub use diagnostics::{Diagnostics, diagnose, probe_rows, returns_to_go};
 pub use dqn::{Dqn, DqnConfig};
 pub use error::{AlgoError, Result};
 pub use iql::{Iql, IqlConfig};

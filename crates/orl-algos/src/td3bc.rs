@@ -20,7 +20,7 @@ use orl_nets::{Adam, AdamConfig, DeterministicActor, Noise, ParamStore, QEnsembl
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{min_over_ensemble, record, target_of, Algorithm, BatchTensors, Metrics, Spec};
+use crate::common::{Algorithm, BatchTensors, Metrics, Spec, min_over_ensemble, record, target_of};
 use crate::error::Result;
 
 /// TD3+BC settings.
@@ -84,18 +84,36 @@ pub struct Td3Bc {
 
 impl Td3Bc {
     /// Builds actor, twin critics and their targets for `spec`, initialised from `seed`.
-    pub fn new(spec: Spec, cfg: Td3BcConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(
+        spec: Spec,
+        cfg: Td3BcConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let (act_dim, max_action) = spec.continuous_parts("TD3+BC")?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let mut actor_store = ParamStore::new(device.clone());
-        let actor = DeterministicActor::new(&mut actor_store.builder("", &mut rng), spec.obs_dim, act_dim, &cfg.hidden, max_action)?;
+        let actor = DeterministicActor::new(
+            &mut actor_store.builder("", &mut rng),
+            spec.obs_dim,
+            act_dim,
+            &cfg.hidden,
+            max_action,
+        )?;
         let mut critic_store = ParamStore::new(device.clone());
-        let critic = QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, spec.obs_dim, act_dim, &cfg.hidden)?;
+        let critic = QEnsemble::continuous(
+            &mut critic_store.builder("", &mut rng),
+            2,
+            spec.obs_dim,
+            act_dim,
+            &cfg.hidden,
+        )?;
         let (actor_target, actor_target_store) = target_of(&actor_store, |vb| {
             DeterministicActor::new(vb, spec.obs_dim, act_dim, &cfg.hidden, max_action)
         })?;
-        let (critic_target, critic_target_store) =
-            target_of(&critic_store, |vb| QEnsemble::continuous(vb, 2, spec.obs_dim, act_dim, &cfg.hidden))?;
+        let (critic_target, critic_target_store) = target_of(&critic_store, |vb| {
+            QEnsemble::continuous(vb, 2, spec.obs_dim, act_dim, &cfg.hidden)
+        })?;
         let actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
         let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
         Ok(Self {
@@ -126,8 +144,10 @@ impl Td3Bc {
 fn critic_loss(t: &Td3Bc, b: &BatchTensors, eps: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let y = {
         let a2 = t.actor_target.forward(&b.s2)?;
-        let eps = (eps * (t.cfg.policy_noise * t.max_action))?
-            .clamp(-t.cfg.noise_clip * t.max_action, t.cfg.noise_clip * t.max_action)?;
+        let eps = (eps * (t.cfg.policy_noise * t.max_action))?.clamp(
+            -t.cfg.noise_clip * t.max_action,
+            t.cfg.noise_clip * t.max_action,
+        )?;
         let a2 = (a2 + eps)?.clamp(-t.max_action, t.max_action)?;
         let q2 = min_over_ensemble(&t.critic_target.q(&b.s2, &a2)?)?;
         b.td_target(&q2)?.detach()
@@ -166,8 +186,10 @@ impl Td3Bc {
         record(m, self.steps, "lambda", &lambda)?;
         record(m, self.steps, "bc_mse", &bc)?;
         self.actor_opt.backward_step(&loss)?;
-        self.actor_target_store.soft_update_from(&self.actor_store, self.cfg.tau)?;
-        self.critic_target_store.soft_update_from(&self.critic_store, self.cfg.tau)?;
+        self.actor_target_store
+            .soft_update_from(&self.actor_store, self.cfg.tau)?;
+        self.critic_target_store
+            .soft_update_from(&self.critic_store, self.cfg.tau)?;
         Ok(())
     }
 }
@@ -204,7 +226,13 @@ impl Algorithm for Td3Bc {
     fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
         let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
         let t = self.actor_store.named_tensors("");
-        Ok(Some(orl_nets::PolicyMlp::from_named(&t, "", &names, orl_nets::Head::Tanh, self.max_action)?))
+        Ok(Some(orl_nets::PolicyMlp::from_named(
+            &t,
+            "",
+            &names,
+            orl_nets::Head::Tanh,
+            self.max_action,
+        )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         vec![
@@ -218,7 +246,10 @@ impl Algorithm for Td3Bc {
         vec![("actor", &self.actor_opt), ("critic", &self.critic_opt)]
     }
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
-        vec![("actor", &mut self.actor_opt), ("critic", &mut self.critic_opt)]
+        vec![
+            ("actor", &mut self.actor_opt),
+            ("critic", &mut self.critic_opt),
+        ]
     }
     fn noise(&self) -> &Noise {
         &self.noise

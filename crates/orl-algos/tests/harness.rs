@@ -9,18 +9,32 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use orl_algos::{build, AlgoKind, Algorithm, Spec};
+use orl_algos::{AlgoKind, Algorithm, Spec, build};
 use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
 
 fn setup(kind: AlgoKind, discrete: bool, seed: u64) -> (Box<dyn Algorithm>, Replay) {
     let (spec, space) = if discrete {
         (Spec::discrete(4, 3), ActionSpace::Discrete { n: 3 })
     } else {
-        (Spec::continuous(4, 2, 1.0), ActionSpace::Continuous { dim: 2, low: None, high: None })
+        (
+            Spec::continuous(4, 2, 1.0),
+            ActionSpace::Continuous {
+                dim: 2,
+                low: None,
+                high: None,
+            },
+        )
     };
     let ds = common::synthetic(4, space, 20, 25, 7);
     let replay = Replay::new(ds, ReplayConfig::default(), 11).unwrap();
-    let algo = build(kind, spec, Some(&common::small_config(kind)), seed, &Device::Cpu).unwrap();
+    let algo = build(
+        kind,
+        spec,
+        Some(&common::small_config(kind)),
+        seed,
+        &Device::Cpu,
+    )
+    .unwrap();
     (algo, replay)
 }
 
@@ -29,12 +43,21 @@ fn batches(replay: &mut Replay, n: usize) -> Vec<Batch> {
 }
 
 fn probe_obs() -> Tensor {
-    let v: Vec<f32> = (0..5 * 4).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+    let v: Vec<f32> = (0..5 * 4)
+        .map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0)
+        .collect();
     Tensor::from_vec(v, (5, 4), &Device::Cpu).unwrap()
 }
 
 fn actions(algo: &mut Box<dyn Algorithm>) -> Vec<f32> {
-    algo.act(&probe_obs(), true).unwrap().to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    algo.act(&probe_obs(), true)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 fn params(algo: &dyn Algorithm) -> Vec<(String, Vec<f32>)> {
@@ -51,9 +74,14 @@ fn losses_stay_finite_over_a_few_hundred_updates() {
         let (mut algo, mut replay) = setup(kind, discrete, 0);
         let mut last = None;
         for _ in 0..300 {
-            let m = algo.update(&replay.sample(32)).unwrap_or_else(|e| panic!("{kind:?} discrete={discrete}: {e}"));
+            let m = algo
+                .update(&replay.sample(32))
+                .unwrap_or_else(|e| panic!("{kind:?} discrete={discrete}: {e}"));
             assert!(!m.is_empty());
-            assert!(m.values().all(|v| v.is_finite()), "{kind:?} discrete={discrete}: {m:?}");
+            assert!(
+                m.values().all(|v| v.is_finite()),
+                "{kind:?} discrete={discrete}: {m:?}"
+            );
             last = Some(m);
         }
         assert_eq!(algo.steps(), 300);
@@ -69,13 +97,27 @@ fn save_then_load_gives_identical_actions() {
         for b in batches(&mut replay, 20) {
             algo.update(&b).unwrap();
         }
-        let path = dir.path().join(format!("{}-{discrete}.safetensors", kind.name()));
+        let path = dir
+            .path()
+            .join(format!("{}-{discrete}.safetensors", kind.name()));
         algo.save(&path, &HashMap::new()).unwrap();
         let (mut other, _) = setup(kind, discrete, 99);
-        assert_ne!(params(&*other), params(&*algo), "{kind:?}: different seeds must differ before loading");
+        assert_ne!(
+            params(&*other),
+            params(&*algo),
+            "{kind:?}: different seeds must differ before loading"
+        );
         other.load(&path).unwrap();
-        assert_eq!(params(&*other), params(&*algo), "{kind:?} discrete={discrete}");
-        assert_eq!(actions(&mut other), actions(&mut algo), "{kind:?} discrete={discrete}");
+        assert_eq!(
+            params(&*other),
+            params(&*algo),
+            "{kind:?} discrete={discrete}"
+        );
+        assert_eq!(
+            actions(&mut other),
+            actions(&mut algo),
+            "{kind:?} discrete={discrete}"
+        );
         assert_eq!(other.steps(), 20);
     }
 }
@@ -102,8 +144,16 @@ fn resume_equals_an_uninterrupted_run() {
         for b in &bs[15..] {
             resumed_metrics.push(resumed.update(b).unwrap());
         }
-        assert_eq!(resumed_metrics, full_metrics[15..].to_vec(), "{kind:?} discrete={discrete}: metrics");
-        assert_eq!(params(&*resumed), params(&*full), "{kind:?} discrete={discrete}: parameters");
+        assert_eq!(
+            resumed_metrics,
+            full_metrics[15..].to_vec(),
+            "{kind:?} discrete={discrete}: metrics"
+        );
+        assert_eq!(
+            params(&*resumed),
+            params(&*full),
+            "{kind:?} discrete={discrete}: parameters"
+        );
     }
 }
 
@@ -112,7 +162,10 @@ fn same_seed_same_numbers_other_seed_other_numbers() {
     for (kind, discrete) in common::cases() {
         let run = |seed| {
             let (mut algo, mut replay) = setup(kind, discrete, seed);
-            batches(&mut replay, 10).iter().map(|b| algo.update(b).unwrap()).collect::<Vec<_>>()
+            batches(&mut replay, 10)
+                .iter()
+                .map(|b| algo.update(b).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(5), run(5), "{kind:?} discrete={discrete}");
         assert_ne!(run(5), run(6), "{kind:?} discrete={discrete}");

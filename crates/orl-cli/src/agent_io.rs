@@ -22,15 +22,24 @@ pub const REF_SCORES: &str = "orl.ref_scores";
 /// Loads the agent saved at `path` (folder or file); returns it with the checkpoint metadata.
 pub fn load_agent(path: &Path) -> Result<(Agent, HashMap<String, String>)> {
     let ck = RunDir::resolve_checkpoint(path);
-    let (_, meta) = orl_nets::checkpoint::load(&ck, &Device::Cpu).with_context(|| format!("reading {}", ck.display()))?;
-    let get = |k: &str| meta.get(k).ok_or_else(|| anyhow!("{}: not an orl checkpoint (no `{k}`)", ck.display()));
+    let (_, meta) = orl_nets::checkpoint::load(&ck, &Device::Cpu)
+        .with_context(|| format!("reading {}", ck.display()))?;
+    let get = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| anyhow!("{}: not an orl checkpoint (no `{k}`)", ck.display()))
+    };
     let kind: AlgoKind = get("orl.algo")?.parse()?;
-    let spec: Spec = serde_json::from_str(get("orl.spec")?).with_context(|| format!("{}: bad `orl.spec`", ck.display()))?;
+    let spec: Spec = serde_json::from_str(get("orl.spec")?)
+        .with_context(|| format!("{}: bad `orl.spec`", ck.display()))?;
     let config: serde_json::Value = serde_json::from_str(get("orl.config")?)?;
     let mut algo = build(kind, spec, Some(&config), 0, &Device::Cpu)?;
-    algo.load(&ck).with_context(|| format!("loading {}", ck.display()))?;
+    algo.load(&ck)
+        .with_context(|| format!("loading {}", ck.display()))?;
     let obs_norm = match meta.get(OBS_NORM) {
-        Some(s) => Some(serde_json::from_str::<(Vec<f32>, Vec<f32>)>(s).with_context(|| format!("{}: bad `{OBS_NORM}`", ck.display()))?),
+        Some(s) => Some(
+            serde_json::from_str::<(Vec<f32>, Vec<f32>)>(s)
+                .with_context(|| format!("{}: bad `{OBS_NORM}`", ck.display()))?,
+        ),
         None => None,
     };
     Ok((Agent::new(algo, obs_norm, Device::Cpu), meta))

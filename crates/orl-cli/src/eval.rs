@@ -51,14 +51,27 @@ pub fn run(args: &Args) -> Result<()> {
         .or_else(|| meta.get(ENV_ID).cloned())
         .ok_or_else(|| anyhow!("the checkpoint names no environment: pass --env"))?;
     let reference = match meta.get(REF_SCORES) {
-        Some(s) => serde_json::from_str::<[f64; 2]>(s).ok().map(|[min, max]| RefScores { min, max }),
+        Some(s) => serde_json::from_str::<[f64; 2]>(s)
+            .ok()
+            .map(|[min, max]| RefScores { min, max }),
         None => RefScores::d4rl(&env),
     };
     let pool = Mutex::new(agents);
-    let cfg = EvalConfig { episodes: args.episodes, seed: args.seed, threads, reference };
+    let cfg = EvalConfig {
+        episodes: args.episodes,
+        seed: args.seed,
+        threads,
+        reference,
+    };
     let report = evaluate(
         || make(&env),
-        || pool.lock().map(|mut v| v.pop()).ok().flatten().expect("one agent per thread"),
+        || {
+            pool.lock()
+                .map(|mut v| v.pop())
+                .ok()
+                .flatten()
+                .expect("one agent per thread")
+        },
         &cfg,
     )
     .with_context(|| format!("evaluating on {env}"))?;
@@ -70,7 +83,10 @@ pub fn run(args: &Args) -> Result<()> {
                 "normalized_mean": report.normalized_mean, "normalized_std": report.normalized_std})
         );
     } else {
-        println!("{env}: {} episodes, return {:.2} +- {:.2} (min {:.2}, max {:.2})", args.episodes, report.mean, report.std, report.min, report.max);
+        println!(
+            "{env}: {} episodes, return {:.2} +- {:.2} (min {:.2}, max {:.2})",
+            args.episodes, report.mean, report.std, report.min, report.max
+        );
         if let (Some(m), Some(s)) = (report.normalized_mean, report.normalized_std) {
             println!("normalized score {m:.1} +- {s:.1}");
         }

@@ -46,6 +46,11 @@ pub fn run(args: &Args) -> Result<()> {
         source: args.checkpoint.display().to_string(),
     };
     save_export(&args.out, &mlp, &header)?;
-    println!("wrote {} ({} layers, {} head)", args.out.display(), mlp.layers.len(), if spec.is_discrete() { "argmax" } else { "tanh" });
+    println!(
+        "wrote {} ({} layers, {} head)",
+        args.out.display(),
+        mlp.layers.len(),
+        if spec.is_discrete() { "argmax" } else { "tanh" }
+    );
     Ok(())
 }

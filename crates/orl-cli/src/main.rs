@@ -6,9 +6,9 @@
 mod agent_io;
 mod convert;
 mod diagnose;
+mod envs;
 mod eval;
 mod export;
-mod envs;
 mod inspect;
 mod plot;
 mod run_dir;

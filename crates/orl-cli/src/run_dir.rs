@@ -22,7 +22,9 @@ pub struct RunDir {
 impl RunDir {
     /// The run folder `root` (not created).
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
+        Self {
+            root: root.to_path_buf(),
+        }
     }
     /// `run.json`.
     pub fn run_json(&self) -> PathBuf {
@@ -46,15 +48,27 @@ impl RunDir {
     }
     /// A checkpoint path given either a run folder or a `.safetensors` file.
     pub fn resolve_checkpoint(p: &Path) -> PathBuf {
-        if p.is_dir() { RunDir::new(p).checkpoint() } else { p.to_path_buf() }
+        if p.is_dir() {
+            RunDir::new(p).checkpoint()
+        } else {
+            p.to_path_buf()
+        }
     }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
@@ -65,23 +79,35 @@ pub fn read_rows(path: &Path) -> Result<Vec<serde_json::Map<String, serde_json::
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))
+        })
         .collect()
 }
 
 /// Writes `rows` as JSONL and as CSV (columns: `step` first, then the union of keys sorted).
-pub fn write_rows(jsonl: &Path, csv: &Path, rows: &[serde_json::Map<String, serde_json::Value>]) -> Result<()> {
+pub fn write_rows(
+    jsonl: &Path,
+    csv: &Path,
+    rows: &[serde_json::Map<String, serde_json::Value>],
+) -> Result<()> {
     let mut text = String::new();
     for r in rows {
         text.push_str(&serde_json::to_string(r)?);
         text.push('\n');
     }
     atomic_write(jsonl, text.as_bytes())?;
-    let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).filter(|k| k.as_str() != "step").collect();
+    let keys: BTreeSet<&String> = rows
+        .iter()
+        .flat_map(|r| r.keys())
+        .filter(|k| k.as_str() != "step")
+        .collect();
     let mut out = String::from("step");
     for k in &keys {
         out.push(',');

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use orl_algos::{AlgoError, AlgoKind, Algorithm, Metrics, Spec, build, diagnose, probe_rows, returns_to_go};
+use orl_algos::{
+    AlgoError, AlgoKind, Algorithm, Metrics, Spec, build, diagnose, probe_rows, returns_to_go,
+};
 use orl_data::{ActionSpace, Batch, Dataset, Replay, ReplayConfig, RewardTransform};
 use orl_envs::{EvalConfig, RefScores};
 use orl_nets::Device;
@@ -79,7 +81,11 @@ pub fn spec_of(ds: &Dataset) -> Result<Spec> {
     Ok(match &ds.meta().action_space {
         ActionSpace::Discrete { n } => Spec::discrete(od, *n),
         ActionSpace::Continuous { dim, low, high } => {
-            let m = high.iter().chain(low.iter()).flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+            let m = high
+                .iter()
+                .chain(low.iter())
+                .flatten()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
             let m = if m > 0.0 && m.is_finite() { m } else { 1.0 };
             Spec::continuous(od, *dim, m)
         }
@@ -89,31 +95,49 @@ pub fn spec_of(ds: &Dataset) -> Result<Spec> {
 /// The replay seed at checkpoint boundary `step`: the sampling stream restarts there, so a
 /// resumed run draws exactly the batches an uninterrupted one does.
 fn replay_seed(seed: u64, step: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step as u64).rotate_left(17) ^ 0x5851_F42D_4C95_7F2D
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(step as u64)
+        .rotate_left(17)
+        ^ 0x5851_F42D_4C95_7F2D
 }
 
 fn algo_config(args: &Args) -> Result<Option<Value>> {
-    let Some(p) = &args.config else { return Ok(None) };
+    let Some(p) = &args.config else {
+        return Ok(None);
+    };
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-    let v: toml::Value = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", p.display()))?;
+    let v: toml::Value =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", p.display()))?;
     Ok(Some(serde_json::to_value(v)?))
 }
 
 /// Runs `orl train`.
 pub fn run(args: &Args) -> Result<()> {
     let kind: AlgoKind = args.algo.parse()?;
-    let ds = Dataset::open(&args.dataset).with_context(|| format!("opening {}", args.dataset.display()))?;
+    let ds = Dataset::open(&args.dataset)
+        .with_context(|| format!("opening {}", args.dataset.display()))?;
     let spec = spec_of(&ds)?;
     if spec.is_discrete() && !kind.supports_discrete() {
-        bail!("{} needs continuous actions; {} has discrete ones", kind.name(), args.dataset.display());
+        bail!(
+            "{} needs continuous actions; {} has discrete ones",
+            kind.name(),
+            args.dataset.display()
+        );
     }
     let normalize = args.normalize_obs.unwrap_or(kind.normalizes_observations());
     let reward_transform = match args.reward_transform.as_str() {
         "none" => RewardTransform::None,
-        "return-range" => RewardTransform::ReturnRange { max_episode_steps: 1000.0 },
+        "return-range" => RewardTransform::ReturnRange {
+            max_episode_steps: 1000.0,
+        },
         other => bail!("--reward-transform: `{other}` is not `none` or `return-range`"),
     };
-    let rcfg = ReplayConfig { normalize_observations: normalize, gamma: args.gamma, reward_transform, ..ReplayConfig::default() };
+    let rcfg = ReplayConfig {
+        normalize_observations: normalize,
+        gamma: args.gamma,
+        reward_transform,
+        ..ReplayConfig::default()
+    };
     let batch_size = args.batch_size.unwrap_or(kind.default_batch_size());
     let config = algo_config(args)?;
     let mut algo = build(kind, spec.clone(), config.as_ref(), args.seed, &Device::Cpu)?;
@@ -145,22 +169,40 @@ pub fn run(args: &Args) -> Result<()> {
         if !ck.exists() {
             bail!("--resume: {} has no checkpoint", ck.display());
         }
-        let old: Value = serde_json::from_slice(&std::fs::read(run.run_json()).with_context(|| format!("reading {}", run.run_json().display()))?)?;
+        let old: Value = serde_json::from_slice(
+            &std::fs::read(run.run_json())
+                .with_context(|| format!("reading {}", run.run_json().display()))?,
+        )?;
         for k in ["algo", "config", "seed", "batch_size", "replay"] {
             if old[k] != record[k] {
-                bail!("--resume: `{k}` differs from the run in {} ({} vs {})", run.root.display(), old[k], record[k]);
+                bail!(
+                    "--resume: `{k}` differs from the run in {} ({} vs {})",
+                    run.root.display(),
+                    old[k],
+                    record[k]
+                );
             }
         }
         algo.load(&ck)?;
         rows = read_rows(&run.metrics_jsonl())?;
-        rows.retain(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| s as usize <= algo.steps()));
+        rows.retain(|r| {
+            r.get("step")
+                .and_then(Value::as_u64)
+                .is_some_and(|s| s as usize <= algo.steps())
+        });
         replay.reseed(replay_seed(args.seed, algo.steps()));
         eprintln!("resuming {} at update {}", run.root.display(), algo.steps());
     } else {
         if run.checkpoint().exists() {
-            bail!("{} already holds a run; pass --resume to continue it or choose another --out", run.root.display());
+            bail!(
+                "{} already holds a run; pass --resume to continue it or choose another --out",
+                run.root.display()
+            );
         }
-        atomic_write(&run.run_json(), serde_json::to_string_pretty(&record)?.as_bytes())?;
+        atomic_write(
+            &run.run_json(),
+            serde_json::to_string_pretty(&record)?.as_bytes(),
+        )?;
     }
     let mut extra = HashMap::new();
     if let Some(n) = &obs_norm {
@@ -171,17 +213,33 @@ pub fn run(args: &Args) -> Result<()> {
         extra.insert(ENV_ID.to_string(), e.clone());
     }
     if let Some(r) = refs {
-        extra.insert(REF_SCORES.to_string(), serde_json::to_string(&[r.min, r.max])?);
+        extra.insert(
+            REF_SCORES.to_string(),
+            serde_json::to_string(&[r.min, r.max])?,
+        );
+    }
+    if !args.resume {
+        // A first checkpoint before any update, so that a divergence always leaves a good one.
+        algo.save(&run.checkpoint(), &extra)?;
     }
     write_status(&run, "running", "")?;
 
     let (rtg, truncated) = {
         let (scale, shift) = (replay.reward_scale(), replay.reward_shift());
-        returns_to_go(replay.dataset(), f64::from(args.gamma), |r| f64::from(r * scale + shift))
+        returns_to_go(replay.dataset(), f64::from(args.gamma), |r| {
+            f64::from(r * scale + shift)
+        })
     };
     let probe = probe_rows(replay.dataset().len(), 1000);
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.steps as u64) };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} updates {per_sec} eta {eta} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.steps as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} updates {per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.set_position(algo.steps() as u64);
     let mut batch = Batch::default();
     let mut window: Vec<Metrics> = Vec::new();
@@ -212,26 +270,53 @@ pub fn run(args: &Args) -> Result<()> {
         if done % args.log_every.max(1) == 0 || last {
             let mut row = average(&window);
             let secs = t_window.elapsed().as_secs_f64();
-            row.insert("updates_per_s".into(), json!(window.len() as f64 / secs.max(1e-9)));
+            row.insert(
+                "updates_per_s".into(),
+                json!(window.len() as f64 / secs.max(1e-9)),
+            );
             row.insert("wall_s".into(), json!(start.elapsed().as_secs_f64()));
             row.insert("step".into(), json!(done));
             let stats = replay.obs_stats().cloned();
             let norm = move |o: &[f32]| -> Vec<f32> {
                 match &stats {
-                    Some(s) => o.iter().zip(s.mean.iter().zip(&s.std)).map(|(v, (m, sd))| (v - m) / sd).collect(),
+                    Some(s) => o
+                        .iter()
+                        .zip(s.mean.iter().zip(&s.std))
+                        .map(|(v, (m, sd))| (v - m) / sd)
+                        .collect(),
                     None => o.to_vec(),
                 }
             };
-            let d = diagnose(&mut *algo, replay.dataset(), &probe, &norm, &rtg, &truncated)?;
+            let d = diagnose(
+                &mut *algo,
+                replay.dataset(),
+                &probe,
+                &norm,
+                &rtg,
+                &truncated,
+            )?;
             row.insert("diag_q_mean".into(), json!(d.q_mean));
             row.insert("diag_return_mean".into(), json!(d.return_mean));
-            row.insert("diag_overestimation_ratio".into(), json!(d.overestimation_ratio));
+            row.insert(
+                "diag_overestimation_ratio".into(),
+                json!(d.overestimation_ratio),
+            );
             row.insert("diag_action_divergence".into(), json!(d.action_divergence));
-            row.insert("diag_data_log_likelihood".into(), json!(d.data_log_likelihood));
+            row.insert(
+                "diag_data_log_likelihood".into(),
+                json!(d.data_log_likelihood),
+            );
             if let Some(env) = &args.eval_env
                 && (done % args.eval_every.max(1) == 0 || last)
             {
-                let (mean, std, norm_mean) = evaluate(&mut *algo, obs_norm.clone(), env, args.eval_episodes, args.seed, refs)?;
+                let (mean, std, norm_mean) = evaluate(
+                    &mut *algo,
+                    obs_norm.clone(),
+                    env,
+                    args.eval_episodes,
+                    args.seed,
+                    refs,
+                )?;
                 row.insert("eval_return".into(), json!(mean));
                 row.insert("eval_return_std".into(), json!(std));
                 row.insert("eval_normalized".into(), json!(norm_mean));
@@ -263,7 +348,9 @@ fn average(window: &[Metrics]) -> serde_json::Map<String, Value> {
             e.1 += 1;
         }
     }
-    sums.into_iter().map(|(k, (s, n))| (k.to_string(), json!(s / n as f64))).collect()
+    sums.into_iter()
+        .map(|(k, (s, n))| (k.to_string(), json!(s / n as f64)))
+        .collect()
 }
 
 /// Evaluates the current policy (deterministic) on `env`: `(mean, std, normalised mean)`.
@@ -277,7 +364,12 @@ fn evaluate(
 ) -> Result<(f64, f64, Option<f64>)> {
     let mut e = orl_envs::make(env)?;
     let mut policy = AlgoPolicy { algo, obs_norm };
-    let cfg = EvalConfig { episodes, seed: 1_000_000 + seed, threads: 1, reference: refs };
+    let cfg = EvalConfig {
+        episodes,
+        seed: 1_000_000 + seed,
+        threads: 1,
+        reference: refs,
+    };
     let returns: Vec<f64> = (0..episodes)
         .map(|i| orl_envs::run_episode(&mut e, &mut policy, cfg.seed + i as u64, i).map(|r| r.0))
         .collect::<std::result::Result<_, _>>()?;
@@ -294,15 +386,24 @@ struct AlgoPolicy<'a> {
 }
 
 impl orl_envs::Policy for AlgoPolicy<'_> {
-    fn act(&mut self, o: &[f32]) -> std::result::Result<orl_envs::OwnedAction, Box<dyn std::error::Error + Send + Sync>> {
+    fn act(
+        &mut self,
+        o: &[f32],
+    ) -> std::result::Result<orl_envs::OwnedAction, Box<dyn std::error::Error + Send + Sync>> {
         let x: Vec<f32> = match &self.obs_norm {
-            Some((m, s)) => o.iter().zip(m.iter().zip(s)).map(|(v, (m, s))| (v - m) / s).collect(),
+            Some((m, s)) => o
+                .iter()
+                .zip(m.iter().zip(s))
+                .map(|(v, (m, s))| (v - m) / s)
+                .collect(),
             None => o.to_vec(),
         };
         let s = orl_nets::Tensor::from_vec(x, (1, o.len()), &Device::Cpu)?;
         let a = self.algo.act(&s, true)?;
         Ok(if self.algo.spec().is_discrete() {
-            orl_envs::OwnedAction::Discrete(i64::from(a.to_dtype(orl_nets::DType::U32)?.to_vec1::<u32>()?[0]))
+            orl_envs::OwnedAction::Discrete(i64::from(
+                a.to_dtype(orl_nets::DType::U32)?.to_vec1::<u32>()?[0],
+            ))
         } else {
             orl_envs::OwnedAction::Continuous(a.flatten_all()?.to_vec1::<f32>()?)
         })
@@ -310,5 +411,8 @@ impl orl_envs::Policy for AlgoPolicy<'_> {
 }
 
 fn write_status(run: &RunDir, status: &str, message: &str) -> Result<()> {
-    atomic_write(&run.status(), serde_json::to_string_pretty(&json!({"status": status, "message": message}))?.as_bytes())
+    atomic_write(
+        &run.status(),
+        serde_json::to_string_pretty(&json!({"status": status, "message": message}))?.as_bytes(),
+    )
 }

@@ -41,9 +41,20 @@ pub struct TanhGaussianActor {
 
 impl TanhGaussianActor {
     /// `obs_dim -> hidden... -> (mean, log_std)` of `act_dim` each.
-    pub fn new(vb: &mut Vb<'_>, obs_dim: usize, act_dim: usize, hidden: &[usize], max_action: f64) -> Result<Self> {
+    pub fn new(
+        vb: &mut Vb<'_>,
+        obs_dim: usize,
+        act_dim: usize,
+        hidden: &[usize],
+        max_action: f64,
+    ) -> Result<Self> {
         let last = *hidden.last().unwrap_or(&obs_dim);
-        let trunk = Mlp::new(&mut vb.pp("trunk"), obs_dim, &hidden[..hidden.len().saturating_sub(1)], last)?;
+        let trunk = Mlp::new(
+            &mut vb.pp("trunk"),
+            obs_dim,
+            &hidden[..hidden.len().saturating_sub(1)],
+            last,
+        )?;
         Ok(Self {
             trunk,
             mean: Linear::new(&mut vb.pp("mean"), last, act_dim)?,
@@ -54,7 +65,10 @@ impl TanhGaussianActor {
     }
     fn heads(&self, s: &Tensor) -> Result<(Tensor, Tensor)> {
         let h = self.trunk.forward(s)?.relu()?;
-        Ok((self.mean.forward(&h)?, self.log_std.forward(&h)?.clamp(-20f32, 2f32)?))
+        Ok((
+            self.mean.forward(&h)?,
+            self.log_std.forward(&h)?.clamp(-20f32, 2f32)?,
+        ))
     }
     /// Reparameterised sample and its log-probability.
     pub fn sample(&self, s: &Tensor, noise: &mut Noise) -> Result<(Tensor, Tensor)> {
@@ -110,7 +124,13 @@ pub struct GaussianActor {
 
 impl GaussianActor {
     /// `obs_dim -> hidden... -> act_dim`, plus `<prefix>.log_std` `[act_dim]`.
-    pub fn new(vb: &mut Vb<'_>, obs_dim: usize, act_dim: usize, hidden: &[usize], max_action: f64) -> Result<Self> {
+    pub fn new(
+        vb: &mut Vb<'_>,
+        obs_dim: usize,
+        act_dim: usize,
+        hidden: &[usize],
+        max_action: f64,
+    ) -> Result<Self> {
         Ok(Self {
             net: Mlp::new(&mut vb.pp("net"), obs_dim, hidden, act_dim)?,
             log_std: vb.constant("log_std", &[act_dim], 0.0)?,
@@ -124,7 +144,11 @@ impl GaussianActor {
     /// `log pi(a|s)`: `[B]`.
     pub fn log_prob(&self, s: &Tensor, a: &Tensor) -> Result<Tensor> {
         let mean = self.deterministic(s)?;
-        let log_std = self.log_std.as_tensor().clamp(-20f32, 2f32)?.broadcast_as(mean.dims())?;
+        let log_std = self
+            .log_std
+            .as_tensor()
+            .clamp(-20f32, 2f32)?
+            .broadcast_as(mean.dims())?;
         normal_log_prob(a, &mean, &log_std)
     }
     /// A sample `mean + std * eps`, clipped to `[-max_action, max_action]`.
@@ -145,8 +169,17 @@ pub struct DeterministicActor {
 
 impl DeterministicActor {
     /// `obs_dim -> hidden... -> act_dim`.
-    pub fn new(vb: &mut Vb<'_>, obs_dim: usize, act_dim: usize, hidden: &[usize], max_action: f64) -> Result<Self> {
-        Ok(Self { net: Mlp::new(&mut vb.pp("net"), obs_dim, hidden, act_dim)?, max_action })
+    pub fn new(
+        vb: &mut Vb<'_>,
+        obs_dim: usize,
+        act_dim: usize,
+        hidden: &[usize],
+        max_action: f64,
+    ) -> Result<Self> {
+        Ok(Self {
+            net: Mlp::new(&mut vb.pp("net"), obs_dim, hidden, act_dim)?,
+            max_action,
+        })
     }
     /// `s: [B, obs] -> a: [B, act]`.
     pub fn forward(&self, s: &Tensor) -> Result<Tensor> {
@@ -162,8 +195,15 @@ pub struct CategoricalActor {
 
 impl CategoricalActor {
     /// `obs_dim -> hidden... -> n`.
-    pub fn new(vb: &mut Vb<'_>, obs_dim: usize, n_actions: usize, hidden: &[usize]) -> Result<Self> {
-        Ok(Self { net: Mlp::new(&mut vb.pp("net"), obs_dim, hidden, n_actions)? })
+    pub fn new(
+        vb: &mut Vb<'_>,
+        obs_dim: usize,
+        n_actions: usize,
+        hidden: &[usize],
+    ) -> Result<Self> {
+        Ok(Self {
+            net: Mlp::new(&mut vb.pp("net"), obs_dim, hidden, n_actions)?,
+        })
     }
     /// `[B, n]` logits.
     pub fn logits(&self, s: &Tensor) -> Result<Tensor> {

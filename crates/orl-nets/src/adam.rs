@@ -36,14 +36,24 @@ impl Default for AdamConfig {
     /// PyTorch's `torch.optim.Adam` defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, no decay),
     /// which the papers' reference code uses unless it says otherwise.
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, max_grad_norm: None }
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: None,
+        }
     }
 }
 
 impl AdamConfig {
     /// Adam with learning rate `lr` and PyTorch's other defaults.
     pub fn with_lr(lr: f64) -> Self {
-        Self { lr, ..Self::default() }
+        Self {
+            lr,
+            ..Self::default()
+        }
     }
 }
 
@@ -77,10 +87,26 @@ pub struct Adam {
 impl Adam {
     /// An optimizer over every parameter of `store`.
     pub fn new(store: &ParamStore, cfg: AdamConfig) -> Result<Self> {
-        let params: Vec<(String, Var)> = store.vars().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        let m = params.iter().map(|(_, v)| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
-        let v = params.iter().map(|(_, v)| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>()?;
-        Ok(Self { cfg, params, m, v, t: 0, schedule: None })
+        let params: Vec<(String, Var)> = store
+            .vars()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let m = params
+            .iter()
+            .map(|(_, v)| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<_>>()?;
+        let v = params
+            .iter()
+            .map(|(_, v)| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            cfg,
+            params,
+            m,
+            v,
+            t: 0,
+            schedule: None,
+        })
     }
     /// Adds a cosine schedule.
     pub fn with_schedule(mut self, schedule: CosineSchedule) -> Self {
@@ -107,7 +133,11 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> Result<Option<f64>> {
         let lr = self.lr();
         self.t += 1;
-        let gs: Vec<Option<&Tensor>> = self.params.iter().map(|(_, p)| grads.get(p.as_tensor())).collect();
+        let gs: Vec<Option<&Tensor>> = self
+            .params
+            .iter()
+            .map(|(_, p)| grads.get(p.as_tensor()))
+            .collect();
         let (scale, norm) = match self.cfg.max_grad_norm {
             Some(max) => {
                 let mut sq = 0.0f64;
@@ -116,9 +146,15 @@ impl Adam {
                 }
                 let norm = sq.sqrt();
                 if !norm.is_finite() {
-                    return Err(NetError::NonFinite { name: "gradient norm".into(), value: norm as f32 });
+                    return Err(NetError::NonFinite {
+                        name: "gradient norm".into(),
+                        value: norm as f32,
+                    });
                 }
-                (if norm > max { max / (norm + 1e-6) } else { 1.0 }, Some(norm))
+                (
+                    if norm > max { max / (norm + 1e-6) } else { 1.0 },
+                    Some(norm),
+                )
             }
             None => (1.0, None),
         };
@@ -127,7 +163,11 @@ impl Adam {
         let bc2 = 1.0 - b2.powi(self.t as i32);
         for (i, g) in gs.into_iter().enumerate() {
             let Some(g) = g else { continue };
-            let g = if scale != 1.0 { (g * scale)? } else { g.clone() };
+            let g = if scale != 1.0 {
+                (g * scale)?
+            } else {
+                g.clone()
+            };
             let m = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
             let v = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let p = self.params[i].1.as_tensor();
@@ -154,13 +194,24 @@ impl Adam {
         out
     }
     /// Restores moments saved by [`Adam::named_state`] and the step counter `t`.
-    pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>, prefix: &str, t: usize) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        prefix: &str,
+        t: usize,
+    ) -> Result<()> {
         for (i, (name, p)) in self.params.iter().enumerate() {
             for (which, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("{prefix}{which}.{name}");
-                let x = tensors.get(&key).ok_or_else(|| NetError::Config(format!("missing tensor `{key}`")))?;
+                let x = tensors
+                    .get(&key)
+                    .ok_or_else(|| NetError::Config(format!("missing tensor `{key}`")))?;
                 if x.dims() != p.dims() {
-                    return Err(NetError::Config(format!("tensor `{key}` has shape {:?}, expected {:?}", x.dims(), p.dims())));
+                    return Err(NetError::Config(format!(
+                        "tensor `{key}` has shape {:?}, expected {:?}",
+                        x.dims(),
+                        p.dims()
+                    )));
                 }
                 *slot = x.to_device(p.device())?;
             }

@@ -67,10 +67,18 @@ pub struct PolicyMlp {
 impl PolicyMlp {
     /// Reads layers `<prefix><name>.weight/.bias` for each name of `names` from `tensors`;
     /// ensemble weights `[E, in, out]` take member 0.
-    pub fn from_named(tensors: &[(String, Tensor)], prefix: &str, names: &[String], head: Head, max_action: f64) -> Result<Self> {
+    pub fn from_named(
+        tensors: &[(String, Tensor)],
+        prefix: &str,
+        names: &[String],
+        head: Head,
+        max_action: f64,
+    ) -> Result<Self> {
         let map: HashMap<&str, &Tensor> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let get = |k: String| -> Result<Tensor> {
-            let t = map.get(k.as_str()).ok_or_else(|| NetError::Config(format!("no tensor `{k}` to export")))?;
+            let t = map
+                .get(k.as_str())
+                .ok_or_else(|| NetError::Config(format!("no tensor `{k}` to export")))?;
             Ok(match t.rank() {
                 3 => t.get(0)?,
                 _ => (*t).clone(),
@@ -78,13 +86,24 @@ impl PolicyMlp {
         };
         let layers = names
             .iter()
-            .map(|n| Ok((get(format!("{prefix}{n}.weight"))?, get(format!("{prefix}{n}.bias"))?.flatten_all()?)))
+            .map(|n| {
+                Ok((
+                    get(format!("{prefix}{n}.weight"))?,
+                    get(format!("{prefix}{n}.bias"))?.flatten_all()?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers, head, max_action })
+        Ok(Self {
+            layers,
+            head,
+            max_action,
+        })
     }
     /// Folds `(s - mean) / std` into the first layer.
     pub fn fold_normalization(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
-        let Some((w, b)) = self.layers.first_mut() else { return Ok(()) };
+        let Some((w, b)) = self.layers.first_mut() else {
+            return Ok(());
+        };
         let dev = w.device().clone();
         let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
         let inv_t = Tensor::from_vec(inv.clone(), (inv.len(), 1), &dev)?;
@@ -137,24 +156,43 @@ impl ExportedPolicy {
     /// Loads an export written by [`save_export`] (or `orl export`).
     pub fn load(path: &Path) -> Result<Self> {
         let (tensors, meta) = checkpoint::load(path, &Device::Cpu)?;
-        let bad = |reason: String| NetError::Checkpoint { path: path.to_path_buf(), reason };
-        let header: ExportHeader = serde_json::from_str(meta.get("orl.export").ok_or_else(|| bad("no `orl.export` header: not an orl policy export".into()))?)
-            .map_err(|e| bad(format!("bad `orl.export` header: {e}")))?;
+        let bad = |reason: String| NetError::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let header: ExportHeader = serde_json::from_str(
+            meta.get("orl.export")
+                .ok_or_else(|| bad("no `orl.export` header: not an orl policy export".into()))?,
+        )
+        .map_err(|e| bad(format!("bad `orl.export` header: {e}")))?;
         let mut layers = Vec::new();
         for i in 0.. {
-            let (Some(w), Some(b)) = (tensors.get(&format!("layers.{i}.weight")), tensors.get(&format!("layers.{i}.bias"))) else { break };
+            let (Some(w), Some(b)) = (
+                tensors.get(&format!("layers.{i}.weight")),
+                tensors.get(&format!("layers.{i}.bias")),
+            ) else {
+                break;
+            };
             layers.push((w.clone(), b.clone()));
         }
         if layers.is_empty() {
             return Err(bad("no `layers.0.weight`".into()));
         }
-        let mlp = PolicyMlp { layers, head: header.head, max_action: header.max_action };
+        let mlp = PolicyMlp {
+            layers,
+            head: header.head,
+            max_action: header.max_action,
+        };
         Ok(Self { header, mlp })
     }
     /// The action for one raw observation: the continuous vector, or `[index]` for discrete.
     pub fn act(&self, observation: &[f32]) -> Result<Vec<f32>> {
         if observation.len() != self.header.obs_dim {
-            return Err(NetError::Config(format!("observation has {} values, the policy expects {}", observation.len(), self.header.obs_dim)));
+            return Err(NetError::Config(format!(
+                "observation has {} values, the policy expects {}",
+                observation.len(),
+                self.header.obs_dim
+            )));
         }
         let s = Tensor::from_slice(observation, (1, observation.len()), &Device::Cpu)?;
         let a = self.mlp.forward(&s)?;

@@ -47,11 +47,14 @@ mod store;
 mod vae;
 
 pub use actor::{
-    normal_log_prob, softplus, CategoricalActor, DeterministicActor, GaussianActor, TanhGaussianActor,
+    CategoricalActor, DeterministicActor, GaussianActor, TanhGaussianActor, normal_log_prob,
+    softplus,
 };
 pub use adam::{Adam, AdamConfig, CosineSchedule};
 pub use error::{NetError, Result};
-pub use export::{save_export, ExportHeader, ExportedPolicy, Head, PolicyMlp, EXPORT_FORMAT_VERSION};
+pub use export::{
+    EXPORT_FORMAT_VERSION, ExportHeader, ExportedPolicy, Head, PolicyMlp, save_export,
+};
 pub use linear::{EnsembleLinear, Linear};
 pub use mlp::{EnsembleMlp, Mlp, QEnsemble};
 pub use policy::Policy;
@@ -65,5 +68,12 @@ pub use candle_core::{DType, Device, Tensor};
 /// value otherwise. The divergence guard of every algorithm.
 pub fn finite_scalar(name: &str, t: &Tensor) -> Result<f32> {
     let v = t.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-    if v.is_finite() { Ok(v) } else { Err(NetError::NonFinite { name: name.to_string(), value: v }) }
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(NetError::NonFinite {
+            name: name.to_string(),
+            value: v,
+        })
+    }
 }

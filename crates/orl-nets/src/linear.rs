@@ -20,15 +20,22 @@ impl Linear {
     /// Registers `weight` `[in, out]` and `bias` `[out]` under `vb`'s prefix.
     pub fn new(vb: &mut Vb<'_>, input: usize, output: usize) -> Result<Self> {
         let bound = 1.0 / (input as f64).sqrt();
-        Ok(Self { weight: vb.uniform("weight", &[input, output], bound)?, bias: vb.uniform("bias", &[output], bound)? })
+        Ok(Self {
+            weight: vb.uniform("weight", &[input, output], bound)?,
+            bias: vb.uniform("bias", &[output], bound)?,
+        })
     }
     /// As [`Linear::new`] with weights and biases in `[-bound, bound]` (small output layers).
     pub fn with_bound(vb: &mut Vb<'_>, input: usize, output: usize, bound: f64) -> Result<Self> {
-        Ok(Self { weight: vb.uniform("weight", &[input, output], bound)?, bias: vb.uniform("bias", &[output], bound)? })
+        Ok(Self {
+            weight: vb.uniform("weight", &[input, output], bound)?,
+            bias: vb.uniform("bias", &[output], bound)?,
+        })
     }
     /// `x: [B, in] -> [B, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())?)
+        Ok(x.matmul(self.weight.as_tensor())?
+            .broadcast_add(self.bias.as_tensor())?)
     }
 }
 
@@ -53,6 +60,7 @@ impl EnsembleLinear {
     }
     /// `x: [E, B, in] -> [E, B, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())?)
+        Ok(x.matmul(self.weight.as_tensor())?
+            .broadcast_add(self.bias.as_tensor())?)
     }
 }

@@ -59,7 +59,13 @@ pub struct EnsembleMlp {
 
 impl EnsembleMlp {
     /// Builds `members` MLPs `input -> hidden... -> output`.
-    pub fn new(vb: &mut Vb<'_>, members: usize, input: usize, hidden: &[usize], output: usize) -> Result<Self> {
+    pub fn new(
+        vb: &mut Vb<'_>,
+        members: usize,
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+    ) -> Result<Self> {
         let mut dims = vec![input];
         dims.extend_from_slice(hidden);
         dims.push(output);
@@ -101,12 +107,28 @@ pub struct QEnsemble {
 
 impl QEnsemble {
     /// `E` critics over `concat(s, a)` (`obs_dim + act_dim` inputs, one output).
-    pub fn continuous(vb: &mut Vb<'_>, members: usize, obs_dim: usize, act_dim: usize, hidden: &[usize]) -> Result<Self> {
-        Ok(Self { net: EnsembleMlp::new(vb, members, obs_dim + act_dim, hidden, 1)? })
+    pub fn continuous(
+        vb: &mut Vb<'_>,
+        members: usize,
+        obs_dim: usize,
+        act_dim: usize,
+        hidden: &[usize],
+    ) -> Result<Self> {
+        Ok(Self {
+            net: EnsembleMlp::new(vb, members, obs_dim + act_dim, hidden, 1)?,
+        })
     }
     /// `E` critics over `s` with one output per discrete action.
-    pub fn discrete(vb: &mut Vb<'_>, members: usize, obs_dim: usize, n_actions: usize, hidden: &[usize]) -> Result<Self> {
-        Ok(Self { net: EnsembleMlp::new(vb, members, obs_dim, hidden, n_actions)? })
+    pub fn discrete(
+        vb: &mut Vb<'_>,
+        members: usize,
+        obs_dim: usize,
+        n_actions: usize,
+        hidden: &[usize],
+    ) -> Result<Self> {
+        Ok(Self {
+            net: EnsembleMlp::new(vb, members, obs_dim, hidden, n_actions)?,
+        })
     }
     /// Number of members.
     pub fn members(&self) -> usize {

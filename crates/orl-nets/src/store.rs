@@ -23,7 +23,10 @@ pub struct ParamStore {
 impl ParamStore {
     /// An empty store on `device`.
     pub fn new(device: Device) -> Self {
-        Self { vars: BTreeMap::new(), device }
+        Self {
+            vars: BTreeMap::new(),
+            device,
+        }
     }
     /// The device parameters live on.
     pub fn device(&self) -> &Device {
@@ -52,7 +55,11 @@ impl ParamStore {
     }
     /// A builder that registers parameters under `prefix` with a seeded initialiser.
     pub fn builder<'a>(&'a mut self, prefix: &str, rng: &'a mut Pcg64Mcg) -> Vb<'a> {
-        Vb { store: self, rng, prefix: prefix.to_string() }
+        Vb {
+            store: self,
+            rng,
+            prefix: prefix.to_string(),
+        }
     }
     /// A deep copy with fresh storage (for target networks).
     pub fn deep_clone(&self) -> Result<Self> {
@@ -69,7 +76,10 @@ impl ParamStore {
     /// Polyak averaging `self <- tau * other + (1 - tau) * self` (Lillicrap et al. 2016).
     pub fn soft_update_from(&self, other: &ParamStore, tau: f64) -> Result<()> {
         for (k, v) in &self.vars {
-            let src = other.vars.get(k).ok_or_else(|| NetError::Config(format!("no parameter `{k}` to copy")))?;
+            let src = other
+                .vars
+                .get(k)
+                .ok_or_else(|| NetError::Config(format!("no parameter `{k}` to copy")))?;
             let new = if tau >= 1.0 {
                 src.as_tensor().copy()?
             } else {
@@ -81,14 +91,23 @@ impl ParamStore {
     }
     /// The parameters as named tensors (`prefix` prepended), for checkpoints.
     pub fn named_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        self.vars.iter().map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone())).collect()
+        self.vars
+            .iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.as_tensor().clone()))
+            .collect()
     }
     /// Sets every parameter from `tensors[prefix + name]`; every name must be present with the
     /// same shape.
-    pub fn load_named(&self, tensors: &std::collections::HashMap<String, Tensor>, prefix: &str) -> Result<()> {
+    pub fn load_named(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        prefix: &str,
+    ) -> Result<()> {
         for (k, v) in &self.vars {
             let key = format!("{prefix}{k}");
-            let t = tensors.get(&key).ok_or_else(|| NetError::Config(format!("missing tensor `{key}`")))?;
+            let t = tensors
+                .get(&key)
+                .ok_or_else(|| NetError::Config(format!("missing tensor `{key}`")))?;
             if t.dims() != v.dims() {
                 return Err(NetError::Config(format!(
                     "tensor `{key}` has shape {:?}, expected {:?}",
@@ -113,9 +132,16 @@ pub struct Vb<'a> {
 impl Vb<'_> {
     /// A builder for the sub-module `name` (`prefix.name`).
     pub fn pp(&mut self, name: impl std::fmt::Display) -> Vb<'_> {
-        let prefix =
-            if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Vb { store: self.store, rng: self.rng, prefix }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Vb {
+            store: self.store,
+            rng: self.rng,
+            prefix,
+        }
     }
     /// The device.
     pub fn device(&self) -> Device {
@@ -124,7 +150,9 @@ impl Vb<'_> {
     /// Registers `name` with values uniform in `[-bound, bound]`.
     pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f64) -> Result<Var> {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| self.rng.random_range(-bound..bound) as f32).collect();
+        let data: Vec<f32> = (0..n)
+            .map(|_| self.rng.random_range(-bound..bound) as f32)
+            .collect();
         let t = Tensor::from_vec(data, shape, &self.store.device)?;
         self.insert(name, t)
     }
@@ -134,7 +162,11 @@ impl Vb<'_> {
         self.insert(name, t)
     }
     fn insert(&mut self, name: &str, t: Tensor) -> Result<Var> {
-        let full = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        let full = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
         self.store.insert(full, t)
     }
 }
@@ -150,7 +182,10 @@ pub struct Noise {
 impl Noise {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64, device: Device) -> Self {
-        Self { rng: Pcg64Mcg::seed_from_u64(seed), device }
+        Self {
+            rng: Pcg64Mcg::seed_from_u64(seed),
+            device,
+        }
     }
     /// Standard normal samples of `shape` (Box-Muller; both values used).
     pub fn normal(&mut self, shape: &[usize]) -> Result<Tensor> {
@@ -170,7 +205,9 @@ impl Noise {
     /// Uniform samples in `[low, high)` of `shape`.
     pub fn uniform(&mut self, shape: &[usize], low: f32, high: f32) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| low + (high - low) * self.rng.random::<f32>()).collect();
+        let data: Vec<f32> = (0..n)
+            .map(|_| low + (high - low) * self.rng.random::<f32>())
+            .collect();
         Ok(Tensor::from_vec(data, shape, &self.device)?)
     }
     /// A uniform integer in `0..n`.

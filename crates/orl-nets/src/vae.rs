@@ -42,10 +42,22 @@ pub struct VaeOutput {
 
 impl Vae {
     /// Builds encoder and decoder with hidden sizes `hidden`.
-    pub fn new(vb: &mut Vb<'_>, obs_dim: usize, act_dim: usize, latent: usize, hidden: &[usize], max_action: f64) -> Result<Self> {
+    pub fn new(
+        vb: &mut Vb<'_>,
+        obs_dim: usize,
+        act_dim: usize,
+        latent: usize,
+        hidden: &[usize],
+        max_action: f64,
+    ) -> Result<Self> {
         let last = *hidden.last().unwrap_or(&(obs_dim + act_dim));
         Ok(Self {
-            encoder: Mlp::new(&mut vb.pp("encoder"), obs_dim + act_dim, &hidden[..hidden.len().saturating_sub(1)], last)?,
+            encoder: Mlp::new(
+                &mut vb.pp("encoder"),
+                obs_dim + act_dim,
+                &hidden[..hidden.len().saturating_sub(1)],
+                last,
+            )?,
             mean: Linear::new(&mut vb.pp("mean"), last, latent)?,
             log_std: Linear::new(&mut vb.pp("log_std"), last, latent)?,
             decoder: Mlp::new(&mut vb.pp("decoder"), obs_dim + latent, hidden, act_dim)?,
@@ -59,7 +71,11 @@ impl Vae {
         let mean = self.mean.forward(&h)?;
         let std = self.log_std.forward(&h)?.clamp(-4f32, 15f32)?.exp()?;
         let z = (&mean + (&std * noise.normal(mean.dims())?)?)?;
-        Ok(VaeOutput { recon: self.decode_z(s, &z)?, mean, std })
+        Ok(VaeOutput {
+            recon: self.decode_z(s, &z)?,
+            mean,
+            std,
+        })
     }
     /// `D(s, z)` for given latents.
     pub fn decode_z(&self, s: &Tensor, z: &Tensor) -> Result<Tensor> {
@@ -85,4 +101,3 @@ impl Vae {
         self.latent
     }
 }
-

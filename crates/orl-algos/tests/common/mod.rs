@@ -8,18 +8,34 @@ use rand::{RngExt, SeedableRng};
 
 /// `episodes` episodes of `len` steps with random observations in [-1, 1]; continuous actions
 /// (`act_dim` in [-1, 1]) or discrete (`n` actions); reward `-|a - 0.5 s_0|` or `1[a == 1]`.
-pub fn synthetic(obs_dim: usize, action: ActionSpace, episodes: usize, len: usize, seed: u64) -> Dataset {
+pub fn synthetic(
+    obs_dim: usize,
+    action: ActionSpace,
+    episodes: usize,
+    len: usize,
+    seed: u64,
+) -> Dataset {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
     let n = episodes * len;
-    let mut obs: Vec<f32> = (0..n * obs_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut obs: Vec<f32> = (0..n * obs_dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let mut next = obs[obs_dim..].to_vec();
     next.extend((0..obs_dim).map(|_| rng.random_range(-1.0f32..1.0)));
     obs.truncate(n * obs_dim);
     let (actions, rewards) = match &action {
         ActionSpace::Continuous { dim, .. } => {
             let a: Vec<f32> = (0..n * dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let r = (0..n).map(|i| -(a[i * dim] - 0.5 * obs[i * obs_dim]).abs()).collect();
-            (Actions::Continuous { dim: *dim, values: a }, r)
+            let r = (0..n)
+                .map(|i| -(a[i * dim] - 0.5 * obs[i * obs_dim]).abs())
+                .collect();
+            (
+                Actions::Continuous {
+                    dim: *dim,
+                    values: a,
+                },
+                r,
+            )
         }
         ActionSpace::Discrete { n: k } => {
             let a: Vec<i64> = (0..n).map(|_| rng.random_range(0..*k as i64)).collect();
@@ -27,9 +43,20 @@ pub fn synthetic(obs_dim: usize, action: ActionSpace, episodes: usize, len: usiz
             (Actions::Discrete(a), r)
         }
     };
-    let terminals: Vec<bool> = (0..n).map(|i| i % len == len - 1 && (i / len) % 2 == 0).collect();
-    let timeouts: Vec<bool> = (0..n).map(|i| i % len == len - 1 && (i / len) % 2 == 1).collect();
-    let meta = DatasetMeta::new(ObservationSpace { dim: obs_dim, low: None, high: None }, action);
+    let terminals: Vec<bool> = (0..n)
+        .map(|i| i % len == len - 1 && (i / len) % 2 == 0)
+        .collect();
+    let timeouts: Vec<bool> = (0..n)
+        .map(|i| i % len == len - 1 && (i / len) % 2 == 1)
+        .collect();
+    let meta = DatasetMeta::new(
+        ObservationSpace {
+            dim: obs_dim,
+            low: None,
+            high: None,
+        },
+        action,
+    );
     let cols = Columns {
         observations: obs,
         next_observations: next,
@@ -50,8 +77,12 @@ pub fn small_config(kind: AlgoKind) -> serde_json::Value {
         AlgoKind::Bc => serde_json::json!({"hidden": [32, 32]}),
         AlgoKind::Td3Bc => serde_json::json!({"hidden": [32, 32]}),
         AlgoKind::Iql => serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": 1000}),
-        AlgoKind::Cql => serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20}),
-        AlgoKind::Bcq => serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10}),
+        AlgoKind::Cql => {
+            serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20})
+        }
+        AlgoKind::Bcq => {
+            serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10})
+        }
     }
 }
 
