@@ -1,5 +1,7 @@
 //! Candle matmul timing at the sizes of a 256x256 MLP with batch 256.
 
+#![allow(clippy::unwrap_used)] // a throwaway timing tool: a failure should just stop it
+
 use std::time::Instant;
 
 use orl_nets::{DType, Device, Tensor};

@@ -158,7 +158,7 @@ impl Agent {
     /// `[B, obs]` raw observations (row-major) to the algorithm's input tensor.
     pub fn input(&self, raw: &[f32]) -> Result<Tensor> {
         let od = self.algo.spec().obs_dim;
-        if od == 0 || raw.len() % od != 0 {
+        if od == 0 || !raw.len().is_multiple_of(od) {
             return Err(AlgoError::Config(format!(
                 "observation of {} values, expected a multiple of {od}",
                 raw.len()

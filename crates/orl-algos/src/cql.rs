@@ -380,7 +380,7 @@ impl Cql {
         record(m, self.steps, "td_error", &td)?;
         record(m, self.steps, "cql_gap", &gap)?;
         self.critic_opt.backward_step(&loss)?;
-        if (self.steps + 1) % self.cfg.target_update_interval.max(1) == 0 {
+        if (self.steps + 1).is_multiple_of(self.cfg.target_update_interval.max(1)) {
             self.critic_target_store.copy_from(&self.critic_store)?;
         }
         Ok(())

@@ -138,7 +138,10 @@ impl Algorithm for Dqn {
         record(&mut m, self.steps, "td_error", &td)?;
         self.opt.backward_step(&loss)?;
         self.steps += 1;
-        if self.steps % self.cfg.target_update_interval.max(1) == 0 {
+        if self
+            .steps
+            .is_multiple_of(self.cfg.target_update_interval.max(1))
+        {
             self.q_target_store.copy_from(&self.q_store)?;
         }
         Ok(m)

@@ -74,6 +74,9 @@ impl Default for IqlConfig {
     }
 }
 
+/// Builds a critic ensemble of the right shape (for the target network).
+type CriticBuilder = Box<dyn Fn(&mut orl_nets::Vb<'_>) -> orl_nets::Result<QEnsemble>>;
+
 enum Actor {
     Gaussian(GaussianActor),
     Categorical(CategoricalActor),
@@ -113,11 +116,7 @@ impl Iql {
         let mut actor_store = ParamStore::new(device.clone());
         let mut critic_store = ParamStore::new(device.clone());
         let mut value_store = ParamStore::new(device.clone());
-        let (actor, critic, build_critic): (
-            Actor,
-            QEnsemble,
-            Box<dyn Fn(&mut orl_nets::Vb<'_>) -> orl_nets::Result<QEnsemble>>,
-        ) = match spec.action {
+        let (actor, critic, build_critic): (Actor, QEnsemble, CriticBuilder) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => (
                 Actor::Gaussian(GaussianActor::new(
                     &mut actor_store.builder("", &mut rng),

@@ -211,7 +211,7 @@ impl Algorithm for Td3Bc {
         let b = BatchTensors::new(batch, &self.spec, &self.device)?;
         let mut m = Metrics::new();
         self.update_critic(&b, &mut m)?;
-        if self.steps % self.cfg.policy_freq.max(1) == 0 {
+        if self.steps.is_multiple_of(self.cfg.policy_freq.max(1)) {
             self.update_actor(&b, &mut m)?;
         }
         self.steps += 1;

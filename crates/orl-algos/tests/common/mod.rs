@@ -44,10 +44,10 @@ pub fn synthetic(
         }
     };
     let terminals: Vec<bool> = (0..n)
-        .map(|i| i % len == len - 1 && (i / len) % 2 == 0)
+        .map(|i| i % len == len - 1 && (i / len).is_multiple_of(2))
         .collect();
     let timeouts: Vec<bool> = (0..n)
-        .map(|i| i % len == len - 1 && (i / len) % 2 == 1)
+        .map(|i| i % len == len - 1 && !(i / len).is_multiple_of(2))
         .collect();
     let meta = DatasetMeta::new(
         ObservationSpace {
