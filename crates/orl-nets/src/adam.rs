@@ -177,9 +177,9 @@ impl Adam {
             if self.cfg.weight_decay > 0.0 {
                 new = (new - (p * (lr * self.cfg.weight_decay))?)?;
             }
-            self.params[i].1.set(&new)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            self.params[i].1.set(&new.detach())?;
+            self.m[i] = m.detach();
+            self.v[i] = v.detach();
         }
         Ok(norm)
     }

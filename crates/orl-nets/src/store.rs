@@ -80,11 +80,8 @@ impl ParamStore {
                 .vars
                 .get(k)
                 .ok_or_else(|| NetError::Config(format!("no parameter `{k}` to copy")))?;
-            let new = if tau >= 1.0 {
-                src.as_tensor().copy()?
-            } else {
-                ((src.as_tensor() * tau)? + (v.as_tensor() * (1.0 - tau))?)?
-            };
+            let (src, dst) = (src.as_tensor().detach(), v.as_tensor().detach());
+            let new = if tau >= 1.0 { src.copy()? } else { ((src * tau)? + (dst * (1.0 - tau))?)? };
             v.set(&new)?;
         }
         Ok(())
