@@ -21,8 +21,17 @@ fn main() {
     let batches: Vec<_> = (0..32)
         .map(|_| replay.sample(kind.default_batch_size()))
         .collect();
-    let config: Option<serde_json::Value> = args.get(3).map(|s| serde_json::from_str(s).expect("JSON config"));
-    let mut algo = build(kind, Spec::continuous(17, 6, 1.0), config.as_ref(), 0, &Device::Cpu).expect("build");
+    let config: Option<serde_json::Value> = args
+        .get(3)
+        .map(|s| serde_json::from_str(s).expect("JSON config"));
+    let mut algo = build(
+        kind,
+        Spec::continuous(17, 6, 1.0),
+        config.as_ref(),
+        0,
+        &Device::Cpu,
+    )
+    .expect("build");
     for b in batches.iter().take(5) {
         algo.update(b).expect("update");
     }

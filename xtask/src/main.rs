@@ -1,9 +1,8 @@
 //! `cargo xtask <task>`: project automation. One file per task under `src/`.
 //!
 //! Tasks:
-//! - `bench-d4rl`: the D4RL-style benchmark grid. **Not implemented yet** (issue 6): it needs the
-//!   algorithms (issue 4) and environments (issue 3), which have not landed. It says so and fails
-//!   rather than pretend.
+//! - `bench-d4rl`: the benchmark grid, **partial** (issue 6): a quick Pendulum-v1 suite with
+//!   scripted behaviour policies; see `bench_d4rl.rs` for what is missing.
 //! - `learn-pendulum`: the Pendulum-v1 learning check of the algorithms.
 //! - `setup-mujoco`: fetch the MuJoCo 3.17.0 shared library for the `mujoco` feature.
 
@@ -23,7 +22,7 @@ fn main() -> Result<()> {
         Some("learn-pendulum") => learn_pendulum::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     D4RL-style benchmark grid (not implemented yet: issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid (partial: quick Pendulum-v1 suite only, issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }

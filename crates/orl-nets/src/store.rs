@@ -81,7 +81,11 @@ impl ParamStore {
                 .get(k)
                 .ok_or_else(|| NetError::Config(format!("no parameter `{k}` to copy")))?;
             let (src, dst) = (src.as_tensor().detach(), v.as_tensor().detach());
-            let new = if tau >= 1.0 { src.copy()? } else { ((src * tau)? + (dst * (1.0 - tau))?)? };
+            let new = if tau >= 1.0 {
+                src.copy()?
+            } else {
+                ((src * tau)? + (dst * (1.0 - tau))?)?
+            };
             v.set(&new)?;
         }
         Ok(())
