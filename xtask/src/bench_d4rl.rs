@@ -265,8 +265,10 @@ pub fn run(args: &[String]) -> Result<()> {
                             v["dataset"] = json!(name);
                             println!("  {name:<24} {:<6} seed {seed}: normalized {:>6.1}  ({:.0} updates/s)", kind.name(), v["normalized"].as_f64().unwrap_or(f64::NAN), v["updates_per_s"].as_f64().unwrap_or(0.0));
                             let tmp = f.with_extension("tmp");
-                            if let Err(e) = std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, f)) {
-                                if let Ok(mut es) = errors.lock() { es.push(format!("{}: {e}", f.display())); }
+                            if let Err(e) = std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, f))
+                                && let Ok(mut es) = errors.lock()
+                            {
+                                es.push(format!("{}: {e}", f.display()));
                             }
                         }
                         Err(e) => {

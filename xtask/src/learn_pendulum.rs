@@ -4,7 +4,7 @@
 //! 20 000), half from the uniform random policy (return about -1200) and half from a noisy
 //! swing-up controller (`orl_algos::pendulum_controller`, noise std 0.5, return about -150 to
 //! -400), each with its behaviour log-probabilities. Every algorithm (CQL, IQL, BCQ, TD3+BC, BC)
-//! trains on it for `--steps` updates (default 5 000) with `--hidden`x`--hidden` networks
+//! trains on it for `--steps` updates (default 10 000) with `--hidden`x`--hidden` networks
 //! (default 64; CQL with 4 sampled actions) to fit a CI time budget and is evaluated over 10 episodes. Behaviour cloning imitates
 //! the average of the two behaviours; the offline RL methods should pick the good actions out,
 //! and the check fails unless CQL, IQL, TD3+BC and BCQ each end with a higher return than BC.
@@ -86,7 +86,7 @@ fn evaluate(
 
 /// Runs the check.
 pub fn run(args: &[String]) -> Result<()> {
-    let mut steps = 5000usize;
+    let mut steps = 10_000usize;
     let mut transitions = 20_000usize;
     let mut hidden = 64usize;
     let mut it = args.iter();
