@@ -24,7 +24,7 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
 
 /// Tanh-squashed Gaussian policy of SAC (Haarnoja et al. 2018, appendix C):
 /// `u ~ N(mu(s), sigma(s))`, `a = max_action * tanh(u)`,
-/// `log pi(a|s) = sum_j [log N(u_j) - log(1 - tanh(u_j)^2)]`, with the correction computed as
+/// `log pi(a|s) = sum_j [log N(u_j) - log(1 - tanh(u_j)^2) - log max_action]`, the correction computed as
 /// `2 (log 2 - u - softplus(-2u))` for stability. `log sigma` is clamped to `[-20, 2]`
 /// (CORL `cql.py`, `LOG_STD_MIN/MAX`).
 ///
@@ -85,7 +85,10 @@ impl TanhGaussianActor {
         let u = (&mean + (log_std.exp()? * eps)?)?;
         let lp = normal_log_prob(&u, &mean, &log_std)?;
         let corr = tanh_correction(&u)?;
-        Ok(((u.tanh()? * self.max_action)?, (lp - corr)?))
+        Ok((
+            (u.tanh()? * self.max_action)?,
+            ((lp - corr)? - self.log_scale())?,
+        ))
     }
     /// `max_action * tanh(mu(s))`.
     pub fn deterministic(&self, s: &Tensor) -> Result<Tensor> {
@@ -96,7 +99,12 @@ impl TanhGaussianActor {
         let (mean, log_std) = self.heads(s)?;
         let y = (a / self.max_action)?.clamp(-1.0 + 1e-6, 1.0 - 1e-6)?;
         let u = atanh(&y)?;
-        Ok((normal_log_prob(&u, &mean, &log_std)? - tanh_correction(&u)?)?)
+        Ok(((normal_log_prob(&u, &mean, &log_std)? - tanh_correction(&u)?)? - self.log_scale())?)
+    }
+    /// `act_dim * ln(max_action)`: the Jacobian of `a = max_action * y`, so that log-probabilities
+    /// are densities of the action itself.
+    fn log_scale(&self) -> f64 {
+        self.act_dim as f64 * self.max_action.ln()
     }
 }
 
