@@ -11,13 +11,13 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{
-    Adam, AdamConfig, CategoricalActor, DeterministicActor, GaussianActor, Noise, ParamStore,
-};
+use orl_nets::{Adam, AdamConfig, CategoricalActor, DeterministicActor, GaussianActor, ParamStore};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ActionSpec, Algorithm, BatchTensors, Metrics, Spec, gather_actions, record};
+use crate::common::{
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, record,
+};
 use crate::error::Result;
 
 /// Loss for continuous actions.
@@ -62,13 +62,10 @@ enum Net {
 /// Behavioural cloning.
 pub struct Bc {
     cfg: BcConfig,
-    spec: Spec,
+    core: Core,
     net: Net,
     store: ParamStore,
     opt: Adam,
-    noise: Noise,
-    steps: usize,
-    device: candle_core::Device,
 }
 
 impl Bc {
@@ -106,13 +103,10 @@ impl Bc {
         let opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
         Ok(Self {
             cfg,
-            spec,
+            core: Core::new(spec, seed, device),
             net,
             store,
             opt,
-            noise: Noise::new(seed ^ 0x5eed, device.clone()),
-            steps: 0,
-            device: device.clone(),
         })
     }
 
@@ -132,32 +126,26 @@ impl Algorithm for Bc {
     fn name(&self) -> &'static str {
         "bc"
     }
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
     fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
-    fn steps(&self) -> usize {
-        self.steps
-    }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
         let loss = self.loss(&b)?;
         let mut m = Metrics::new();
-        record(&mut m, self.steps, "actor_loss", &loss)?;
+        record(&mut m, self.core.steps, "actor_loss", &loss)?;
         self.opt.backward_step(&loss)?;
-        self.steps += 1;
+        self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
         Ok(match &self.net {
             Net::Mse(p) => p.forward(s)?,
             Net::Nll(p) if deterministic => p.deterministic(s)?,
-            Net::Nll(p) => p.sample(s, &mut self.noise)?,
+            Net::Nll(p) => p.sample(s, &mut self.core.noise)?,
             Net::Discrete(p) if deterministic => p.greedy(s)?,
             Net::Discrete(p) => {
-                crate::common::sample_categorical(&p.log_probs(s)?, &mut self.noise)?
+                crate::common::sample_categorical(&p.log_probs(s)?, &mut self.core.noise)?
             }
         })
     }
@@ -173,7 +161,7 @@ impl Algorithm for Bc {
     }
     fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
         let names = crate::common::mlp_layer_names("policy.net.", self.cfg.hidden.len() + 1);
-        let (head, max) = match self.spec.action {
+        let (head, max) = match self.core.spec.action {
             ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
             ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
         };
@@ -194,13 +182,10 @@ impl Algorithm for Bc {
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("policy", &mut self.opt)]
     }
-    fn noise(&self) -> &Noise {
-        &self.noise
+    fn core(&self) -> &Core {
+        &self.core
     }
-    fn noise_mut(&mut self) -> &mut Noise {
-        &mut self.noise
-    }
-    fn set_steps(&mut self, steps: usize) {
-        self.steps = steps;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 }

@@ -27,12 +27,12 @@
 
 use candle_core::{D, DType, Tensor};
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, CategoricalActor, Mlp, Noise, ParamStore, QEnsemble, Vae, Vb};
+use orl_nets::{Adam, AdamConfig, CategoricalActor, Mlp, ParamStore, QEnsemble, Vae, Vb};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, gather_actions, huber_loss, record,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss, record,
     repeat_rows, target_of,
 };
 use crate::error::Result;
@@ -140,7 +140,7 @@ struct Discrete {
 /// BCQ.
 pub struct Bcq {
     cfg: BcqConfig,
-    spec: Spec,
+    core: Core,
     cont: Option<Continuous>,
     disc: Option<Discrete>,
     critic: QEnsemble,
@@ -148,9 +148,6 @@ pub struct Bcq {
     critic_target: QEnsemble,
     critic_target_store: ParamStore,
     critic_opt: Adam,
-    noise: Noise,
-    steps: usize,
-    device: candle_core::Device,
 }
 
 impl Bcq {
@@ -225,7 +222,7 @@ impl Bcq {
         let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
         Ok(Self {
             cfg,
-            spec,
+            core: Core::new(spec, seed, device),
             cont,
             disc,
             critic,
@@ -233,9 +230,6 @@ impl Bcq {
             critic_target,
             critic_target_store,
             critic_opt,
-            noise: Noise::new(seed ^ 0x5eed, device.clone()),
-            steps: 0,
-            device: device.clone(),
         })
     }
 }
@@ -316,19 +310,24 @@ impl Bcq {
         };
         let (bsz, lat) = (b.s.dim(0)?, c.vae.latent());
         // VAE step.
-        let out = c.vae.forward(&b.s, &b.a, &mut self.noise)?;
+        let out = c.vae.forward(&b.s, &b.a, &mut self.core.noise)?;
         let vae_loss = Vae::loss(&out, &b.a)?;
-        record(m, self.steps, "vae_loss", &vae_loss)?;
+        record(m, self.core.steps, "vae_loss", &vae_loss)?;
         // Critic step.
         let z_next = self
+            .core
             .noise
             .normal(&[bsz * self.cfg.n_samples, lat])?
             .clamp(-0.5f32, 0.5f32)?;
         let (closs, q, td) = critic_loss(self, c, b, &z_next)?;
-        record(m, self.steps, "critic_loss", &closs)?;
-        record(m, self.steps, "q_mean", &q)?;
-        record(m, self.steps, "td_error", &td)?;
-        let z = self.noise.normal(&[bsz, lat])?.clamp(-0.5f32, 0.5f32)?;
+        record(m, self.core.steps, "critic_loss", &closs)?;
+        record(m, self.core.steps, "q_mean", &q)?;
+        record(m, self.core.steps, "td_error", &td)?;
+        let z = self
+            .core
+            .noise
+            .normal(&[bsz, lat])?
+            .clamp(-0.5f32, 0.5f32)?;
         let c = self
             .cont
             .as_mut()
@@ -341,7 +340,7 @@ impl Bcq {
             .as_ref()
             .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
         let aloss = actor_loss(self, c, b, &z)?;
-        record(m, self.steps, "actor_loss", &aloss)?;
+        record(m, self.core.steps, "actor_loss", &aloss)?;
         let c = self
             .cont
             .as_mut()
@@ -358,10 +357,10 @@ impl Bcq {
             return Ok(());
         };
         let (loss, q, td, nll) = discrete_loss(self, d, b)?;
-        record(m, self.steps, "critic_loss", &loss)?;
-        record(m, self.steps, "q_mean", &q)?;
-        record(m, self.steps, "td_error", &td)?;
-        record(m, self.steps, "imitation_nll", &nll)?;
+        record(m, self.core.steps, "critic_loss", &loss)?;
+        record(m, self.core.steps, "q_mean", &q)?;
+        record(m, self.core.steps, "td_error", &td)?;
+        record(m, self.core.steps, "imitation_nll", &nll)?;
         let grads = loss.backward()?;
         self.critic_opt.step(&grads)?;
         if let Some(d) = self.disc.as_mut() {
@@ -377,24 +376,18 @@ impl Algorithm for Bcq {
     fn name(&self) -> &'static str {
         "bcq"
     }
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
     fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
-    fn steps(&self) -> usize {
-        self.steps
-    }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
         let mut m = Metrics::new();
         if self.cont.is_some() {
             self.update_continuous(&b, &mut m)?;
         } else {
             self.update_discrete(&b, &mut m)?;
         }
-        self.steps += 1;
+        self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, _deterministic: bool) -> Result<Tensor> {
@@ -409,6 +402,7 @@ impl Algorithm for Bcq {
         let (bsz, n) = (s.dim(0)?, self.cfg.n_act_samples);
         let sr = repeat_rows(s, n)?;
         let z = self
+            .core
             .noise
             .normal(&[bsz * n, c.vae.latent()])?
             .clamp(-0.5f32, 0.5f32)?;
@@ -467,13 +461,10 @@ impl Algorithm for Bcq {
         }
         v
     }
-    fn noise(&self) -> &Noise {
-        &self.noise
+    fn core(&self) -> &Core {
+        &self.core
     }
-    fn noise_mut(&mut self) -> &mut Noise {
-        &mut self.noise
-    }
-    fn set_steps(&mut self, steps: usize) {
-        self.steps = steps;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 }

@@ -158,6 +158,32 @@ impl BatchTensors {
     }
 }
 
+/// What every algorithm holds besides its networks: spaces, the seeded noise source, the update
+/// counter and the device.
+#[derive(Debug, Clone)]
+pub struct Core {
+    /// Observation and action spaces.
+    pub spec: Spec,
+    /// Every random draw of the algorithm (seeded, checkpointed).
+    pub noise: Noise,
+    /// Updates taken.
+    pub steps: usize,
+    /// Where the tensors live.
+    pub device: Device,
+}
+
+impl Core {
+    /// A fresh core: noise seeded from `seed` (decorrelated from the initialisation stream).
+    pub fn new(spec: Spec, seed: u64, device: &Device) -> Self {
+        Self {
+            spec,
+            noise: Noise::new(seed ^ 0x5eed, device.clone()),
+            steps: 0,
+            device: device.clone(),
+        }
+    }
+}
+
 /// Named scalar metrics of one update (losses, mean Q, alpha, ...), in name order.
 pub type Metrics = BTreeMap<String, f64>;
 
@@ -218,12 +244,20 @@ pub fn repeat_rows(x: &Tensor, n: usize) -> Result<Tensor> {
 pub trait Algorithm: Send {
     /// Short name (`"cql"`, `"iql"`, ...).
     fn name(&self) -> &'static str;
+    /// The state every algorithm has: spaces, noise, update counter, device.
+    fn core(&self) -> &Core;
+    /// Mutable [`Algorithm::core`].
+    fn core_mut(&mut self) -> &mut Core;
     /// Observation and action spaces.
-    fn spec(&self) -> &Spec;
+    fn spec(&self) -> &Spec {
+        &self.core().spec
+    }
     /// The configuration as JSON (recorded in checkpoints and run folders).
     fn config_json(&self) -> String;
     /// Updates taken so far.
-    fn steps(&self) -> usize;
+    fn steps(&self) -> usize {
+        self.core().steps
+    }
     /// One gradient update from `batch`; returns the losses and diagnostics. A NaN/inf loss
     /// returns [`AlgoError::Diverged`] before any parameter is changed by that loss.
     fn update(&mut self, batch: &Batch) -> Result<Metrics>;
@@ -249,11 +283,17 @@ pub trait Algorithm: Send {
     /// Optimizers by name, mutable (restoring).
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)>;
     /// The algorithm's noise source.
-    fn noise(&self) -> &Noise;
+    fn noise(&self) -> &Noise {
+        &self.core().noise
+    }
     /// Mutable noise source (restoring).
-    fn noise_mut(&mut self) -> &mut Noise;
+    fn noise_mut(&mut self) -> &mut Noise {
+        &mut self.core_mut().noise
+    }
     /// Sets the update counter (restoring).
-    fn set_steps(&mut self, steps: usize);
+    fn set_steps(&mut self, steps: usize) {
+        self.core_mut().steps = steps;
+    }
 
     /// Saves networks, optimizer moments, RNG state, step and config atomically, plus `extra`
     /// metadata (the caller's: observation statistics, dataset, ...).

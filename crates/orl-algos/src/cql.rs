@@ -23,12 +23,12 @@
 
 use candle_core::{D, Tensor};
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, Noise, ParamStore, QEnsemble, TanhGaussianActor};
+use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble, TanhGaussianActor};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, gather_actions, huber_loss,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss,
     min_over_ensemble, record, repeat_rows, target_of,
 };
 use crate::error::Result;
@@ -99,16 +99,13 @@ struct Continuous {
 /// CQL.
 pub struct Cql {
     cfg: CqlConfig,
-    spec: Spec,
+    core: Core,
     cont: Option<Continuous>,
     critic: QEnsemble,
     critic_store: ParamStore,
     critic_target: QEnsemble,
     critic_target_store: ParamStore,
     critic_opt: Adam,
-    noise: Noise,
-    steps: usize,
-    device: candle_core::Device,
 }
 
 fn scalar_param(
@@ -178,16 +175,13 @@ impl Cql {
         let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
         Ok(Self {
             cfg,
-            spec,
+            core: Core::new(spec, seed, device),
             cont,
             critic,
             critic_store,
             critic_target,
             critic_target_store,
             critic_opt,
-            noise: Noise::new(seed ^ 0x5eed, device.clone()),
-            steps: 0,
-            device: device.clone(),
         })
     }
 }
@@ -328,22 +322,22 @@ impl Cql {
         };
         let (a, n, m) = (c.act_dim, self.cfg.n_actions, c.max_action as f32);
         Ok(Draws {
-            target: self.noise.normal(&[bsz, a])?,
-            cur: self.noise.normal(&[bsz * n, a])?,
-            next: self.noise.normal(&[bsz * n, a])?,
-            uniform: self.noise.uniform(&[bsz * n, a], -m, m)?,
-            actor: self.noise.normal(&[bsz, a])?,
+            target: self.core.noise.normal(&[bsz, a])?,
+            cur: self.core.noise.normal(&[bsz * n, a])?,
+            next: self.core.noise.normal(&[bsz * n, a])?,
+            uniform: self.core.noise.uniform(&[bsz * n, a], -m, m)?,
+            actor: self.core.noise.normal(&[bsz, a])?,
         })
     }
     fn update_critic(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
         let Some(c) = &self.cont else { return Ok(()) };
         let (loss, q, td, gap, lag) = critic_loss(self, c, b, d)?;
-        record(m, self.steps, "critic_loss", &loss)?;
-        record(m, self.steps, "q_mean", &q)?;
-        record(m, self.steps, "td_error", &td)?;
-        record(m, self.steps, "cql_gap", &gap)?;
+        record(m, self.core.steps, "critic_loss", &loss)?;
+        record(m, self.core.steps, "q_mean", &q)?;
+        record(m, self.core.steps, "td_error", &td)?;
+        record(m, self.core.steps, "cql_gap", &gap)?;
         if let Some(lag) = &lag {
-            record(m, self.steps, "alpha_prime_loss", lag)?;
+            record(m, self.core.steps, "alpha_prime_loss", lag)?;
         }
         self.critic_opt.backward_step(&loss)?;
         if let (Some(lag), Some(c)) = (lag, self.cont.as_mut()) {
@@ -356,12 +350,12 @@ impl Cql {
     fn update_actor(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
         let Some(c) = &self.cont else { return Ok(()) };
         let (actor, alpha_loss, entropy) = actor_loss(self, c, b, d)?;
-        record(m, self.steps, "actor_loss", &actor)?;
-        record(m, self.steps, "alpha_loss", &alpha_loss)?;
-        record(m, self.steps, "entropy", &entropy)?;
+        record(m, self.core.steps, "actor_loss", &actor)?;
+        record(m, self.core.steps, "alpha_loss", &alpha_loss)?;
+        record(m, self.core.steps, "entropy", &entropy)?;
         record(
             m,
-            self.steps,
+            self.core.steps,
             "alpha",
             &param(&c.log_alpha, "log_alpha")?.exp()?.sum_all()?,
         )?;
@@ -375,12 +369,12 @@ impl Cql {
     }
     fn update_discrete(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
         let (loss, q, td, gap) = discrete_loss(self, b)?;
-        record(m, self.steps, "critic_loss", &loss)?;
-        record(m, self.steps, "q_mean", &q)?;
-        record(m, self.steps, "td_error", &td)?;
-        record(m, self.steps, "cql_gap", &gap)?;
+        record(m, self.core.steps, "critic_loss", &loss)?;
+        record(m, self.core.steps, "q_mean", &q)?;
+        record(m, self.core.steps, "td_error", &td)?;
+        record(m, self.core.steps, "cql_gap", &gap)?;
         self.critic_opt.backward_step(&loss)?;
-        if (self.steps + 1).is_multiple_of(self.cfg.target_update_interval.max(1)) {
+        if (self.core.steps + 1).is_multiple_of(self.cfg.target_update_interval.max(1)) {
             self.critic_target_store.copy_from(&self.critic_store)?;
         }
         Ok(())
@@ -391,17 +385,11 @@ impl Algorithm for Cql {
     fn name(&self) -> &'static str {
         "cql"
     }
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
     fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
-    fn steps(&self) -> usize {
-        self.steps
-    }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
         let mut m = Metrics::new();
         if self.cont.is_some() {
             let d = self.draws(batch.batch_size)?;
@@ -411,14 +399,14 @@ impl Algorithm for Cql {
         } else {
             self.update_discrete(&b, &mut m)?;
         }
-        self.steps += 1;
+        self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
         match &self.cont {
             Some(c) if deterministic => Ok(c.actor.deterministic(s)?),
             Some(c) => {
-                let eps = self.noise.normal(&[s.dim(0)?, c.act_dim])?;
+                let eps = self.core.noise.normal(&[s.dim(0)?, c.act_dim])?;
                 Ok(c.actor.sample_with(s, &eps)?.0)
             }
             None => Ok(self.critic.q_all(s)?.get(0)?.argmax(D::Minus1)?),
@@ -498,13 +486,10 @@ impl Algorithm for Cql {
         }
         v
     }
-    fn noise(&self) -> &Noise {
-        &self.noise
+    fn core(&self) -> &Core {
+        &self.core
     }
-    fn noise_mut(&mut self) -> &mut Noise {
-        &mut self.noise
-    }
-    fn set_steps(&mut self, steps: usize) {
-        self.steps = steps;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 }

@@ -12,12 +12,12 @@
 
 use candle_core::{D, Tensor};
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, Noise, ParamStore, QEnsemble};
+use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Metrics, Spec, gather_actions, huber_loss, record, target_of,
+    Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss, record, target_of,
 };
 use crate::error::Result;
 
@@ -51,15 +51,12 @@ impl Default for DqnConfig {
 /// DQN.
 pub struct Dqn {
     cfg: DqnConfig,
-    spec: Spec,
+    core: Core,
     q: QEnsemble,
     q_store: ParamStore,
     q_target: QEnsemble,
     q_target_store: ParamStore,
     opt: Adam,
-    noise: Noise,
-    steps: usize,
-    device: candle_core::Device,
 }
 
 impl Dqn {
@@ -80,15 +77,12 @@ impl Dqn {
         let opt = Adam::new(&q_store, AdamConfig::with_lr(cfg.lr))?;
         Ok(Self {
             cfg,
-            spec,
+            core: Core::new(spec, seed, device),
             q,
             q_store,
             q_target,
             q_target_store,
             opt,
-            noise: Noise::new(seed ^ 0x5eed, device.clone()),
-            steps: 0,
-            device: device.clone(),
         })
     }
     /// `Q(s, .)`: `[B, n]`.
@@ -120,25 +114,20 @@ impl Algorithm for Dqn {
     fn name(&self) -> &'static str {
         "dqn"
     }
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
     fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
-    fn steps(&self) -> usize {
-        self.steps
-    }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
         let mut m = Metrics::new();
         let (loss, q, td) = td_loss(self, &b)?;
-        record(&mut m, self.steps, "critic_loss", &loss)?;
-        record(&mut m, self.steps, "q_mean", &q)?;
-        record(&mut m, self.steps, "td_error", &td)?;
+        record(&mut m, self.core.steps, "critic_loss", &loss)?;
+        record(&mut m, self.core.steps, "q_mean", &q)?;
+        record(&mut m, self.core.steps, "td_error", &td)?;
         self.opt.backward_step(&loss)?;
-        self.steps += 1;
+        self.core.steps += 1;
         if self
+            .core
             .steps
             .is_multiple_of(self.cfg.target_update_interval.max(1))
         {
@@ -174,13 +163,10 @@ impl Algorithm for Dqn {
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
         vec![("critic", &mut self.opt)]
     }
-    fn noise(&self) -> &Noise {
-        &self.noise
+    fn core(&self) -> &Core {
+        &self.core
     }
-    fn noise_mut(&mut self) -> &mut Noise {
-        &mut self.noise
-    }
-    fn set_steps(&mut self, steps: usize) {
-        self.steps = steps;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 }

@@ -19,14 +19,13 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::{
-    Adam, AdamConfig, CategoricalActor, CosineSchedule, GaussianActor, Mlp, Noise, ParamStore,
-    QEnsemble,
+    Adam, AdamConfig, CategoricalActor, CosineSchedule, GaussianActor, Mlp, ParamStore, QEnsemble,
 };
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Metrics, Spec, expectile_loss, gather_actions,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, expectile_loss, gather_actions,
     min_over_ensemble, record, sample_categorical, target_of,
 };
 use crate::error::Result;
@@ -85,7 +84,7 @@ enum Actor {
 /// IQL.
 pub struct Iql {
     cfg: IqlConfig,
-    spec: Spec,
+    core: Core,
     actor: Actor,
     actor_store: ParamStore,
     critic: QEnsemble,
@@ -97,9 +96,6 @@ pub struct Iql {
     actor_opt: Adam,
     critic_opt: Adam,
     value_opt: Adam,
-    noise: Noise,
-    steps: usize,
-    device: candle_core::Device,
 }
 
 impl Iql {
@@ -149,7 +145,7 @@ impl Iql {
         let value_opt = Adam::new(&value_store, AdamConfig::with_lr(cfg.value_lr))?;
         Ok(Self {
             cfg,
-            spec,
+            core: Core::new(spec, seed, device),
             actor,
             actor_store,
             critic,
@@ -161,9 +157,6 @@ impl Iql {
             actor_opt,
             critic_opt,
             value_opt,
-            noise: Noise::new(seed ^ 0x5eed, device.clone()),
-            steps: 0,
-            device: device.clone(),
         })
     }
 
@@ -224,16 +217,16 @@ fn actor_loss(t: &Iql, b: &BatchTensors, adv: &Tensor) -> Result<(Tensor, Tensor
 impl Iql {
     fn update_value(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<Tensor> {
         let (loss, adv) = value_loss(self, b)?;
-        record(m, self.steps, "value_loss", &loss)?;
-        record(m, self.steps, "advantage_mean", &adv.mean_all()?)?;
+        record(m, self.core.steps, "value_loss", &loss)?;
+        record(m, self.core.steps, "advantage_mean", &adv.mean_all()?)?;
         self.value_opt.backward_step(&loss)?;
         Ok(adv)
     }
     fn update_critic(&mut self, b: &BatchTensors, v_next: &Tensor, m: &mut Metrics) -> Result<()> {
         let (loss, q, td) = critic_loss(self, b, v_next)?;
-        record(m, self.steps, "critic_loss", &loss)?;
-        record(m, self.steps, "q_mean", &q)?;
-        record(m, self.steps, "td_error", &td)?;
+        record(m, self.core.steps, "critic_loss", &loss)?;
+        record(m, self.core.steps, "q_mean", &q)?;
+        record(m, self.core.steps, "td_error", &td)?;
         self.critic_opt.backward_step(&loss)?;
         self.critic_target_store
             .soft_update_from(&self.critic_store, self.cfg.tau)?;
@@ -241,8 +234,8 @@ impl Iql {
     }
     fn update_actor(&mut self, b: &BatchTensors, adv: &Tensor, m: &mut Metrics) -> Result<()> {
         let (loss, w) = actor_loss(self, b, adv)?;
-        record(m, self.steps, "actor_loss", &loss)?;
-        record(m, self.steps, "adv_weight_mean", &w)?;
+        record(m, self.core.steps, "actor_loss", &loss)?;
+        record(m, self.core.steps, "adv_weight_mean", &w)?;
         m.insert("actor_lr".into(), self.actor_opt.lr());
         self.actor_opt.backward_step(&loss)?;
         Ok(())
@@ -253,31 +246,25 @@ impl Algorithm for Iql {
     fn name(&self) -> &'static str {
         "iql"
     }
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
     fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
-    fn steps(&self) -> usize {
-        self.steps
-    }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
         let mut m = Metrics::new();
         let v_next = self.v(&b.s2)?.detach();
         let adv = self.update_value(&b, &mut m)?;
         self.update_critic(&b, &v_next, &mut m)?;
         self.update_actor(&b, &adv, &mut m)?;
-        self.steps += 1;
+        self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
         Ok(match &self.actor {
             Actor::Gaussian(p) if deterministic => p.deterministic(s)?,
-            Actor::Gaussian(p) => p.sample(s, &mut self.noise)?,
+            Actor::Gaussian(p) => p.sample(s, &mut self.core.noise)?,
             Actor::Categorical(p) if deterministic => p.greedy(s)?,
-            Actor::Categorical(p) => sample_categorical(&p.log_probs(s)?, &mut self.noise)?,
+            Actor::Categorical(p) => sample_categorical(&p.log_probs(s)?, &mut self.core.noise)?,
         })
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
@@ -295,7 +282,7 @@ impl Algorithm for Iql {
     }
     fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
         let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
-        let (head, max) = match self.spec.action {
+        let (head, max) = match self.core.spec.action {
             ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
             ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
         };
@@ -329,13 +316,10 @@ impl Algorithm for Iql {
             ("value", &mut self.value_opt),
         ]
     }
-    fn noise(&self) -> &Noise {
-        &self.noise
+    fn core(&self) -> &Core {
+        &self.core
     }
-    fn noise_mut(&mut self) -> &mut Noise {
-        &mut self.noise
-    }
-    fn set_steps(&mut self, steps: usize) {
-        self.steps = steps;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 }

@@ -16,11 +16,13 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, DeterministicActor, Noise, ParamStore, QEnsemble};
+use orl_nets::{Adam, AdamConfig, DeterministicActor, ParamStore, QEnsemble};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Algorithm, BatchTensors, Metrics, Spec, min_over_ensemble, record, target_of};
+use crate::common::{
+    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, record, target_of,
+};
 use crate::error::Result;
 
 /// TD3+BC settings.
@@ -65,7 +67,7 @@ impl Default for Td3BcConfig {
 /// TD3+BC.
 pub struct Td3Bc {
     cfg: Td3BcConfig,
-    spec: Spec,
+    core: Core,
     max_action: f64,
     actor: DeterministicActor,
     actor_store: ParamStore,
@@ -77,9 +79,6 @@ pub struct Td3Bc {
     critic_target_store: ParamStore,
     actor_opt: Adam,
     critic_opt: Adam,
-    noise: Noise,
-    steps: usize,
-    device: candle_core::Device,
 }
 
 impl Td3Bc {
@@ -118,7 +117,7 @@ impl Td3Bc {
         let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
         Ok(Self {
             cfg,
-            spec,
+            core: Core::new(spec, seed, device),
             max_action,
             actor,
             actor_store,
@@ -130,9 +129,6 @@ impl Td3Bc {
             critic_target_store,
             actor_opt,
             critic_opt,
-            noise: Noise::new(seed ^ 0x5eed, device.clone()),
-            steps: 0,
-            device: device.clone(),
         })
     }
 }
@@ -172,19 +168,19 @@ fn actor_loss(t: &Td3Bc, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor)> {
 
 impl Td3Bc {
     fn update_critic(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let eps = self.noise.normal(b.a.dims())?;
+        let eps = self.core.noise.normal(b.a.dims())?;
         let (loss, q, td) = critic_loss(self, b, &eps)?;
-        record(m, self.steps, "critic_loss", &loss)?;
-        record(m, self.steps, "q_mean", &q)?;
-        record(m, self.steps, "td_error", &td)?;
+        record(m, self.core.steps, "critic_loss", &loss)?;
+        record(m, self.core.steps, "q_mean", &q)?;
+        record(m, self.core.steps, "td_error", &td)?;
         self.critic_opt.backward_step(&loss)?;
         Ok(())
     }
     fn update_actor(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
         let (loss, lambda, bc) = actor_loss(self, b)?;
-        record(m, self.steps, "actor_loss", &loss)?;
-        record(m, self.steps, "lambda", &lambda)?;
-        record(m, self.steps, "bc_mse", &bc)?;
+        record(m, self.core.steps, "actor_loss", &loss)?;
+        record(m, self.core.steps, "lambda", &lambda)?;
+        record(m, self.core.steps, "bc_mse", &bc)?;
         self.actor_opt.backward_step(&loss)?;
         self.actor_target_store
             .soft_update_from(&self.actor_store, self.cfg.tau)?;
@@ -198,23 +194,17 @@ impl Algorithm for Td3Bc {
     fn name(&self) -> &'static str {
         "td3bc"
     }
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
     fn config_json(&self) -> String {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
-    fn steps(&self) -> usize {
-        self.steps
-    }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.spec, &self.device)?;
+        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
         let mut m = Metrics::new();
         self.update_critic(&b, &mut m)?;
-        if self.steps.is_multiple_of(self.cfg.policy_freq.max(1)) {
+        if self.core.steps.is_multiple_of(self.cfg.policy_freq.max(1)) {
             self.update_actor(&b, &mut m)?;
         }
-        self.steps += 1;
+        self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, _deterministic: bool) -> Result<Tensor> {
@@ -251,13 +241,10 @@ impl Algorithm for Td3Bc {
             ("critic", &mut self.critic_opt),
         ]
     }
-    fn noise(&self) -> &Noise {
-        &self.noise
+    fn core(&self) -> &Core {
+        &self.core
     }
-    fn noise_mut(&mut self) -> &mut Noise {
-        &mut self.noise
-    }
-    fn set_steps(&mut self, steps: usize) {
-        self.steps = steps;
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 }
