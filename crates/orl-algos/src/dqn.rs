@@ -6,7 +6,7 @@
 //! Q' <- Q every `target_update_interval` updates
 //! ```
 //!
-//! In orl, DQN trains discrete behaviour policies online (`orl-algos` online loop) and serves as
+//! In orl, DQN trains discrete behaviour policies online (`orl_algos::train_online`) and serves as
 //! the unconstrained baseline in the extrapolation tests: trained offline, it over-values
 //! actions the data never takes, which is what CQL, IQL and BCQ are built to avoid.
 
