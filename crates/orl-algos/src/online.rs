@@ -79,7 +79,7 @@ pub fn train_online(
             env.id()
         )));
     }
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x0a11_ce);
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x000a_11ce);
     let (mut obs, mut next, mut cont, mut disc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut rewards, mut terminals, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
     let mut episodes: Vec<(i64, usize)> = Vec::new();

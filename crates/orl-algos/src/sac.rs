@@ -115,11 +115,10 @@ impl Sac {
         })
     }
     fn log_alpha(&self) -> Result<Tensor> {
-        Ok(self
-            .log_alpha
+        self.log_alpha
             .get("log_alpha")
             .map(|v| v.as_tensor().clone())
-            .ok_or_else(|| crate::AlgoError::Config("missing log_alpha".into()))?)
+            .ok_or_else(|| crate::AlgoError::Config("missing log_alpha".into()))
     }
 }
 
