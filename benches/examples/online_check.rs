@@ -55,7 +55,7 @@ fn main() {
         batch_size: 64,
         ..OnlineConfig::default()
     };
-    let r = train_online(&mut *algo, &mut env, &cfg, 0, |_, _, _| {}).expect("train");
+    let r = train_online(&mut *algo, &mut env, &cfg, 0, |_| Ok(())).expect("train");
     let m = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let n = r.episode_returns.len();
     println!(

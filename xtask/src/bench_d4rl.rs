@@ -1,20 +1,27 @@
 //! `cargo xtask bench-d4rl`: the benchmark grid. **Partial** (issue 6): only the `quick` suite
-//! on Pendulum-v1 exists, and its behaviour policies are a scripted swing-up controller at
-//! several noise levels, not SAC checkpoints; there is no medium-replay dataset (it needs SAC's
-//! training buffer), no MuJoCo suite, no learning-curve plots. What it does, it does for real:
+//! on Pendulum-v1 exists (no MuJoCo suite, no committed policy weights or dataset manifest, no
+//! learning-curve plots). What it does follows D4RL's recipe and is measured for real:
 //!
-//! 1. generates the datasets deterministically (seeded) into `target/bench-d4rl/data/`:
-//!    `pendulum-random` (uniform actions), `pendulum-medium` (a uniform action 70% of the time,
-//!    else the controller + N(0, 0.3)), `pendulum-medium-expert` (medium and the expert, the
-//!    controller + N(0, 0.3), concatenated), 20 000 transitions each by default (`--transitions`);
-//! 2. measures the reference returns (random and expert policy, 50 episodes each) used for
-//!    D4RL-style normalised scores `100 (R - R_random) / (R_expert - R_random)`;
-//! 3. trains every (algorithm, dataset, seed) for `--steps` updates (default 3000) with
+//! 1. trains the behaviour policy with orl's own SAC online (`--behaviour-steps`, default
+//!    20 000 environment steps, 64x64 networks, seed 0), snapshotting it every 1000 steps, and
+//!    keeps its replay buffer;
+//! 2. evaluates every snapshot (10 deterministic episodes) and the uniform random policy
+//!    (50 episodes): the **expert** is the final snapshot, the **medium** policy the snapshot
+//!    whose return is closest to one third of the way from random to expert (as D4RL's medium);
+//!    these returns are the reference scores of the normalised score
+//!    `100 (R - R_random) / (R_expert - R_random)`;
+//! 3. generates the datasets deterministically into `target/bench-d4rl/data/` (`--transitions`
+//!    each, default 20 000): `random`, `medium` and `expert` (rollouts of the stochastic
+//!    policies, with their log-probabilities in `behavior_log_prob`), `medium-replay` (the SAC
+//!    buffer up to the medium snapshot, D4RL's definition) and `medium-expert` (medium and
+//!    expert concatenated);
+//! 4. trains every (algorithm, dataset, seed) for `--steps` updates (default 3000) with
 //!    `--hidden` x `--hidden` networks (default 64), `--jobs` cells at a time (default 2, one
 //!    thread each), evaluates the final policy over 10 episodes (D4RL's protocol);
-//! 4. writes `results.json`, `results.csv` (config, seed, steps, wall time, updates/s per cell)
+//! 5. writes `results.json`, `results.csv` (config, seed, steps, wall time, updates/s per cell)
 //!    and `report.md` (normalised score mean +- std over seeds per dataset and algorithm, suite
-//!    average) under `target/bench-d4rl/`. Finished cells are kept: a rerun skips them.
+//!    average) under `target/bench-d4rl/`. Finished cells and behaviour policies are kept: a
+//!    rerun skips them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use orl_algos::{AlgoKind, Spec, build, collect, pendulum_controller};
+use orl_algos::{
+    AlgoKind, Algorithm, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, build, collect,
+    train_online,
+};
 use orl_data::{Dataset, Replay, ReplayConfig, WriteOptions, write_parquet};
 use orl_envs::{OwnedAction, make, run_episode};
 use orl_nets::{Device, Tensor};
@@ -36,6 +46,7 @@ struct Opts {
     jobs: usize,
     hidden: usize,
     transitions: usize,
+    behaviour_steps: usize,
     out: PathBuf,
 }
 
@@ -47,6 +58,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         jobs: 2,
         hidden: 64,
         transitions: 20_000,
+        behaviour_steps: 20_000,
         out: crate::workspace_root().join("target/bench-d4rl"),
     };
     let mut it = args.iter();
@@ -72,6 +84,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--jobs" => o.jobs = val()?.parse::<usize>()?.max(1),
             "--hidden" => o.hidden = val()?.parse()?,
             "--transitions" => o.transitions = val()?.parse()?,
+            "--behaviour-steps" => o.behaviour_steps = val()?.parse()?,
             "--out" => o.out = PathBuf::from(val()?),
             "--datasets" | "--dataset-dir" => bail!("{a} is not implemented yet (issue 6)"),
             other => bail!("bench-d4rl: unknown argument `{other}`"),
@@ -80,92 +93,256 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
-fn gaussian(rng: &mut rand_pcg::Pcg64Mcg) -> f64 {
-    let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+const ENV: &str = "Pendulum-v1";
+
+fn sac_spec() -> Spec {
+    Spec::continuous(3, 1, 2.0)
 }
 
-/// The behaviour policies: `None` = uniform random; `Some((sigma, eps))` = with probability
-/// `eps` a uniform action, otherwise the swing-up controller plus N(0, sigma). The logged
-/// log-probability is the mixture's density (ignoring the clip at the torque limit).
-fn behavior(
-    kind: Option<(f64, f64)>,
-    seed: u64,
-) -> impl FnMut(&[f32]) -> orl_algos::Result<(OwnedAction, Option<f64>)> {
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-    move |o: &[f32]| match kind {
-        None => Ok((
-            OwnedAction::Continuous(vec![rng.random_range(-2.0f32..2.0)]),
-            Some(-(4.0f64.ln())),
-        )),
-        Some((sigma, eps)) => {
-            let mean = f64::from(pendulum_controller(o, 0.0, 0.0).0);
-            let a = if rng.random::<f64>() < eps {
-                rng.random_range(-2.0f32..2.0)
-            } else {
-                pendulum_controller(o, sigma, gaussian(&mut rng)).0
-            };
-            let z = (f64::from(a) - mean) / sigma;
-            let gauss = (-0.5 * z * z).exp() / (sigma * (std::f64::consts::TAU).sqrt());
-            Ok((
-                OwnedAction::Continuous(vec![a]),
-                Some((eps / 4.0 + (1.0 - eps) * gauss).ln()),
-            ))
-        }
+fn sac_config() -> SacConfig {
+    SacConfig {
+        hidden: vec![64, 64],
+        ..SacConfig::default()
     }
 }
 
-/// The medium behaviour: a uniform action 70% of the time, else the controller + N(0, 0.3).
-const MEDIUM: (f64, f64) = (0.3, 0.7);
+fn load_sac(path: &Path) -> Result<Sac> {
+    let mut sac = Sac::new(sac_spec(), sac_config(), 0, &Device::Cpu)?;
+    sac.load(path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok(sac)
+}
 
-fn mean_return(noise: Option<(f64, f64)>, episodes: usize, seed: u64) -> Result<f64> {
-    let mut env = make("Pendulum-v1")?;
-    let mut b = behavior(noise, seed);
-    let mut policy = |o: &[f32]| {
-        b(o).map(|x| x.0)
-            .unwrap_or(OwnedAction::Continuous(vec![0.0]))
+fn act(sac: &mut Sac, o: &[f32], stochastic: bool) -> orl_algos::Result<(Vec<f32>, Option<f64>)> {
+    let s = Tensor::from_slice(o, (1, o.len()), &Device::Cpu)?;
+    let a = sac.act(&s, !stochastic)?;
+    let lp = if stochastic {
+        Some(f64::from(
+            sac.log_prob(&s, &a)?
+                .map(|t| t.to_vec1::<f32>())
+                .transpose()?
+                .map_or(0.0, |v| v[0]),
+        ))
+    } else {
+        None
     };
+    Ok((a.flatten_all()?.to_vec1()?, lp))
+}
+
+/// Mean return of `episodes` episodes of `policy` from seeds `seed..`.
+fn mean_return(
+    policy: &mut dyn FnMut(&[f32]) -> OwnedAction,
+    episodes: usize,
+    seed: u64,
+) -> Result<f64> {
+    let mut env = make(ENV)?;
+    let mut p = |o: &[f32]| policy(o);
     let mut total = 0.0;
     for i in 0..episodes {
-        total += run_episode(&mut env, &mut policy, seed + i as u64, i)?.0;
+        total += run_episode(&mut env, &mut p, seed + i as u64, i)?.0;
     }
     Ok(total / episodes as f64)
 }
 
-fn datasets(o: &Opts, refs: (f64, f64)) -> Result<Vec<(String, PathBuf)>> {
+/// What step 1-2 produce.
+struct Behaviours {
+    expert: PathBuf,
+    medium: PathBuf,
+    medium_step: usize,
+    buffer: PathBuf,
+    refs: (f64, f64),
+    record: Value,
+}
+
+fn behaviours(o: &Opts) -> Result<Behaviours> {
+    let dir = o.out.join("policies");
+    std::fs::create_dir_all(&dir)?;
+    let record_path = dir.join("pendulum-sac.json");
+    let buffer = dir.join("pendulum-sac-buffer.parquet");
+    if let Ok(bytes) = std::fs::read(&record_path) {
+        let r: Value = serde_json::from_slice(&bytes)?;
+        if r["behaviour_steps"].as_u64() == Some(o.behaviour_steps as u64) && buffer.exists() {
+            println!("behaviour policies: reusing {}", record_path.display());
+            return Ok(Behaviours {
+                expert: dir.join(r["expert"].as_str().unwrap_or_default()),
+                medium: dir.join(r["medium"].as_str().unwrap_or_default()),
+                medium_step: r["medium_step"].as_u64().unwrap_or(0) as usize,
+                buffer,
+                refs: (
+                    r["random_return"].as_f64().unwrap_or(f64::NAN),
+                    r["expert_return"].as_f64().unwrap_or(f64::NAN),
+                ),
+                record: r,
+            });
+        }
+    }
+    println!(
+        "training the behaviour policy: SAC on {ENV}, {} steps ...",
+        o.behaviour_steps
+    );
+    let t = Instant::now();
+    let mut env = make(ENV)?;
+    let mut sac = Sac::new(sac_spec(), sac_config(), 0, &Device::Cpu)?;
+    let cfg = OnlineConfig {
+        steps: o.behaviour_steps,
+        ..OnlineConfig::default()
+    };
+    let mut snaps: Vec<(usize, PathBuf)> = Vec::new();
+    let report = train_online(&mut sac, &mut env, &cfg, 0, |e| {
+        if let OnlineEvent::Step { step, algo } = e
+            && (step % 1000 == 0 || step == o.behaviour_steps)
+        {
+            let p = dir.join(format!("pendulum-sac-step{step:06}.safetensors"));
+            algo.save(&p, &Default::default())?;
+            snaps.push((step, p));
+        }
+        Ok(())
+    })?;
+    write_parquet(&report.buffer, &buffer, &WriteOptions::default())?;
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(99);
+    let random = mean_return(
+        &mut |_| OwnedAction::Continuous(vec![rng.random_range(-2.0f32..2.0)]),
+        50,
+        3_000_000,
+    )?;
+    let mut evals = Vec::new();
+    for (step, p) in &snaps {
+        let mut s = load_sac(p)?;
+        let r = mean_return(
+            &mut |o| {
+                OwnedAction::Continuous(
+                    act(&mut s, o, false).map(|x| x.0).unwrap_or(vec![f32::NAN]),
+                )
+            },
+            10,
+            2_000_000,
+        )?;
+        evals.push((*step, p.clone(), r));
+    }
+    let (expert_step, expert, expert_ret) = evals.last().cloned().context("no snapshot")?;
+    let target = random + (expert_ret - random) / 3.0;
+    let (medium_step, medium, medium_ret) = evals[..evals.len() - 1]
+        .iter()
+        .min_by(|a, b| (a.2 - target).abs().total_cmp(&(b.2 - target).abs()))
+        .cloned()
+        .context("need at least two snapshots")?;
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let record = json!({
+        "env": ENV, "algo": "sac", "config": sac_config(), "seed": 0, "behaviour_steps": o.behaviour_steps,
+        "online": {"start_steps": cfg.start_steps, "batch_size": cfg.batch_size, "gamma": cfg.gamma},
+        "random_return": random, "expert": name(&expert), "expert_step": expert_step, "expert_return": expert_ret,
+        "medium": name(&medium), "medium_step": medium_step, "medium_return": medium_ret, "medium_target": target,
+        "snapshots": evals.iter().map(|(s, _, r)| json!({"step": s, "return": r})).collect::<Vec<_>>(),
+        "training_episode_returns": report.episode_returns, "wall_s": t.elapsed().as_secs_f64(),
+    });
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)?;
+    println!(
+        "  random {random:.1}, medium {medium_ret:.1} (step {medium_step}), expert {expert_ret:.1} (step {expert_step}); {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Behaviours {
+        expert,
+        medium,
+        medium_step,
+        buffer,
+        refs: (random, expert_ret),
+        record,
+    })
+}
+
+/// The first `n` rows of `ds` as a dataset (the last episode may be cut, as in D4RL).
+fn prefix(ds: &Dataset, n: usize) -> Result<Dataset> {
+    let (meta, cols, eps) = ds.clone().into_parts();
+    let od = ds.obs_dim();
+    let actions = match cols.actions {
+        orl_data::Actions::Continuous { dim, values } => orl_data::Actions::Continuous {
+            dim,
+            values: values[..n * dim].to_vec(),
+        },
+        orl_data::Actions::Discrete(v) => orl_data::Actions::Discrete(v[..n].to_vec()),
+    };
+    let cols = orl_data::Columns {
+        observations: cols.observations[..n * od].to_vec(),
+        next_observations: cols.next_observations[..n * od].to_vec(),
+        next_valid: cols.next_valid.map(|v| v[..n].to_vec()),
+        actions,
+        rewards: cols.rewards[..n].to_vec(),
+        terminals: cols.terminals[..n].to_vec(),
+        timeouts: cols.timeouts[..n].to_vec(),
+        behavior_log_prob: cols.behavior_log_prob.map(|v| v[..n].to_vec()),
+    };
+    let mut kept = Vec::new();
+    let mut rows = 0;
+    for (id, len) in eps {
+        if rows >= n {
+            break;
+        }
+        kept.push((id, len.min(n - rows)));
+        rows += len;
+    }
+    Ok(Dataset::new(meta, cols, &kept)?)
+}
+
+fn datasets(o: &Opts, b: &Behaviours) -> Result<Vec<(String, PathBuf)>> {
     let dir = o.out.join("data");
     std::fs::create_dir_all(&dir)?;
+    let rollouts = |policy: Option<&Path>, seed: u64, n: usize| -> Result<Dataset> {
+        let mut env = make(ENV)?;
+        let ds = match policy {
+            None => {
+                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+                let mut f = |_: &[f32]| -> orl_algos::Result<(OwnedAction, Option<f64>)> {
+                    Ok((
+                        OwnedAction::Continuous(vec![rng.random_range(-2.0f32..2.0)]),
+                        Some(-(4.0f64.ln())),
+                    ))
+                };
+                collect(&mut env, &mut f, n, seed)?
+            }
+            Some(p) => {
+                let mut sac = load_sac(p)?;
+                let mut f = |o: &[f32]| -> orl_algos::Result<(OwnedAction, Option<f64>)> {
+                    let (a, lp) = act(&mut sac, o, true)?;
+                    Ok((OwnedAction::Continuous(a), lp))
+                };
+                collect(&mut env, &mut f, n, seed)?
+            }
+        };
+        Ok(ds)
+    };
     let mut out = Vec::new();
-    let mut make_set = |name: &str, parts: &[(Option<(f64, f64)>, u64)]| -> Result<()> {
+    let mut make_set = |name: &str, build: &dyn Fn() -> Result<Dataset>| -> Result<()> {
         let path = dir.join(format!("{name}.parquet"));
         if !path.exists() {
-            let mut env = make("Pendulum-v1")?;
-            let n = o.transitions / parts.len();
-            let mut ds = Vec::new();
-            for &(noise, seed) in parts {
-                ds.push(collect(&mut env, &mut behavior(noise, seed), n, seed)?);
-            }
-            let mut d = if ds.len() == 1 {
-                ds.remove(0)
-            } else {
-                Dataset::concat(ds, true)?
-            };
-            d.meta_mut().ref_min_score = Some(refs.0);
-            d.meta_mut().ref_max_score = Some(refs.1);
-            d.meta_mut().generator_policy = Some(format!(
-                "{parts:?} ((noise std, uniform-action probability) of the swing-up controller, None = uniform random; seed)"
-            ));
+            let mut d = build()?;
+            d.meta_mut().ref_min_score = Some(b.refs.0);
+            d.meta_mut().ref_max_score = Some(b.refs.1);
+            d.meta_mut().generator_policy = Some(format!("{name}: see policies/pendulum-sac.json"));
             write_parquet(&d, &path, &WriteOptions::default())?;
         }
         out.push((name.to_string(), path));
         Ok(())
     };
-    make_set("pendulum-random", &[(None, 1)])?;
-    make_set("pendulum-medium", &[(Some(MEDIUM), 2)])?;
-    make_set(
-        "pendulum-medium-expert",
-        &[(Some(MEDIUM), 2), (Some((0.3, 0.0)), 3)],
-    )?;
+    let n = o.transitions;
+    make_set("pendulum-random", &|| rollouts(None, 1, n))?;
+    make_set("pendulum-medium", &|| rollouts(Some(&b.medium), 2, n))?;
+    make_set("pendulum-medium-replay", &|| {
+        prefix(&Dataset::open(&b.buffer)?, b.medium_step)
+    })?;
+    make_set("pendulum-medium-expert", &|| {
+        Ok(Dataset::concat(
+            vec![
+                rollouts(Some(&b.medium), 2, n / 2)?,
+                rollouts(Some(&b.expert), 3, n - n / 2)?,
+            ],
+            true,
+        )?)
+    })?;
+    make_set("pendulum-expert", &|| rollouts(Some(&b.expert), 3, n))?;
     Ok(out)
 }
 
@@ -229,18 +406,14 @@ fn run_cell(kind: AlgoKind, data: &Path, seed: u64, o: &Opts, refs: (f64, f64)) 
 pub fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let start = Instant::now();
-    println!(
-        "bench-d4rl (partial, quick suite: Pendulum-v1 with scripted behaviour policies; see xtask/src/bench_d4rl.rs)"
-    );
-    let refs = (
-        mean_return(None, 50, 7)?,
-        mean_return(Some((0.3, 0.0)), 50, 7)?,
-    );
+    println!("bench-d4rl (partial: the quick Pendulum-v1 suite; see xtask/src/bench_d4rl.rs)");
+    let b = behaviours(&o)?;
+    let refs = b.refs;
     println!(
         "reference returns: random {:.1}, expert {:.1}",
         refs.0, refs.1
     );
-    let sets = datasets(&o, refs)?;
+    let sets = datasets(&o, &b)?;
     let cells_dir = o.out.join("cells");
     std::fs::create_dir_all(&cells_dir)?;
     let mut todo = Vec::new();
@@ -288,7 +461,7 @@ pub fn run(args: &[String]) -> Result<()> {
         &o,
         &todo.iter().map(|c| c.4.clone()).collect::<Vec<_>>(),
         &sets,
-        refs,
+        &b,
         start.elapsed().as_secs_f64(),
     )
 }
@@ -297,9 +470,10 @@ fn report(
     o: &Opts,
     files: &[PathBuf],
     sets: &[(String, PathBuf)],
-    refs: (f64, f64),
+    b: &Behaviours,
     wall: f64,
 ) -> Result<()> {
+    let refs = b.refs;
     let cells: Vec<Value> = files
         .iter()
         .map(|f| -> Result<Value> {
@@ -327,10 +501,13 @@ fn report(
     let mut md = String::from("# bench-d4rl report (partial quick suite)\n\n");
     md.push_str(&format!(
         "Pendulum-v1, {} transitions per dataset, {} updates, {}x{} networks, {} seed(s), evaluation over 10 episodes.\n\
-         Normalised score = 100 (R - R_random) / (R_expert - R_random) with R_random = {:.1}, R_expert = {:.1}\n\
-         (the uniform random policy and the swing-up controller with N(0, 0.3) noise, 50 episodes each).\n\
-         `data` is the normalised mean episode return of the dataset itself. Behaviour policies are scripted, not SAC checkpoints: this is not the D4RL recipe (issue 6 is open).\n\n",
-        o.transitions, o.steps, o.hidden, o.hidden, o.seeds, refs.0, refs.1
+         Behaviour policy: orl's SAC (64x64) trained online for {} steps; expert = final snapshot (step {}),\n\
+         medium = snapshot at step {} (return {:.1}, target one third of the way from random to expert).\n\
+         Normalised score = 100 (R - R_random) / (R_expert - R_random) with R_random = {:.1} (uniform policy, 50 episodes)\n\
+         and R_expert = {:.1} (expert, 10 deterministic episodes). `data` is the normalised mean episode return of the dataset\n\
+         itself (medium-replay: the SAC buffer up to the medium snapshot). Pendulum only: issue 6 (MuJoCo suites) is open.\n\n",
+        o.transitions, o.steps, o.hidden, o.hidden, o.seeds, o.behaviour_steps, b.record["expert_step"], b.medium_step,
+        b.record["medium_return"].as_f64().unwrap_or(f64::NAN), refs.0, refs.1
     ));
     md.push_str("| dataset | data |");
     for k in &o.algos {

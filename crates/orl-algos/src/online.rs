@@ -58,14 +58,34 @@ pub struct OnlineReport {
     pub buffer: Dataset,
 }
 
-/// Trains `algo` online in `env` for `cfg.steps` steps; `on_episode(k, step, return)` is called
-/// after each finished episode.
+/// What [`train_online`] reports to its caller while it runs.
+pub enum OnlineEvent<'a> {
+    /// Episode `k` finished after `step` environment steps in total, with `ret`.
+    Episode {
+        /// Episode index.
+        k: usize,
+        /// Environment steps so far.
+        step: usize,
+        /// Undiscounted return.
+        ret: f64,
+    },
+    /// `step` environment steps are done (called after every step; snapshot the policy here).
+    Step {
+        /// Environment steps so far.
+        step: usize,
+        /// The algorithm, to save or evaluate.
+        algo: &'a dyn Algorithm,
+    },
+}
+
+/// Trains `algo` online in `env` for `cfg.steps` steps, reporting episodes and steps to
+/// `on_event` (an error from it stops the run).
 pub fn train_online(
     algo: &mut dyn Algorithm,
     env: &mut dyn Env,
     cfg: &OnlineConfig,
     seed: u64,
-    mut on_episode: impl FnMut(usize, usize, f64),
+    mut on_event: impl FnMut(OnlineEvent<'_>) -> Result<()>,
 ) -> Result<OnlineReport> {
     let od = env.observation_space().dim();
     let (discrete_n, act_dim, low, high) = match env.action_space() {
@@ -136,7 +156,11 @@ pub fn train_online(
         if out.terminated || out.truncated {
             episodes.push((k as i64, ep_len));
             returns.push(ep_ret);
-            on_episode(k, t + 1, ep_ret);
+            on_event(OnlineEvent::Episode {
+                k,
+                step: t + 1,
+                ret: ep_ret,
+            })?;
             k += 1;
             ep_len = 0;
             ep_ret = 0.0;
@@ -154,6 +178,10 @@ pub fn train_online(
             );
             algo.update(&batch)?;
         }
+        on_event(OnlineEvent::Step {
+            step: t + 1,
+            algo: &*algo,
+        })?;
     }
     if ep_len > 0 {
         episodes.push((k as i64, ep_len));

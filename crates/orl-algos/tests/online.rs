@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use orl_algos::{Algorithm, Dqn, DqnConfig, OnlineConfig, Sac, SacConfig, Spec, train_online};
+use orl_algos::{
+    Algorithm, Dqn, DqnConfig, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, train_online,
+};
 use orl_envs::make;
 use orl_nets::Device;
 
@@ -28,7 +30,13 @@ fn dqn_on_cartpole_returns_its_buffer() {
         ..OnlineConfig::default()
     };
     let mut seen = Vec::new();
-    let r = train_online(&mut dqn, &mut env, &cfg, 0, |k, _, ret| seen.push((k, ret))).unwrap();
+    let r = train_online(&mut dqn, &mut env, &cfg, 0, |e| {
+        if let OnlineEvent::Episode { k, ret, .. } = e {
+            seen.push((k, ret));
+        }
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(r.buffer.len(), 1500);
     assert_eq!(dqn.steps(), 1500 - 200 + 1);
     assert_eq!(seen.len(), r.episode_returns.len());
@@ -67,7 +75,7 @@ fn sac_on_pendulum_runs_and_is_deterministic() {
             batch_size: 32,
             ..OnlineConfig::default()
         };
-        let r = train_online(&mut sac, &mut env, &cfg, 1, |_, _, _| {}).unwrap();
+        let r = train_online(&mut sac, &mut env, &cfg, 1, |_| Ok(())).unwrap();
         assert_eq!(r.buffer.len(), 500);
         assert_eq!(
             r.episode_returns.len(),
