@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use orl_algos::{
-    AlgoKind, Algorithm, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, build, collect,
+    Agent, AlgoKind, Algorithm, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, build, collect,
     train_online,
 };
 use orl_data::{Dataset, Replay, ReplayConfig, WriteOptions, write_parquet};
@@ -374,28 +374,15 @@ fn run_cell(kind: AlgoKind, data: &Path, seed: u64, o: &Opts, refs: (f64, f64)) 
     }
     let secs = t.elapsed().as_secs_f64();
     let mut env = make("Pendulum-v1")?;
+    let norm = norm.map(|s| (s.mean, s.std));
+    let mut agent = Agent::new(algo, norm, Device::Cpu);
     let mut returns = Vec::new();
     for i in 0..10 {
-        let mut policy = |obs: &[f32]| -> OwnedAction {
-            let x: Vec<f32> = match &norm {
-                Some(s) => obs
-                    .iter()
-                    .zip(s.mean.iter().zip(&s.std))
-                    .map(|(v, (m, sd))| (v - m) / sd)
-                    .collect(),
-                None => obs.to_vec(),
-            };
-            let a = Tensor::from_vec(x, (1, 3), &Device::Cpu)
-                .map_err(orl_algos::AlgoError::from)
-                .and_then(|s| algo.act(&s, true))
-                .and_then(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?));
-            OwnedAction::Continuous(a.unwrap_or_else(|_| vec![f32::NAN]))
-        };
-        returns.push(run_episode(&mut env, &mut policy, 1_000_000 + i, i as usize)?.0);
+        returns.push(run_episode(&mut env, &mut agent, 1_000_000 + i, i as usize)?.0);
     }
     let mean = returns.iter().sum::<f64>() / returns.len() as f64;
     Ok(json!({
-        "algo": kind.name(), "config": serde_json::from_str::<Value>(&algo.config_json())?, "seed": seed,
+        "algo": kind.name(), "config": serde_json::from_str::<Value>(&agent.algo.config_json())?, "seed": seed,
         "steps": o.steps, "batch_size": kind.default_batch_size(), "wall_s": secs, "updates_per_s": o.steps as f64 / secs,
         "returns": returns, "return_mean": mean, "normalized": 100.0 * (mean - refs.0) / (refs.1 - refs.0),
         "orl_version": env!("CARGO_PKG_VERSION"),

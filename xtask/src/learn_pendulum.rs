@@ -14,10 +14,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use orl_algos::{AlgoKind, Algorithm, Spec, build, collect, pendulum_controller};
+use orl_algos::{Agent, AlgoKind, Spec, build, collect, pendulum_controller};
 use orl_data::{Dataset, Replay, ReplayConfig};
 use orl_envs::{OwnedAction, make, run_episode};
-use orl_nets::{Device, Tensor};
+use orl_nets::Device;
 use rand::{RngExt, SeedableRng};
 
 /// Builds the mixed dataset.
@@ -52,29 +52,10 @@ pub fn mixed_dataset(transitions: usize, seed: u64) -> Result<Dataset> {
     Ok(ds)
 }
 
-fn evaluate(
-    algo: &mut dyn Algorithm,
-    norm: Option<(Vec<f32>, Vec<f32>)>,
-    episodes: usize,
-) -> Result<(f64, f64)> {
+fn evaluate(agent: &mut Agent, episodes: usize) -> Result<(f64, f64)> {
     let mut env = make("Pendulum-v1")?;
-    let mut policy = |o: &[f32]| -> OwnedAction {
-        let x: Vec<f32> = match &norm {
-            Some((m, s)) => o
-                .iter()
-                .zip(m.iter().zip(s))
-                .map(|(v, (m, s))| (v - m) / s)
-                .collect(),
-            None => o.to_vec(),
-        };
-        let a = Tensor::from_vec(x, (1, o.len()), &Device::Cpu)
-            .map_err(orl_algos::AlgoError::from)
-            .and_then(|s| algo.act(&s, true))
-            .and_then(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?));
-        OwnedAction::Continuous(a.unwrap_or_else(|_| vec![f32::NAN]))
-    };
     let returns: Vec<f64> = (0..episodes)
-        .map(|i| run_episode(&mut env, &mut policy, 10_000 + i as u64, i).map(|r| r.0))
+        .map(|i| run_episode(&mut env, &mut *agent, 10_000 + i as u64, i).map(|r| r.0))
         .collect::<Result<_, _>>()?;
     let n = returns.len() as f64;
     let mean = returns.iter().sum::<f64>() / n;
@@ -141,7 +122,8 @@ pub fn run(args: &[String]) -> Result<()> {
             algo.update(&replay.sample(kind.default_batch_size()))?;
         }
         let secs = t.elapsed().as_secs_f64();
-        let (mean, std) = evaluate(&mut *algo, norm, 10)?;
+        let mut agent = Agent::new(algo, norm, Device::Cpu);
+        let (mean, std) = evaluate(&mut agent, 10)?;
         println!(
             "{:<6} return {mean:>9.1} +- {std:>6.1}   ({steps} updates, {:.0} updates/s)",
             kind.name(),
