@@ -129,6 +129,21 @@ pub fn build(
     })
 }
 
+/// `(s - mean) / std` per dimension for row-major observations `raw` (any number of rows; `norm`
+/// is `(mean, std)` with the std's epsilon included), or a copy when `norm` is `None`.
+pub fn normalize_observations(raw: &[f32], norm: Option<&(Vec<f32>, Vec<f32>)>) -> Vec<f32> {
+    match norm {
+        Some((m, s)) if !m.is_empty() => {
+            let od = m.len();
+            raw.iter()
+                .enumerate()
+                .map(|(i, v)| (v - m[i % od]) / s[i % od])
+                .collect()
+        }
+        _ => raw.to_vec(),
+    }
+}
+
 /// An algorithm with the observation normalisation of its training data, acting on raw
 /// observations: `s_norm = (s - mean) / std`.
 pub struct Agent {
@@ -164,14 +179,7 @@ impl Agent {
                 raw.len()
             )));
         }
-        let x: Vec<f32> = match &self.obs_norm {
-            Some((m, s)) => raw
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v - m[i % od]) / s[i % od])
-                .collect(),
-            None => raw.to_vec(),
-        };
+        let x = normalize_observations(raw, self.obs_norm.as_ref());
         Ok(Tensor::from_vec(x, (raw.len() / od, od), &self.device)?)
     }
     /// Actions for `B` raw observations: one [`OwnedAction`] per row.

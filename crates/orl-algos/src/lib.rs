@@ -39,7 +39,7 @@ mod online;
 mod sac;
 mod td3bc;
 
-pub use agent::{Agent, AlgoKind, build};
+pub use agent::{Agent, AlgoKind, build, normalize_observations};
 pub use bc::{Bc, BcConfig, BcLoss};
 pub use bcq::{Bcq, BcqConfig};
 pub use collect::{Behavior, collect, pendulum_controller};

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
-use orl_algos::{diagnose, probe_rows, returns_to_go};
-use orl_data::{Dataset, ObsStats};
+use orl_algos::{diagnose, normalize_observations, probe_rows, returns_to_go};
+use orl_data::Dataset;
 
 use crate::agent_io::{DATASET, load_agent};
 use crate::run_dir::{RunDir, read_rows};
@@ -72,20 +72,8 @@ pub fn run(args: &Args) -> Result<()> {
         _ => 1.0,
     };
     let (rtg, truncated) = returns_to_go(&ds, gamma, |r| f64::from(r * scale));
-    let norm = agent
-        .obs_norm
-        .clone()
-        .map(|(mean, std)| ObsStats { mean, std });
-    let f = move |o: &[f32]| -> Vec<f32> {
-        match &norm {
-            Some(s) => o
-                .iter()
-                .zip(s.mean.iter().zip(&s.std))
-                .map(|(v, (m, sd))| (v - m) / sd)
-                .collect(),
-            None => o.to_vec(),
-        }
-    };
+    let norm = agent.obs_norm.clone();
+    let f = move |o: &[f32]| normalize_observations(o, norm.as_ref());
     let probe = probe_rows(ds.len(), args.rows);
     let d = diagnose(&mut *agent.algo, &ds, &probe, &f, &rtg, &truncated)?;
     let history = if args.run.is_dir() {

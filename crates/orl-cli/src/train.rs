@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use orl_algos::{
-    AlgoError, AlgoKind, Algorithm, Metrics, Spec, build, diagnose, probe_rows, returns_to_go,
+    AlgoError, AlgoKind, Algorithm, Metrics, Spec, build, diagnose, normalize_observations,
+    probe_rows, returns_to_go,
 };
 use orl_data::{ActionSpace, Batch, Dataset, Replay, ReplayConfig, RewardTransform};
 use orl_envs::{EvalConfig, RefScores};
@@ -276,17 +277,8 @@ pub fn run(args: &Args) -> Result<()> {
             );
             row.insert("wall_s".into(), json!(start.elapsed().as_secs_f64()));
             row.insert("step".into(), json!(done));
-            let stats = replay.obs_stats().cloned();
-            let norm = move |o: &[f32]| -> Vec<f32> {
-                match &stats {
-                    Some(s) => o
-                        .iter()
-                        .zip(s.mean.iter().zip(&s.std))
-                        .map(|(v, (m, sd))| (v - m) / sd)
-                        .collect(),
-                    None => o.to_vec(),
-                }
-            };
+            let stats = obs_norm.clone();
+            let norm = move |o: &[f32]| normalize_observations(o, stats.as_ref());
             let d = diagnose(
                 &mut *algo,
                 replay.dataset(),
@@ -390,14 +382,7 @@ impl orl_envs::Policy for AlgoPolicy<'_> {
         &mut self,
         o: &[f32],
     ) -> std::result::Result<orl_envs::OwnedAction, Box<dyn std::error::Error + Send + Sync>> {
-        let x: Vec<f32> = match &self.obs_norm {
-            Some((m, s)) => o
-                .iter()
-                .zip(m.iter().zip(s))
-                .map(|(v, (m, s))| (v - m) / s)
-                .collect(),
-            None => o.to_vec(),
-        };
+        let x = normalize_observations(o, self.obs_norm.as_ref());
         let s = orl_nets::Tensor::from_vec(x, (1, o.len()), &Device::Cpu)?;
         let a = self.algo.act(&s, true)?;
         Ok(if self.algo.spec().is_discrete() {
