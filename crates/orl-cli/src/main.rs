@@ -1,7 +1,6 @@
 //! `orl`: the command-line front end of the orl offline-RL toolkit.
 //!
-//! Subcommands: `convert`, `inspect`, `envs`, `train`, `eval`, `diagnose`, `export`. Off-policy evaluation (`orl ope`) arrives with
-//! its crate (see `docs/ARCHITECTURE.md`).
+//! Subcommands: `convert`, `inspect`, `envs`, `train`, `eval`, `diagnose`, `export`, `ope`.
 
 mod agent_io;
 mod convert;
@@ -10,6 +9,7 @@ mod envs;
 mod eval;
 mod export;
 mod inspect;
+mod ope;
 mod plot;
 mod run_dir;
 mod train;
@@ -36,6 +36,9 @@ enum Command {
     Train(train::Args),
     /// Evaluate a trained policy in its environment (returns and normalized score).
     Eval(eval::Args),
+    /// Off-policy estimates of a policy's value on logged data (IS, WIS, PDIS, WPDIS, DR, WDR,
+    /// RIS, FQE, model-based) with bootstrap intervals.
+    Ope(ope::Args),
     /// Diagnose a run: Q vs observed return-to-go (over-estimation) and policy vs data actions.
     Diagnose(diagnose::Args),
     /// Export a policy to one safetensors file with a JSON header (normalisation folded in).
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Envs(a) => envs::run(&a),
         Command::Train(a) => train::run(&a),
         Command::Eval(a) => eval::run(&a),
+        Command::Ope(a) => ope::run(&a),
         Command::Diagnose(a) => diagnose::run(&a),
         Command::Export(a) => export::run(&a),
     };

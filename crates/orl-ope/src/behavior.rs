@@ -95,7 +95,12 @@ impl BehaviorModel {
         };
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut store = ParamStore::new(Device::Cpu);
-        let net = Mlp::new(&mut store.builder("behavior", &mut rng), od, &cfg.hidden, out)?;
+        let net = Mlp::new(
+            &mut store.builder("behavior", &mut rng),
+            od,
+            &cfg.hidden,
+            out,
+        )?;
         let mut opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
         let mut model = Self {
             net,
@@ -106,7 +111,9 @@ impl BehaviorModel {
         };
         let n = data.len();
         for step in 0..cfg.steps {
-            let idx: Vec<usize> = (0..cfg.batch_size).map(|_| rng.random_range(0..n)).collect();
+            let idx: Vec<usize> = (0..cfg.batch_size)
+                .map(|_| rng.random_range(0..n))
+                .collect();
             let obs: Vec<f32> = idx
                 .iter()
                 .flat_map(|&i| data.obs[i * od..(i + 1) * od].iter().copied())
@@ -162,7 +169,11 @@ impl BehaviorModel {
         let mut start = 0;
         while start < data.len() {
             let end = (start + 4096).min(data.len());
-            let s = Tensor::from_slice(&data.obs[start * od..end * od], (end - start, od), &Device::Cpu)?;
+            let s = Tensor::from_slice(
+                &data.obs[start * od..end * od],
+                (end - start, od),
+                &Device::Cpu,
+            )?;
             let a = data.actions_tensor(start..end)?;
             out.extend(
                 self.log_prob_tensor(&s, &a)?

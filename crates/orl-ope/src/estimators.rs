@@ -148,7 +148,10 @@ pub fn estimate(
             }
         }
         IsKind::Pdis | IsKind::Dr => {
-            if kind == IsKind::Dr && eps.iter().any(|e| e.q.len() != e.len() || e.v.len() != e.len())
+            if kind == IsKind::Dr
+                && eps
+                    .iter()
+                    .any(|e| e.q.len() != e.len() || e.v.len() != e.len())
             {
                 return Err(Undefined::NoModel);
             }
@@ -174,7 +177,9 @@ pub fn estimate(
         }
         IsKind::Wpdis | IsKind::Wdr => {
             if kind == IsKind::Wdr
-                && eps.iter().any(|e| e.q.len() != e.len() || e.v.len() != e.len())
+                && eps
+                    .iter()
+                    .any(|e| e.q.len() != e.len() || e.v.len() != e.len())
             {
                 return Err(Undefined::NoModel);
             }

@@ -191,10 +191,16 @@ const ESTIMATED: &str = "estimated by maximum likelihood (regression importance 
 /// Runs the estimators of `cfg` for `policy` on `ds`.
 pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Result<OpeReport> {
     if !(0.0..=1.0).contains(&cfg.gamma) {
-        return Err(OpeError::Config(format!("gamma {} is not in [0, 1]", cfg.gamma)));
+        return Err(OpeError::Config(format!(
+            "gamma {} is not in [0, 1]",
+            cfg.gamma
+        )));
     }
     if !(cfg.level > 0.0 && cfg.level < 1.0) {
-        return Err(OpeError::Config(format!("level {} is not in (0, 1)", cfg.level)));
+        return Err(OpeError::Config(format!(
+            "level {} is not in (0, 1)",
+            cfg.level
+        )));
     }
     if let Some(c) = cfg.clip
         && (c.is_nan() || c <= 0.0)
@@ -209,13 +215,18 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
     let wants = |e: Estimator| cfg.estimators.contains(&e);
     let needs_ratio = cfg.estimators.iter().any(|e| e.is_kind().is_some());
     let needs_fqe = wants(Estimator::Fqe) || wants(Estimator::Dr) || wants(Estimator::Wdr);
-    let log_pi = if needs_ratio { policy_log_probs(policy, &data)? } else { None };
-    let logged_mu = data.behavior_log_prob.clone();
-    let estimated_mu = if needs_ratio && log_pi.is_some() && (logged_mu.is_none() || wants(Estimator::Ris)) {
-        Some(BehaviorModel::fit(&data, &cfg.behavior, cfg.seed)?.log_probs(&data)?)
+    let log_pi = if needs_ratio {
+        policy_log_probs(policy, &data)?
     } else {
         None
     };
+    let logged_mu = data.behavior_log_prob.clone();
+    let estimated_mu =
+        if needs_ratio && log_pi.is_some() && (logged_mu.is_none() || wants(Estimator::Ris)) {
+            Some(BehaviorModel::fit(&data, &cfg.behavior, cfg.seed)?.log_probs(&data)?)
+        } else {
+            None
+        };
     let (behavior_source, mu) = match (&logged_mu, &estimated_mu) {
         (Some(m), _) => (LOGGED, Some(m)),
         (None, Some(m)) => (ESTIMATED, Some(m)),
@@ -236,8 +247,16 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
             .map(|r| Trajectory {
                 rewards: data.rewards[r.clone()].to_vec(),
                 log_ratios: r.clone().map(|i| lp[i] - mu[i]).collect(),
-                q: if q.is_empty() { Vec::new() } else { q[r.clone()].to_vec() },
-                v: if v.is_empty() { Vec::new() } else { v[r.clone()].to_vec() },
+                q: if q.is_empty() {
+                    Vec::new()
+                } else {
+                    q[r.clone()].to_vec()
+                },
+                v: if v.is_empty() {
+                    Vec::new()
+                } else {
+                    v[r.clone()].to_vec()
+                },
             })
             .collect()
     };
@@ -254,9 +273,17 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
         let seed = cfg.seed.wrapping_add(1000 + k as u64);
         let est = match e {
             Estimator::Fqe => {
-                let f = fqe.as_ref().ok_or_else(|| OpeError::Config("FQE not fitted".into()))?;
+                let f = fqe
+                    .as_ref()
+                    .ok_or_else(|| OpeError::Config("FQE not fitted".into()))?;
                 let vals = f.initial_values(&data)?;
-                unit_estimate(e, &vals, cfg, seed, "the interval resamples initial states; it does not include FQE's fitting error")
+                unit_estimate(
+                    e,
+                    &vals,
+                    cfg,
+                    seed,
+                    "the interval resamples initial states; it does not include FQE's fitting error",
+                )
             }
             Estimator::Model => {
                 let mut m = ProbabilisticEnsemble::fit(&data, &cfg.model, cfg.seed)?;
@@ -274,7 +301,13 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
                     cfg.model.rollouts,
                     seed,
                 )?;
-                unit_estimate(e, &vals, cfg, seed, "the interval resamples initial states; it does not include the model's error")
+                unit_estimate(
+                    e,
+                    &vals,
+                    cfg,
+                    seed,
+                    "the interval resamples initial states; it does not include the model's error",
+                )
             }
             _ => {
                 let (traj, source) = if e == Estimator::Ris {
@@ -322,7 +355,10 @@ fn unit_estimate(e: Estimator, vals: &[f64], cfg: &OpeConfig, seed: u64, note: &
         if m.is_finite() {
             Some(m)
         } else {
-            warnings.push(format!("undefined: the {} estimate is not finite", e.name()));
+            warnings.push(format!(
+                "undefined: the {} estimate is not finite",
+                e.name()
+            ));
             None
         }
     };
@@ -372,7 +408,9 @@ fn weighted_estimate(
         })
     });
     if value.is_some() && interval.is_none() {
-        warnings.push("no interval: fewer than half of the bootstrap resamples gave a finite estimate".into());
+        warnings.push(
+            "no interval: fewer than half of the bootstrap resamples gave a finite estimate".into(),
+        );
     }
     if let Some((ess, _)) = stats
         && ess < 0.01 * refs.len() as f64 + 1.0

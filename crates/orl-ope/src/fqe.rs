@@ -149,15 +149,25 @@ impl Fqe {
             if step % cfg.target_update_interval == 0 {
                 target_q.1.copy_from(&fqe.store)?;
             }
-            let idx: Vec<usize> = (0..cfg.batch_size).map(|_| rng.random_range(0..n)).collect();
+            let idx: Vec<usize> = (0..cfg.batch_size)
+                .map(|_| rng.random_range(0..n))
+                .collect();
             let r = Tensor::from_vec(
-                idx.iter().map(|&i| data.rewards[i] as f32).collect::<Vec<_>>(),
+                idx.iter()
+                    .map(|&i| data.rewards[i] as f32)
+                    .collect::<Vec<_>>(),
                 idx.len(),
                 &Device::Cpu,
             )?;
             let nd = Tensor::from_vec(
                 idx.iter()
-                    .map(|&i| if data.terminals[i] { 0f32 } else { gamma as f32 })
+                    .map(|&i| {
+                        if data.terminals[i] {
+                            0f32
+                        } else {
+                            gamma as f32
+                        }
+                    })
                     .collect::<Vec<_>>(),
                 idx.len(),
                 &Device::Cpu,
@@ -237,7 +247,10 @@ impl Fqe {
     /// `(Q(s_t, a_t), V(s_t))` for every logged row (the inputs of DR and WDR).
     pub fn q_and_v(&self, data: &Logged) -> Result<(Vec<f64>, Vec<f64>)> {
         let od = self.obs_dim;
-        let (mut q, mut v) = (Vec::with_capacity(data.len()), Vec::with_capacity(data.len()));
+        let (mut q, mut v) = (
+            Vec::with_capacity(data.len()),
+            Vec::with_capacity(data.len()),
+        );
         let mut start = 0;
         while start < data.len() {
             let end = (start + 2048).min(data.len());

@@ -164,7 +164,11 @@ impl Logged {
 
 /// `[B, obs_dim]` tensor of row-major observations.
 pub fn obs_tensor(obs: &[f32], obs_dim: usize) -> Result<Tensor> {
-    Ok(Tensor::from_slice(obs, (obs.len() / obs_dim, obs_dim), &Device::Cpu)?)
+    Ok(Tensor::from_slice(
+        obs,
+        (obs.len() / obs_dim, obs_dim),
+        &Device::Cpu,
+    )?)
 }
 
 /// Checks that `policy` fits `data` (action kind, observation and action widths) by asking it
@@ -174,7 +178,11 @@ pub fn check_policy(policy: &mut dyn Policy, data: &Logged) -> Result<()> {
     if policy.is_discrete() != discrete {
         return Err(OpeError::Mismatch(format!(
             "the policy has {} actions, the dataset {} actions",
-            if policy.is_discrete() { "discrete" } else { "continuous" },
+            if policy.is_discrete() {
+                "discrete"
+            } else {
+                "continuous"
+            },
             if discrete { "discrete" } else { "continuous" }
         )));
     }
@@ -262,7 +270,12 @@ pub fn sample_actions(
 }
 
 /// `pi(a|s)` for every action `a < n` of every observation: `[B * n]` row-major.
-pub fn action_probs(policy: &mut dyn Policy, obs: &[f32], obs_dim: usize, n: usize) -> Result<Vec<f64>> {
+pub fn action_probs(
+    policy: &mut dyn Policy,
+    obs: &[f32],
+    obs_dim: usize,
+    n: usize,
+) -> Result<Vec<f64>> {
     let rows = obs.len() / obs_dim;
     let mut out = vec![0.0; rows * n];
     let mut start = 0;
@@ -275,7 +288,13 @@ pub fn action_probs(policy: &mut dyn Policy, obs: &[f32], obs_dim: usize, n: usi
                 Some(lp) => lp.to_dtype(DType::F64)?.to_vec1::<f64>()?,
                 None => greedy(policy, &s)?
                     .into_iter()
-                    .map(|g| if g == a as u32 { 0.0 } else { f64::NEG_INFINITY })
+                    .map(|g| {
+                        if g == a as u32 {
+                            0.0
+                        } else {
+                            f64::NEG_INFINITY
+                        }
+                    })
                     .collect(),
             };
             for (i, l) in lp.into_iter().enumerate() {

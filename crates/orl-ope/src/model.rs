@@ -154,9 +154,13 @@ impl ProbabilisticEnsemble {
             x.extend_from_slice(&data.obs[i * od..(i + 1) * od]);
             match data.kind {
                 ActionKind::Continuous(d) => x.extend_from_slice(&data.act_f32[i * d..(i + 1) * d]),
-                ActionKind::Discrete(n) => {
-                    x.extend((0..n).map(|a| if a as u32 == data.act_u32[i] { 1.0 } else { 0.0 }))
-                }
+                ActionKind::Discrete(n) => x.extend((0..n).map(|a| {
+                    if a as u32 == data.act_u32[i] {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })),
             }
         }
         x
@@ -251,7 +255,9 @@ impl ProbabilisticEnsemble {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.broadcast_sub(&self.in_mean)?.broadcast_div(&self.in_std)?;
+        let x = x
+            .broadcast_sub(&self.in_mean)?
+            .broadcast_div(&self.in_std)?;
         Ok(self.net.forward(&x)?)
     }
 }
@@ -298,7 +304,11 @@ impl DynamicsModel for ProbabilisticEnsemble {
             .broadcast_mul(&self.out_std)?
             .to_vec3::<f32>()?;
         let logit = out.narrow(2, 2 * ow, 1)?.squeeze(2)?.to_vec2::<f32>()?;
-        let (mut s2, mut r, mut done) = (Vec::with_capacity(b * od), Vec::with_capacity(b), Vec::with_capacity(b));
+        let (mut s2, mut r, mut done) = (
+            Vec::with_capacity(b * od),
+            Vec::with_capacity(b),
+            Vec::with_capacity(b),
+        );
         for i in 0..b {
             let e = rng.random_range(0..self.members);
             for j in 0..ow {

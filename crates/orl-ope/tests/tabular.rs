@@ -38,7 +38,9 @@ const STOCHASTIC: Kernel = [
 fn exact_q(p: &Kernel, pi: &[[f64; 2]; 3]) -> [[f64; 2]; 3] {
     let mut q = [[0.0; 2]; 3];
     for _ in 0..5 {
-        let v: Vec<f64> = (0..3).map(|s| pi[s][0] * q[s][0] + pi[s][1] * q[s][1]).collect();
+        let v: Vec<f64> = (0..3)
+            .map(|s| pi[s][0] * q[s][0] + pi[s][1] * q[s][1])
+            .collect();
         for s in 0..3 {
             for a in 0..2 {
                 q[s][a] = R[s][a] + GAMMA * (0..3).map(|s2| p[s][a][s2] * v[s2]).sum::<f64>();
@@ -85,7 +87,9 @@ fn trajectory(steps: &[(usize, usize, f64, usize)], q: Option<&[[f64; 2]; 3]>) -
             .iter()
             .map(|&(s, a, _, _)| PI[s][a].ln() - MU[s][a].ln())
             .collect(),
-        q: q.map_or(Vec::new(), |q| steps.iter().map(|&(s, a, _, _)| q[s][a]).collect()),
+        q: q.map_or(Vec::new(), |q| {
+            steps.iter().map(|&(s, a, _, _)| q[s][a]).collect()
+        }),
         v: q.map_or(Vec::new(), |q| {
             steps
                 .iter()
@@ -357,8 +361,17 @@ fn model_based_with_the_true_model_recovers_the_value() {
         rng: Pcg64Mcg::seed_from_u64(0),
     };
     let exact = exact_v0(&DETERMINISTIC, &greedy.table);
-    let v = rollout_values(&mut TrueModel(DETERMINISTIC), &mut greedy, &[1.0, 0.0, 0.0], 3, 10, GAMMA, 3, 0)
-        .unwrap();
+    let v = rollout_values(
+        &mut TrueModel(DETERMINISTIC),
+        &mut greedy,
+        &[1.0, 0.0, 0.0],
+        3,
+        10,
+        GAMMA,
+        3,
+        0,
+    )
+    .unwrap();
     assert!((v[0] - exact).abs() < 1e-12, "{} vs {exact}", v[0]);
 }
 
@@ -382,9 +395,15 @@ fn evaluate_runs_every_estimator_and_names_the_behaviour_source() {
     assert_eq!(rep.estimates.len(), Estimator::ALL.len());
     assert!(rep.behavior_source.starts_with("logged"));
     for e in &rep.estimates {
-        let v = e.value.unwrap_or_else(|| panic!("{} undefined: {:?}", e.estimator, e.warnings));
+        let v = e
+            .value
+            .unwrap_or_else(|| panic!("{} undefined: {:?}", e.estimator, e.warnings));
         let ci = e.interval.unwrap();
-        assert!(ci.low <= v && v <= ci.high, "{}: {v} outside {ci:?}", e.estimator);
+        assert!(
+            ci.low <= v && v <= ci.high,
+            "{}: {v} outside {ci:?}",
+            e.estimator
+        );
         assert!(ci.resamples >= 190);
         // Every estimator but the model lands near the truth on 1000 episodes. The learned
         // Gaussian model cannot represent this MDP's bimodal one-hot transitions (it is built
@@ -399,9 +418,16 @@ fn evaluate_runs_every_estimator_and_names_the_behaviour_source() {
     let ds = dataset(&STOCHASTIC, 1000, 6, false);
     cfg.estimators = vec![Estimator::Is, Estimator::Wis];
     let rep = evaluate(&ds, &mut pi(), &cfg).unwrap();
-    assert!(rep.behavior_source.starts_with("estimated"), "{}", rep.behavior_source);
+    assert!(
+        rep.behavior_source.starts_with("estimated"),
+        "{}",
+        rep.behavior_source
+    );
     let wis = rep.estimates[1].value.unwrap();
-    assert!((wis - truth).abs() < 0.3, "WIS with estimated mu {wis} vs {truth}");
+    assert!(
+        (wis - truth).abs() < 0.3,
+        "WIS with estimated mu {wis} vs {truth}"
+    );
 }
 
 #[test]
@@ -426,7 +452,12 @@ fn all_zero_weights_are_flagged_not_nan() {
         rng: Pcg64Mcg::seed_from_u64(0),
     };
     let cfg = OpeConfig {
-        estimators: vec![Estimator::Is, Estimator::Wis, Estimator::Pdis, Estimator::Wpdis],
+        estimators: vec![
+            Estimator::Is,
+            Estimator::Wis,
+            Estimator::Pdis,
+            Estimator::Wpdis,
+        ],
         ..OpeConfig::default()
     };
     let rep = evaluate(&ds, &mut always_one, &cfg).unwrap();
@@ -461,5 +492,8 @@ fn mismatched_spaces_are_a_clear_error() {
     let ds = dataset(&STOCHASTIC, 20, 9, true);
     let err = evaluate(&ds, &mut Continuous, &OpeConfig::default()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("continuous") && msg.contains("discrete"), "{msg}");
+    assert!(
+        msg.contains("continuous") && msg.contains("discrete"),
+        "{msg}"
+    );
 }
