@@ -4,7 +4,7 @@
 //! (WIS), per-decision (PDIS), weighted per-decision (WPDIS), doubly robust (DR, Jiang & Li
 //! 2016) and weighted doubly robust (WDR, Thomas & Brunskill 2016) with an FQE model, regression
 //! importance sampling (RIS, Hanna et al. 2019: the behaviour policy fitted by maximum
-//! likelihood on the same data), fitted Q evaluation (FQE, Le et al. 2019) and model-based
+//! likelihood on the same data, used in weighted per-decision form), fitted Q evaluation (FQE, Le et al. 2019) and model-based
 //! rollouts in a learned probabilistic ensemble. Every estimate comes with a seeded bootstrap
 //! interval, and the importance-sampling family with the effective sample size and largest
 //! normalised weight; an estimate that does not exist (zero or overflowing weights, a
