@@ -389,6 +389,14 @@ fn run_cell(kind: AlgoKind, data: &Path, seed: u64, o: &Opts, refs: (f64, f64)) 
     }))
 }
 
+/// The quick suite's datasets with default settings (behaviour policies trained or reused
+/// first): `(name, path)` pairs. Shared with `ope-bench`.
+pub(crate) fn quick_datasets() -> Result<Vec<(String, PathBuf)>> {
+    let o = parse(&[])?;
+    let b = behaviours(&o)?;
+    datasets(&o, &b)
+}
+
 /// Runs the grid.
 pub fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;

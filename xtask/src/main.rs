@@ -4,10 +4,12 @@
 //! - `bench-d4rl`: the benchmark grid, **partial** (issue 6): a quick Pendulum-v1 suite with
 //!   scripted behaviour policies; see `bench_d4rl.rs` for what is missing.
 //! - `learn-pendulum`: the Pendulum-v1 learning check of the algorithms.
+//! - `ope-bench`: every off-policy estimator against true values (DOPE metrics).
 //! - `setup-mujoco`: fetch the MuJoCo 3.17.0 shared library for the `mujoco` feature.
 
 mod bench_d4rl;
 mod learn_pendulum;
+mod ope_bench;
 mod setup_mujoco;
 
 use std::path::PathBuf;
@@ -20,9 +22,10 @@ fn main() -> Result<()> {
         Some("bench-d4rl") => bench_d4rl::run(&args[1..]),
         Some("setup-mujoco") => setup_mujoco::run(&args[1..]),
         Some("learn-pendulum") => learn_pendulum::run(&args[1..]),
+        Some("ope-bench") => ope_bench::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid (partial: quick Pendulum-v1 suite only, issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid (partial: quick Pendulum-v1 suite only, issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }

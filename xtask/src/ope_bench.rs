@@ -1,0 +1,401 @@
+//! `cargo xtask ope-bench`: every off-policy estimator judged against true values, with the
+//! DOPE benchmark's metrics (Fu et al. 2021): absolute error of values normalised to [0, 1]
+//! between the worst and best policy, Spearman rank correlation, and regret@1.
+//!
+//! 1. the quick suite's behaviour policies and datasets (shared with `bench-d4rl`, cached under
+//!    `target/bench-d4rl/`); the evaluation data is `--dataset` (default
+//!    `pendulum-medium-replay`: the SAC buffer up to the medium snapshot, with the acting
+//!    policy's log-probability logged on every row);
+//! 2. policies of varied quality: the checkpoints of BC (Gaussian), IQL and CQL after each of
+//!    `--checkpoints` updates (default 250, 1000, 4000) on that dataset, 64x64 networks, seed 0;
+//! 3. each policy's true discounted value: `--truth-episodes` (default 100) stochastic rollouts in
+//!    Pendulum-v1 from fresh reset seeds (the same initial-state distribution as the data);
+//! 4. every estimator on the dataset (`orl_ope::evaluate`), gamma `--gamma` (default 0.95: the
+//!    episodes are cut at 200 steps and FQE/model estimate the untruncated value; at 0.95 the
+//!    difference is gamma^200 ~ 4e-5 of the value);
+//! 5. `target/ope-bench/results.json`, `report.md` (metrics per estimator, then estimates per
+//!    policy) and `estimates.png` (estimate against truth, one panel per estimator).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use orl_algos::{Agent, AlgoKind, Spec, build};
+use orl_data::{Dataset, Replay, ReplayConfig};
+use orl_envs::{Env, make};
+use orl_nets::Device;
+use orl_ope::{Estimator, OpeConfig, OpeReport, evaluate, rank_metrics};
+use plotters::prelude::*;
+use serde_json::{Value, json};
+
+struct Opts {
+    dataset: String,
+    checkpoints: Vec<usize>,
+    truth_episodes: usize,
+    gamma: f64,
+    out: PathBuf,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        dataset: "pendulum-medium-replay".into(),
+        checkpoints: vec![250, 1000, 4000],
+        truth_episodes: 100,
+        gamma: 0.95,
+        out: crate::workspace_root().join("target/ope-bench"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--dataset" => o.dataset = val()?.clone(),
+            "--checkpoints" => {
+                o.checkpoints = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--truth-episodes" => o.truth_episodes = val()?.parse()?,
+            "--gamma" => o.gamma = val()?.parse()?,
+            "--out" => o.out = PathBuf::from(val()?),
+            other => bail!("ope-bench: unknown argument `{other}`"),
+        }
+    }
+    if o.checkpoints.is_empty() || o.checkpoints.windows(2).any(|w| w[0] >= w[1]) {
+        bail!("--checkpoints must be increasing update counts, e.g. 250,1000,4000");
+    }
+    Ok(o)
+}
+
+const ALGOS: [AlgoKind; 3] = [AlgoKind::Bc, AlgoKind::Iql, AlgoKind::Cql];
+
+fn algo_config(kind: AlgoKind, last: usize) -> Value {
+    let h = json!([64, 64]);
+    match kind {
+        AlgoKind::Bc => json!({"hidden": h, "loss": "nll"}),
+        AlgoKind::Iql => json!({"hidden": h, "actor_cosine_steps": last}),
+        AlgoKind::Cql => json!({"hidden": h, "n_actions": 4}),
+        _ => json!({"hidden": h}),
+    }
+}
+
+/// A trained snapshot: its name, checkpoint and the observation normalisation.
+struct Snapshot {
+    name: String,
+    kind: AlgoKind,
+    path: PathBuf,
+    norm: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+fn train(o: &Opts, data: &Path) -> Result<Vec<Snapshot>> {
+    let dir = o.out.join("policies");
+    std::fs::create_dir_all(&dir)?;
+    let last = *o.checkpoints.last().unwrap_or(&0);
+    let mut out = Vec::new();
+    for kind in ALGOS {
+        let rcfg = ReplayConfig {
+            normalize_observations: kind.normalizes_observations(),
+            ..ReplayConfig::default()
+        };
+        let mut replay = Replay::new(Dataset::open(data)?, rcfg, 0)?;
+        let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
+        let cfg = algo_config(kind, last);
+        let paths: Vec<PathBuf> = o
+            .checkpoints
+            .iter()
+            .map(|s| dir.join(format!("{}-{s:06}.safetensors", kind.name())))
+            .collect();
+        if paths.iter().any(|p| !p.exists()) {
+            let t = Instant::now();
+            let mut algo = build(kind, spec(), Some(&cfg), 0, &Device::Cpu)?;
+            let mut done = 0;
+            for (s, p) in o.checkpoints.iter().zip(&paths) {
+                while done < *s {
+                    algo.update(&replay.sample(kind.default_batch_size()))?;
+                    done += 1;
+                }
+                algo.save(p, &Default::default())?;
+            }
+            println!(
+                "  trained {} to {last} updates in {:.0} s",
+                kind.name(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        for (s, p) in o.checkpoints.iter().zip(paths) {
+            out.push(Snapshot {
+                name: format!("{}@{s}", kind.name()),
+                kind,
+                path: p,
+                norm: norm.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn spec() -> Spec {
+    Spec::continuous(3, 1, 2.0)
+}
+
+fn load(s: &Snapshot, last: usize) -> Result<Agent> {
+    let mut algo = build(
+        s.kind,
+        spec(),
+        Some(&algo_config(s.kind, last)),
+        0,
+        &Device::Cpu,
+    )?;
+    algo.load(&s.path)
+        .with_context(|| format!("loading {}", s.path.display()))?;
+    let mut agent = Agent::new(algo, s.norm.clone(), Device::Cpu);
+    agent.deterministic = false;
+    Ok(agent)
+}
+
+/// Mean discounted return (and its standard error) of `episodes` stochastic rollouts, all
+/// episodes stepped together so the policy acts on one batch per step.
+fn true_value(agent: &mut Agent, episodes: usize, gamma: f64) -> Result<(f64, f64)> {
+    let mut envs: Vec<Box<dyn Env>> = (0..episodes)
+        .map(|_| make("Pendulum-v1"))
+        .collect::<Result<_, _>>()?;
+    let mut obs: Vec<Vec<f64>> = vec![Vec::new(); episodes];
+    for (i, e) in envs.iter_mut().enumerate() {
+        e.reset_into(Some(5_000_000 + i as u64), &mut obs[i]);
+    }
+    let mut ret = vec![0f64; episodes];
+    let mut alive = vec![true; episodes];
+    let mut disc = 1.0;
+    let mut next = Vec::new();
+    while alive.iter().any(|&a| a) {
+        let live: Vec<usize> = (0..episodes).filter(|&i| alive[i]).collect();
+        let raw: Vec<f32> = live
+            .iter()
+            .flat_map(|&i| obs[i].iter().map(|&x| x as f32))
+            .collect();
+        let actions = agent.act_raw(&raw)?;
+        for (j, &i) in live.iter().enumerate() {
+            let out = envs[i].step_into(actions[j].as_action(), &mut next)?;
+            ret[i] += disc * out.reward;
+            std::mem::swap(&mut obs[i], &mut next);
+            if out.terminated || out.truncated {
+                alive[i] = false;
+            }
+        }
+        disc *= gamma;
+    }
+    let n = episodes as f64;
+    let mean = ret.iter().sum::<f64>() / n;
+    let sd = (ret.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    Ok((mean, sd / n.sqrt()))
+}
+
+fn ope_config(gamma: f64) -> OpeConfig {
+    let mut cfg = OpeConfig {
+        gamma,
+        ..OpeConfig::default()
+    };
+    cfg.fqe.hidden = vec![64, 64];
+    cfg.fqe.steps = 5000;
+    cfg.fqe.lr = 1e-3;
+    cfg.model.hidden = vec![64, 64];
+    cfg.model.steps = 3000;
+    cfg.behavior.steps = 2000;
+    cfg
+}
+
+/// Runs the benchmark.
+pub fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    let start = Instant::now();
+    std::fs::create_dir_all(&o.out)?;
+    println!("ope-bench: behaviour policies and datasets of the quick suite ...");
+    let sets = crate::bench_d4rl::quick_datasets()?;
+    let data = sets
+        .iter()
+        .find(|(n, _)| *n == o.dataset)
+        .map(|(_, p)| p.clone())
+        .with_context(|| {
+            format!(
+                "no dataset `{}`; choose one of {}",
+                o.dataset,
+                sets.iter()
+                    .map(|s| s.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    println!("training the evaluated policies on {} ...", o.dataset);
+    let snaps = train(&o, &data)?;
+    let ds = Dataset::open(&data)?;
+    let cfg = ope_config(o.gamma);
+    let last = *o.checkpoints.last().unwrap_or(&0);
+    let mut rows = Vec::new();
+    for s in &snaps {
+        let t = Instant::now();
+        let mut agent = load(s, last)?;
+        let (truth, truth_se) = true_value(&mut agent, o.truth_episodes, o.gamma)?;
+        let mut agent = load(s, last)?;
+        let rep: OpeReport =
+            evaluate(&ds, &mut agent, &cfg).with_context(|| format!("estimating {}", s.name))?;
+        println!(
+            "  {:<10} true {truth:8.2} | {} ({:.0} s)",
+            s.name,
+            rep.estimates
+                .iter()
+                .map(|e| format!(
+                    "{} {}",
+                    e.estimator,
+                    e.value.map_or("-".into(), |v| format!("{v:.1}"))
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            t.elapsed().as_secs_f64()
+        );
+        rows.push((s.name.clone(), truth, truth_se, rep));
+    }
+    let truths: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    let mut metrics = Vec::new();
+    for (k, e) in cfg.estimators.iter().enumerate() {
+        let est: Vec<Option<f64>> = rows.iter().map(|r| r.3.estimates[k].value).collect();
+        let m = if est.iter().all(Option::is_some) {
+            let v: Vec<f64> = est.iter().map(|x| x.unwrap_or(f64::NAN)).collect();
+            rank_metrics(&v, &truths)
+        } else {
+            None
+        };
+        metrics.push((e.name(), m, est.iter().filter(|x| x.is_none()).count()));
+    }
+    let result = json!({
+        "dataset": o.dataset, "gamma": o.gamma, "checkpoints": o.checkpoints, "truth_episodes": o.truth_episodes,
+        "ope_config": cfg, "algo_configs": ALGOS.iter().map(|k| json!({"algo": k.name(), "config": algo_config(*k, last)})).collect::<Vec<_>>(),
+        "policies": rows.iter().map(|(n, t, se, r)| json!({"policy": n, "true_value": t, "true_value_se": se, "report": r})).collect::<Vec<_>>(),
+        "metrics": metrics.iter().map(|(n, m, u)| json!({"estimator": n, "metrics": m, "undefined_for": u})).collect::<Vec<_>>(),
+        "wall_s": start.elapsed().as_secs_f64(), "orl_version": env!("CARGO_PKG_VERSION"),
+    });
+    write(
+        &o.out.join("results.json"),
+        &serde_json::to_string_pretty(&result)?,
+    )?;
+    let md = report(&o, &rows, &metrics, start.elapsed().as_secs_f64());
+    write(&o.out.join("report.md"), &md)?;
+    plot(&o.out.join("estimates.png"), &rows, &cfg.estimators)
+        .map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
+    println!("{md}");
+    println!("wrote {}", o.out.display());
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+type Row = (String, f64, f64, OpeReport);
+
+fn report(
+    o: &Opts,
+    rows: &[Row],
+    metrics: &[(&str, Option<orl_ope::RankMetrics>, usize)],
+    wall: f64,
+) -> String {
+    let mut s = format!(
+        "Dataset `{}`, gamma {}, {} policies (BC, IQL, CQL after {:?} updates), true values from {} stochastic rollouts each; {:.0} s.\n\n",
+        o.dataset,
+        o.gamma,
+        rows.len(),
+        o.checkpoints,
+        o.truth_episodes,
+        wall
+    );
+    s.push_str(
+        "| estimator | abs. error (normalised) | Spearman | regret@1 |\n|---|---|---|---|\n",
+    );
+    for (n, m, undefined) in metrics {
+        match m {
+            Some(m) => s.push_str(&format!(
+                "| {n} | {:.3} | {:.3} | {:.3} |\n",
+                m.abs_error, m.spearman, m.regret_at_1
+            )),
+            None => s.push_str(&format!(
+                "| {n} | undefined for {undefined} policies | - | - |\n"
+            )),
+        }
+    }
+    s.push_str("\n| policy | true value | ");
+    let names: Vec<&str> = rows
+        .first()
+        .map(|r| r.3.estimates.iter().map(|e| e.estimator).collect())
+        .unwrap_or_default();
+    s.push_str(&names.join(" | "));
+    s.push_str(" |\n|---|---|");
+    s.push_str(&"---|".repeat(names.len()));
+    s.push('\n');
+    for (n, t, se, r) in rows {
+        s.push_str(&format!("| {n} | {t:.1} +- {se:.1} |"));
+        for e in &r.estimates {
+            match (e.value, e.interval) {
+                (Some(v), Some(i)) => {
+                    s.push_str(&format!(" {v:.1} [{:.1}, {:.1}] |", i.low, i.high))
+                }
+                (Some(v), None) => s.push_str(&format!(" {v:.1} |")),
+                _ => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+type PResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+static FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf");
+
+/// Estimate against true value, one panel per estimator, with the diagonal.
+fn plot(path: &Path, rows: &[Row], est: &[Estimator]) -> PResult<()> {
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let tmp = path.with_extension("png.tmp");
+    {
+        let root = BitMapBackend::new(&tmp, (1200, 1200)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let cols = 3;
+        let panels = root.split_evenly((est.len().div_ceil(cols), cols));
+        let truths: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        for (k, (area, e)) in panels.iter().zip(est).enumerate() {
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|r| r.3.estimates[k].value.map(|v| (r.1, v)))
+                .collect();
+            let all: Vec<f64> = truths
+                .iter()
+                .copied()
+                .chain(pts.iter().map(|p| p.1))
+                .collect();
+            let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let pad = ((hi - lo) * 0.05).max(1.0);
+            let mut chart = ChartBuilder::on(area)
+                .caption(e.name(), ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d((lo - pad)..(hi + pad), (lo - pad)..(hi + pad))?;
+            chart
+                .configure_mesh()
+                .x_desc("true value")
+                .y_desc("estimate")
+                .label_style(("sans-serif", 11))
+                .draw()?;
+            chart.draw_series(LineSeries::new(
+                vec![(lo - pad, lo - pad), (hi + pad, hi + pad)],
+                BLACK.mix(0.4),
+            ))?;
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
