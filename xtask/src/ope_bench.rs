@@ -7,8 +7,8 @@
 //!    `pendulum-medium-replay`: the SAC buffer up to the medium snapshot, with the acting
 //!    policy's log-probability logged on every row);
 //! 2. policies of varied quality: the checkpoints of BC (Gaussian), IQL and CQL after each of
-//!    `--checkpoints` updates (default 250, 1000, 4000) on that dataset, 64x64 networks, seed 0;
-//! 3. each policy's true discounted value: `--truth-episodes` (default 100) stochastic rollouts in
+//!    `--checkpoints` updates (default 25, 250, 1000, 4000) on that dataset, 64x64 networks, seed 0;
+//! 3. each policy's true discounted value: `--truth-episodes` (default 200) stochastic rollouts in
 //!    Pendulum-v1 from fresh reset seeds (the same initial-state distribution as the data);
 //! 4. every estimator on the dataset (`orl_ope::evaluate`), gamma `--gamma` (default 0.95: the
 //!    episodes are cut at 200 steps and FQE/model estimate the untruncated value; at 0.95 the
@@ -39,8 +39,8 @@ struct Opts {
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         dataset: "pendulum-medium-replay".into(),
-        checkpoints: vec![250, 1000, 4000],
-        truth_episodes: 100,
+        checkpoints: vec![25, 250, 1000, 4000],
+        truth_episodes: 200,
         gamma: 0.95,
         out: crate::workspace_root().join("target/ope-bench"),
     };
@@ -295,6 +295,16 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 type Row = (String, f64, f64, OpeReport);
 
+/// One decimal, or scientific notation for the astronomically large values that unweighted
+/// importance sampling produces.
+fn num(v: f64) -> String {
+    if v.abs() >= 1e5 {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn report(
     o: &Opts,
     rows: &[Row],
@@ -316,8 +326,14 @@ fn report(
     for (n, m, undefined) in metrics {
         match m {
             Some(m) => s.push_str(&format!(
-                "| {n} | {:.3} | {:.3} | {:.3} |\n",
-                m.abs_error, m.spearman, m.regret_at_1
+                "| {n} | {} | {:.3} | {:.3} |\n",
+                if m.abs_error >= 1e5 {
+                    format!("{:.1e}", m.abs_error)
+                } else {
+                    format!("{:.3}", m.abs_error)
+                },
+                m.spearman,
+                m.regret_at_1
             )),
             None => s.push_str(&format!(
                 "| {n} | undefined for {undefined} policies | - | - |\n"
@@ -338,9 +354,9 @@ fn report(
         for e in &r.estimates {
             match (e.value, e.interval) {
                 (Some(v), Some(i)) => {
-                    s.push_str(&format!(" {v:.1} [{:.1}, {:.1}] |", i.low, i.high))
+                    s.push_str(&format!(" {} [{}, {}] |", num(v), num(i.low), num(i.high)))
                 }
-                (Some(v), None) => s.push_str(&format!(" {v:.1} |")),
+                (Some(v), None) => s.push_str(&format!(" {} |", num(v))),
                 _ => s.push_str(" - |"),
             }
         }
@@ -356,43 +372,56 @@ static FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf"
 /// Estimate against true value, one panel per estimator, with the diagonal.
 fn plot(path: &Path, rows: &[Row], est: &[Estimator]) -> PResult<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let tmp = path.with_extension("png.tmp");
+    let tmp = path.with_extension("tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (1200, 1200)).into_drawing_area();
         root.fill(&WHITE)?;
         let cols = 3;
         let panels = root.split_evenly((est.len().div_ceil(cols), cols));
         let truths: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        // Axes span the true values with half their range as margin on each side; estimates
+        // outside are drawn on the border in red (the importance-sampling family can be off by
+        // orders of magnitude).
+        let tlo = truths.iter().copied().fold(f64::INFINITY, f64::min);
+        let thi = truths.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((thi - tlo) * 0.5).max(1.0);
+        let (lo, hi) = (tlo - pad, thi + pad);
         for (k, (area, e)) in panels.iter().zip(est).enumerate() {
             let pts: Vec<(f64, f64)> = rows
                 .iter()
                 .filter_map(|r| r.3.estimates[k].value.map(|v| (r.1, v)))
                 .collect();
-            let all: Vec<f64> = truths
-                .iter()
-                .copied()
-                .chain(pts.iter().map(|p| p.1))
-                .collect();
-            let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let pad = ((hi - lo) * 0.05).max(1.0);
+            let off = pts.iter().filter(|p| p.1 < lo || p.1 > hi).count();
+            let title = if off > 0 {
+                format!("{} ({off} off scale)", e.name())
+            } else {
+                e.name().to_string()
+            };
             let mut chart = ChartBuilder::on(area)
-                .caption(e.name(), ("sans-serif", 18))
+                .caption(title, ("sans-serif", 18))
                 .margin(10)
                 .x_label_area_size(30)
                 .y_label_area_size(50)
-                .build_cartesian_2d((lo - pad)..(hi + pad), (lo - pad)..(hi + pad))?;
+                .build_cartesian_2d(lo..hi, lo..hi)?;
             chart
                 .configure_mesh()
                 .x_desc("true value")
                 .y_desc("estimate")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v:.0}"))
                 .label_style(("sans-serif", 11))
                 .draw()?;
-            chart.draw_series(LineSeries::new(
-                vec![(lo - pad, lo - pad), (hi + pad, hi + pad)],
-                BLACK.mix(0.4),
-            ))?;
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
+            chart.draw_series(LineSeries::new(vec![(lo, lo), (hi, hi)], BLACK.mix(0.4)))?;
+            chart.draw_series(
+                pts.iter()
+                    .filter(|p| p.1 >= lo && p.1 <= hi)
+                    .map(|&p| Circle::new(p, 4, BLUE.filled())),
+            )?;
+            chart.draw_series(
+                pts.iter()
+                    .filter(|p| p.1 < lo || p.1 > hi)
+                    .map(|&(x, y)| Cross::new((x, y.clamp(lo, hi)), 5, RED.stroke_width(2))),
+            )?;
         }
         root.present()?;
     }

@@ -417,7 +417,6 @@ fn weighted_estimate(
     }
     if let Some((ess, _)) = stats
         && ess < 0.01 * refs.len() as f64 + 1.0
-        && matches!(kind, IsKind::Is | IsKind::Wis)
     {
         warnings.push(format!(
             "effective sample size {ess:.2} of {} episodes: the episode weights are degenerate, the estimate rests on a few episodes",

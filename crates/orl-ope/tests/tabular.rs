@@ -497,3 +497,40 @@ fn mismatched_spaces_are_a_clear_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn clipping_caps_the_weights_and_is_flagged() {
+    let ds = dataset(&STOCHASTIC, 300, 10, true);
+    let mut cfg = OpeConfig {
+        gamma: GAMMA,
+        estimators: vec![Estimator::Is, Estimator::Wis],
+        ..OpeConfig::default()
+    };
+    let free = evaluate(&ds, &mut pi(), &cfg).unwrap();
+    cfg.clip = Some(1.0);
+    let clipped = evaluate(&ds, &mut pi(), &cfg).unwrap();
+    // With every weight capped at 1, IS can only shrink the contribution of episodes whose
+    // weight exceeded 1: its estimate moves, and the warning says it is biased.
+    let (a, b) = (
+        free.estimates[0].value.unwrap(),
+        clipped.estimates[0].value.unwrap(),
+    );
+    assert!((a - b).abs() > 1e-6, "{a} vs {b}");
+    assert!(
+        clipped.estimates[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("clipped"))
+    );
+    // And the clipped trajectory weights never exceed the cap.
+    let t = Trajectory {
+        rewards: vec![1.0; 3],
+        log_ratios: vec![1.0, 1.0, -3.0],
+        ..Default::default()
+    };
+    assert!(
+        t.log_weights(Some(2.0))
+            .iter()
+            .all(|&l| l <= 2f64.ln() + 1e-12)
+    );
+}
