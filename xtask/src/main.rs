@@ -5,12 +5,17 @@
 //!   scripted behaviour policies; see `bench_d4rl.rs` for what is missing.
 //! - `learn-pendulum`: the Pendulum-v1 learning check of the algorithms.
 //! - `ope-bench`: every off-policy estimator against true values (DOPE metrics).
+//! - `train-behaviours`: SAC/DQN behaviour policies of the dataset suite (`datasets/policies/`).
+//! - `gen-datasets`: the dataset suite of `datasets/manifest.json`, sha256-checked.
 //! - `setup-mujoco`: fetch the MuJoCo 3.17.0 shared library for the `mujoco` feature.
 
+mod behaviour_policy;
 mod bench_d4rl;
+mod gen_datasets;
 mod learn_pendulum;
 mod ope_bench;
 mod setup_mujoco;
+mod train_behaviours;
 
 use std::path::PathBuf;
 
@@ -23,9 +28,11 @@ fn main() -> Result<()> {
         Some("setup-mujoco") => setup_mujoco::run(&args[1..]),
         Some("learn-pendulum") => learn_pendulum::run(&args[1..]),
         Some("ope-bench") => ope_bench::run(&args[1..]),
+        Some("train-behaviours") => train_behaviours::run(&args[1..]),
+        Some("gen-datasets") => gen_datasets::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid (partial: quick Pendulum-v1 suite only, issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid (partial: quick Pendulum-v1 suite only, issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }

@@ -2,9 +2,8 @@
 //! DOPE benchmark's metrics (Fu et al. 2021): absolute error of values normalised to [0, 1]
 //! between the worst and best policy, Spearman rank correlation, and regret@1.
 //!
-//! 1. the quick suite's behaviour policies and datasets (shared with `bench-d4rl`, cached under
-//!    `target/bench-d4rl/`); the evaluation data is `--dataset` (default
-//!    `pendulum-medium-replay`: the SAC buffer up to the medium snapshot, with the acting
+//! 1. the evaluation data is `--dataset` of `datasets/manifest.json` (built by `gen-datasets`;
+//!    default `pendulum-v1-medium-replay`: orl's SAC buffer up to the medium snapshot, with the acting
 //!    policy's log-probability logged on every row);
 //! 2. policies of varied quality: the checkpoints of BC (Gaussian), IQL and CQL after each of
 //!    `--checkpoints` updates (default 25, 250, 1000, 4000) on that dataset, 64x64 networks, seed 0;
@@ -14,7 +13,7 @@
 //!    episodes are cut at 200 steps and FQE/model estimate the untruncated value; at 0.95 the
 //!    difference is gamma^200 ~ 4e-5 of the value);
 //! 5. `target/ope-bench/results.json`, `report.md` (metrics per estimator, then estimates per
-//!    policy) and `estimates.png` (estimate against truth, one panel per estimator).
+//!    policy) and `estimates.png` / `.svg` (estimate against truth, one panel per estimator).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,7 +37,7 @@ struct Opts {
 
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
-        dataset: "pendulum-medium-replay".into(),
+        dataset: "pendulum-v1-medium-replay".into(),
         checkpoints: vec![25, 250, 1000, 4000],
         truth_episodes: 200,
         gamma: 0.95,
@@ -209,22 +208,15 @@ pub fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let start = Instant::now();
     std::fs::create_dir_all(&o.out)?;
-    println!("ope-bench: behaviour policies and datasets of the quick suite ...");
-    let sets = crate::bench_d4rl::quick_datasets()?;
-    let data = sets
-        .iter()
-        .find(|(n, _)| *n == o.dataset)
-        .map(|(_, p)| p.clone())
-        .with_context(|| {
-            format!(
-                "no dataset `{}`; choose one of {}",
-                o.dataset,
-                sets.iter()
-                    .map(|s| s.0.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+    println!("ope-bench: dataset {} ...", o.dataset);
+    let data = crate::gen_datasets::generate(
+        std::slice::from_ref(&o.dataset),
+        20_000,
+        &crate::workspace_root().join("target/datasets"),
+    )?
+    .pop()
+    .map(|g| g.path)
+    .context("no dataset generated")?;
     println!("training the evaluated policies on {} ...", o.dataset);
     let snaps = train(&o, &data)?;
     let ds = Dataset::open(&data)?;
@@ -279,8 +271,10 @@ pub fn run(args: &[String]) -> Result<()> {
     )?;
     let md = report(&o, &rows, &metrics, start.elapsed().as_secs_f64());
     write(&o.out.join("report.md"), &md)?;
-    plot(&o.out.join("estimates.png"), &rows, &cfg.estimators)
-        .map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
+    for f in ["estimates.png", "estimates.svg"] {
+        plot(&o.out.join(f), &rows, &cfg.estimators)
+            .map_err(|e| anyhow::anyhow!("plotting {f}: {e}"))?;
+    }
     println!("{md}");
     println!("wrote {}", o.out.display());
     Ok(())
@@ -370,11 +364,37 @@ type PResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 static FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf");
 
 /// Estimate against true value, one panel per estimator, with the diagonal.
+/// PNG or SVG by the extension of `path`, written through a temporary file.
 fn plot(path: &Path, rows: &[Row], est: &[Estimator]) -> PResult<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let tmp = path.with_extension("tmp.png");
+    let svg = path.extension().is_some_and(|e| e == "svg");
+    let tmp = path.with_extension(if svg { "tmp.svg" } else { "tmp.png" });
+    if svg {
+        draw(
+            SVGBackend::new(&tmp, (1200, 1200)).into_drawing_area(),
+            rows,
+            est,
+        )?;
+    } else {
+        draw(
+            BitMapBackend::new(&tmp, (1200, 1200)).into_drawing_area(),
+            rows,
+            est,
+        )?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[Row],
+    est: &[Estimator],
+) -> PResult<()>
+where
+    DB::ErrorType: 'static,
+{
     {
-        let root = BitMapBackend::new(&tmp, (1200, 1200)).into_drawing_area();
         root.fill(&WHITE)?;
         let cols = 3;
         let panels = root.split_evenly((est.len().div_ceil(cols), cols));
@@ -425,6 +445,5 @@ fn plot(path: &Path, rows: &[Row], est: &[Estimator]) -> PResult<()> {
         }
         root.present()?;
     }
-    std::fs::rename(&tmp, path)?;
     Ok(())
 }

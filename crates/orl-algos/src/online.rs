@@ -102,6 +102,8 @@ pub fn train_online(
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x000a_11ce);
     let (mut obs, mut next, mut cont, mut disc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut rewards, mut terminals, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
+    // log mu(a|s) of every action taken: the behaviour of this run, for off-policy evaluation.
+    let mut logp: Vec<Option<f64>> = Vec::new();
     let mut episodes: Vec<(i64, usize)> = Vec::new();
     let mut returns = Vec::new();
     let (mut o, mut o2) = (Vec::new(), Vec::new());
@@ -115,22 +117,35 @@ pub fn train_online(
             Some(n) => {
                 let frac = (t as f64 / (cfg.eps_fraction * cfg.steps as f64).max(1.0)).min(1.0);
                 let eps = cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start);
-                let a = if random || rng.random::<f64>() < eps {
-                    rng.random_range(0..n as i64)
+                let greedy = if random {
+                    None
                 } else {
                     let s =
                         candle_core::Tensor::from_slice(&o32, (1, od), &candle_core::Device::Cpu)?;
-                    i64::from(
+                    Some(i64::from(
                         algo.act(&s, true)?
                             .to_dtype(candle_core::DType::U32)?
                             .to_vec1::<u32>()?[0],
-                    )
+                    ))
                 };
+                let a = match greedy {
+                    Some(g) if rng.random::<f64>() >= eps => g,
+                    _ => rng.random_range(0..n as i64),
+                };
+                let nf = n as f64;
+                logp.push(Some(match greedy {
+                    None => -nf.ln(),
+                    Some(g) if g == a => (1.0 - eps + eps / nf).ln(),
+                    Some(_) => (eps / nf).ln(),
+                }));
                 disc.push(a);
                 orl_envs::OwnedAction::Discrete(a)
             }
             None => {
                 let a: Vec<f32> = if random {
+                    logp.push(Some(
+                        -low.iter().zip(&high).map(|(&l, &h)| (h - l).ln()).sum::<f64>(),
+                    ));
                     low.iter()
                         .zip(&high)
                         .map(|(&l, &h)| rng.random_range(l as f32..h as f32))
@@ -138,7 +153,14 @@ pub fn train_online(
                 } else {
                     let s =
                         candle_core::Tensor::from_slice(&o32, (1, od), &candle_core::Device::Cpu)?;
-                    algo.act(&s, false)?.flatten_all()?.to_vec1()?
+                    let a = algo.act(&s, false)?;
+                    logp.push(
+                        algo.log_prob(&s, &a)?
+                            .map(|t| t.to_vec1::<f32>())
+                            .transpose()?
+                            .map(|v| f64::from(v[0])),
+                    );
+                    a.flatten_all()?.to_vec1()?
                 };
                 cont.extend_from_slice(&a);
                 orl_envs::OwnedAction::Continuous(a)
@@ -220,7 +242,7 @@ pub fn train_online(
         rewards,
         terminals,
         timeouts,
-        behavior_log_prob: None,
+        behavior_log_prob: logp.iter().copied().collect::<Option<Vec<f64>>>(),
     };
     let buffer = Dataset::new(meta, cols, &episodes)
         .map_err(|e| AlgoError::Config(format!("replay buffer: {e}")))?;

@@ -1,0 +1,309 @@
+//! `cargo xtask gen-datasets [--transitions N] [--env ID|all] [--datasets a,b] [--out DIR]`:
+//! builds the dataset suite of `datasets/manifest.json` deterministically and checks every
+//! file's sha256 against the manifest.
+//!
+//! Recipes per environment (D4RL's, Fu et al. 2020): `random` (uniform actions), `medium` and
+//! `expert` (rollouts of the committed behaviour policies, `datasets/policies/`), `medium-replay`
+//! (the medium policy's own training buffer, committed as Parquet) and `medium-expert` (medium
+//! and expert concatenated, so twice `N` rows). `N` defaults to D4RL's 1 000 000. Every row
+//! logs the acting policy's `behavior_log_prob`; every file records the environment's reference
+//! returns (random and expert, 100 episodes) as `ref_min_score` / `ref_max_score`.
+//!
+//! Files go to the git-ignored `target/datasets/` as `<name>-<N>.parquet`. The first build of a
+//! (dataset, N) records its sha256 in the manifest; later builds must reproduce it or fail.
+//! Reproducibility across machines rests on: the committed policy files, plain-Rust `f32`
+//! inference with `libm` (`behaviour_policy.rs`), seeded `Pcg64Mcg` streams, the pure-Rust
+//! environments, and the locked Parquet writer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use orl_algos::collect;
+use orl_data::{Dataset, WriteOptions, write_parquet};
+use orl_envs::make;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use serde_json::{Value, json};
+
+use crate::behaviour_policy::{self, Behaviour};
+use crate::train_behaviours::{datasets_dir, random_policy, stem};
+
+/// D4RL's dataset size.
+pub const DEFAULT_TRANSITIONS: usize = 1_000_000;
+const RECIPES: [&str; 5] = ["random", "medium", "medium-replay", "medium-expert", "expert"];
+
+fn manifest_path() -> PathBuf {
+    datasets_dir().join("manifest.json")
+}
+
+fn read_manifest() -> Result<Value> {
+    let p = manifest_path();
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{}: not JSON", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({
+            "format_version": 1,
+            "about": "Dataset recipes of the orl suite; `cargo xtask gen-datasets` builds them and checks each file's sha256 (keyed by the number of transitions N).",
+            "default_transitions": DEFAULT_TRANSITIONS,
+            "environments": {},
+            "datasets": {},
+        })),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+fn write_manifest(v: &Value) -> Result<()> {
+    let p = manifest_path();
+    let tmp = p.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(v)? + "\n")
+        .and_then(|_| std::fs::rename(&tmp, &p))
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+/// Adds (or refreshes) an environment and its five dataset recipes in the manifest, keeping
+/// recorded hashes of recipes whose policies did not change.
+pub fn register_env(env: &str, record: &Value) -> Result<()> {
+    let mut m = read_manifest()?;
+    let s = stem(env);
+    m["environments"][env] = json!({
+        "record": format!("policies/{s}.json"),
+        "algo": record["algo"],
+        "random_return": record["random"]["return_100"],
+        "medium_return": record["medium"]["return_100"],
+        "expert_return": record["expert"]["return_100"],
+    });
+    let seeds = [("random", 1), ("medium", 2), ("expert", 3)];
+    for recipe in RECIPES {
+        let mut d = json!({"env": env, "recipe": recipe, "sha256": {}});
+        match recipe {
+            "medium-replay" => d["source"] = json!(format!("policies/{s}-medium-replay.parquet")),
+            "medium-expert" => d["parts"] = json!([format!("{s}-medium"), format!("{s}-expert")]),
+            _ => {
+                let seed = seeds.iter().find(|x| x.0 == recipe).map_or(0, |x| x.1);
+                d["seed"] = json!(seed);
+                if recipe != "random" {
+                    d["policy"] = json!(format!("policies/{s}-{recipe}.safetensors"));
+                }
+            }
+        }
+        // Retraining changes the policies: recorded hashes no longer apply.
+        m["datasets"][format!("{s}-{recipe}")] = d;
+    }
+    write_manifest(&m)
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    Ok(orl_data::fsutil::sha256_file(p)?)
+}
+
+fn rollouts(env: &str, b: &Behaviour, n: usize, seed: u64) -> Result<Dataset> {
+    let mut e = make(env)?;
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let mut f = |o: &[f32]| -> orl_algos::Result<(orl_envs::OwnedAction, Option<f64>)> {
+        let (a, lp) = b.act(o, &mut rng);
+        Ok((a, Some(lp)))
+    };
+    Ok(collect(&mut *e, &mut f, n, seed)?)
+}
+
+/// Builds dataset `name` with `n` transitions per rollout part (without writing it).
+fn build(m: &Value, name: &str, n: usize) -> Result<Dataset> {
+    let d = &m["datasets"][name];
+    let env = d["env"].as_str().context("manifest: dataset without `env`")?;
+    let recipe = d["recipe"].as_str().unwrap_or_default();
+    let seed = d["seed"].as_u64().unwrap_or(0);
+    let mut ds = match recipe {
+        "random" => rollouts(env, &random_policy(env)?, n, seed)?,
+        "medium" | "expert" => {
+            let p = datasets_dir().join(d["policy"].as_str().context("manifest: no `policy`")?);
+            rollouts(env, &behaviour_policy::load(&p)?.0, n, seed)?
+        }
+        "medium-replay" => {
+            let p = datasets_dir().join(d["source"].as_str().context("manifest: no `source`")?);
+            Dataset::open(&p).with_context(|| format!("reading {}", p.display()))?
+        }
+        "medium-expert" => {
+            let parts = d["parts"].as_array().context("manifest: no `parts`")?;
+            let ds = parts
+                .iter()
+                .map(|p| build(m, p.as_str().unwrap_or_default(), n))
+                .collect::<Result<Vec<_>>>()?;
+            Dataset::concat(ds, true)?
+        }
+        other => bail!("manifest: unknown recipe `{other}` for {name}"),
+    };
+    let e = &m["environments"][env];
+    let meta = ds.meta_mut();
+    meta.env_id = Some(env.to_string());
+    meta.ref_min_score = e["random_return"].as_f64();
+    meta.ref_max_score = e["expert_return"].as_f64();
+    meta.max_episode_steps = orl_envs::spec(env).ok().map(|s| s.max_episode_steps as u64);
+    meta.generator_policy = Some(format!("orl {name} (datasets/manifest.json)"));
+    meta.seed = Some(seed as i64);
+    Ok(ds)
+}
+
+/// One generated file.
+pub struct Generated {
+    /// Dataset name (`pendulum-v1-medium`).
+    pub name: String,
+    /// Environment id.
+    pub env: String,
+    /// The Parquet file.
+    pub path: PathBuf,
+    /// Reference returns `(random, expert)`.
+    pub refs: (f64, f64),
+}
+
+/// Generates (or reuses and verifies) the named datasets with `n` transitions into `out`.
+pub fn generate(names: &[String], n: usize, out: &Path) -> Result<Vec<Generated>> {
+    let mut m = read_manifest()?;
+    std::fs::create_dir_all(out)?;
+    let mut res = Vec::new();
+    let mut changed = false;
+    for name in names {
+        let d = m["datasets"].get(name).cloned().with_context(|| {
+            format!(
+                "no dataset `{name}` in {}; run `cargo xtask train-behaviours` first",
+                manifest_path().display()
+            )
+        })?;
+        let recipe = d["recipe"].as_str().unwrap_or_default().to_string();
+        let key = if recipe == "medium-replay" { "all".to_string() } else { n.to_string() };
+        let file = if recipe == "medium-replay" {
+            out.join(format!("{name}.parquet"))
+        } else {
+            out.join(format!("{name}-{n}.parquet"))
+        };
+        if !file.exists() {
+            let t = Instant::now();
+            let ds = build(&m, name, n)?;
+            write_parquet(&ds, &file, &WriteOptions::default())
+                .with_context(|| format!("writing {}", file.display()))?;
+            println!(
+                "  built {} ({} transitions, {} episodes) in {:.1} s",
+                file.display(),
+                ds.len(),
+                ds.num_episodes(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        let sha = sha256_file(&file)?;
+        match d["sha256"][&key].as_str() {
+            Some(expected) if expected != sha => bail!(
+                "{}: sha256 {sha} differs from the manifest's {expected} for {name} (N = {key}); delete the file to rebuild, or investigate what changed",
+                file.display()
+            ),
+            Some(_) => println!("  {name} (N = {key}): sha256 verified"),
+            None => {
+                m["datasets"][name]["sha256"][&key] = json!(sha);
+                changed = true;
+                println!("  {name} (N = {key}): sha256 {sha} recorded in the manifest");
+            }
+        }
+        let env = d["env"].as_str().unwrap_or_default().to_string();
+        let e = &m["environments"][&env];
+        res.push(Generated {
+            name: name.clone(),
+            env,
+            path: file,
+            refs: (
+                e["random_return"].as_f64().unwrap_or(f64::NAN),
+                e["expert_return"].as_f64().unwrap_or(f64::NAN),
+            ),
+        });
+    }
+    if changed {
+        write_manifest(&m)?;
+    }
+    Ok(res)
+}
+
+/// Names of the datasets of `env` (all environments for `None`), in recipe order.
+pub fn names_for(env: Option<&str>) -> Result<Vec<String>> {
+    let m = read_manifest()?;
+    let mut by_env: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(ds) = m["datasets"].as_object() {
+        for (name, d) in ds {
+            let e = d["env"].as_str().unwrap_or_default();
+            if env.is_none_or(|x| x == e) {
+                by_env.entry(e.to_string()).or_default().push(name.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (_, mut v) in by_env {
+        v.sort_by_key(|n| RECIPES.iter().position(|r| n.ends_with(&format!("-{r}"))).unwrap_or(9));
+        out.extend(v);
+    }
+    if out.is_empty() {
+        bail!(
+            "no datasets{} in {}",
+            env.map(|e| format!(" for {e}")).unwrap_or_default(),
+            manifest_path().display()
+        );
+    }
+    Ok(out)
+}
+
+/// Runs the task.
+pub fn run(args: &[String]) -> Result<()> {
+    let mut n = DEFAULT_TRANSITIONS;
+    let mut env: Option<String> = None;
+    let mut names: Option<Vec<String>> = None;
+    let mut out = crate::workspace_root().join("target/datasets");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--transitions" => n = val()?.parse()?,
+            "--env" => env = Some(val()?.clone()),
+            "--datasets" => names = Some(val()?.split(',').map(String::from).collect()),
+            "--out" => out = PathBuf::from(val()?),
+            other => bail!("gen-datasets: unknown argument `{other}`"),
+        }
+    }
+    let names = match names {
+        Some(v) => v,
+        None => names_for(env.as_deref().filter(|e| *e != "all"))?,
+    };
+    let g = generate(&names, n, &out)?;
+    println!("{} datasets in {}", g.len(), out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every dataset whose 1000-transition hash the manifest records is rebuilt from the
+    /// committed policies into a fresh folder and must reproduce it byte for byte: the
+    /// reproducibility promise of the suite, checked on whatever machine runs the tests.
+    #[test]
+    fn small_datasets_reproduce_the_manifest_hashes() -> Result<()> {
+        let m = read_manifest()?;
+        let names: Vec<String> = m["datasets"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(_, d)| d["sha256"]["1000"].is_string())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(names.len() >= 9, "the manifest records too few 1000-row hashes: {names:?}");
+        let dir = tempfile::tempdir()?;
+        for name in &names {
+            let ds = build(&m, name, 1000)?;
+            let p = dir.path().join(format!("{name}.parquet"));
+            write_parquet(&ds, &p, &WriteOptions::default())?;
+            assert_eq!(
+                Some(sha256_file(&p)?.as_str()),
+                m["datasets"][name]["sha256"]["1000"].as_str(),
+                "{name}"
+            );
+        }
+        Ok(())
+    }
+}

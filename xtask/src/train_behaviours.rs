@@ -1,0 +1,351 @@
+//! `cargo xtask train-behaviours [--env ID|all] [--force]`: the behaviour policies of the
+//! dataset suite, trained with orl's own SAC (continuous) and DQN (discrete), committed under
+//! `datasets/policies/`.
+//!
+//! Per environment (D4RL's recipe, Fu et al. 2020, section 5):
+//! 1. online training (`RECIPES`: algorithm, steps, 64x64 networks, seed 0), a snapshot every
+//!    `steps / 20` environment steps, the replay buffer kept;
+//! 2. every snapshot's behaviour policy (stochastic SAC, or epsilon-greedy DQN with
+//!    `epsilon = 0.1`) scored over 10 episodes; **expert** = the best snapshot, **medium** = the
+//!    snapshot whose score is closest to one third of the way from random to expert;
+//! 3. random, medium and expert scored over 100 episodes (reset seeds 7 000 000..);
+//! 4. written: `<env>-medium.safetensors`, `<env>-expert.safetensors` (the acting network only,
+//!    see `behaviour_policy.rs`), `<env>-medium-replay.parquet` (the buffer up to the medium
+//!    snapshot, D4RL's medium-replay) and `<env>.json` (command, seed, steps, configs, the
+//!    returns), and the environment's entries in `datasets/manifest.json`.
+//!
+//! Resumable per environment: an environment whose record exists is skipped (`--force` retrains).
+//! Training itself is deterministic on one machine; the committed files, not a retraining, are
+//! what makes datasets reproducible elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use orl_algos::{
+    Algorithm, Dqn, DqnConfig, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, train_online,
+};
+use orl_data::{Dataset, WriteOptions, write_parquet};
+use orl_envs::{Space, make};
+use orl_nets::Device;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use serde_json::{Value, json};
+
+use crate::behaviour_policy::{self, Behaviour, Header};
+
+/// One environment's behaviour training.
+pub struct Recipe {
+    /// Environment id.
+    pub env: &'static str,
+    /// `sac` or `dqn`.
+    pub algo: &'static str,
+    /// Environment steps of online training.
+    pub steps: usize,
+    /// Batch size of each update.
+    pub batch: usize,
+    /// DQN: Adam learning rate, updates between target copies, final epsilon and the fraction
+    /// of the run over which it decays (SAC ignores them and uses `SacConfig::default()`).
+    pub dqn: (f64, usize, f64, f64),
+}
+
+/// The classic-control suite.
+pub const RECIPES: [Recipe; 3] = [
+    Recipe {
+        env: "Pendulum-v1",
+        algo: "sac",
+        steps: 20_000,
+        batch: 64,
+        dqn: (0.0, 0, 0.0, 0.0),
+    },
+    // rl-zoo's DQN settings adapted to one update per step (`DqnConfig::default()` explains why).
+    Recipe {
+        env: "CartPole-v1",
+        algo: "dqn",
+        steps: CARTPOLE_STEPS,
+        batch: 64,
+        dqn: (CARTPOLE_LR, CARTPOLE_TARGET, 0.04, 0.16),
+    },
+    Recipe {
+        env: "Acrobot-v1",
+        algo: "dqn",
+        steps: ACROBOT_STEPS,
+        batch: 128,
+        dqn: (ACROBOT_LR, ACROBOT_TARGET, 0.1, 0.12),
+    },
+];
+
+const CARTPOLE_STEPS: usize = 50_000;
+const CARTPOLE_LR: f64 = 1e-3;
+const CARTPOLE_TARGET: usize = 500;
+const ACROBOT_STEPS: usize = 60_000;
+const ACROBOT_LR: f64 = 6.3e-4;
+const ACROBOT_TARGET: usize = 250;
+
+/// Exploration of the epsilon-greedy behaviour of DQN policies.
+pub const EPSILON: f64 = 0.1;
+const HIDDEN: usize = 64;
+
+/// `datasets/`.
+pub fn datasets_dir() -> PathBuf {
+    crate::workspace_root().join("datasets")
+}
+
+/// File stem of an environment (`pendulum-v1`).
+pub fn stem(env: &str) -> String {
+    env.to_ascii_lowercase()
+}
+
+/// The uniform random policy of `env`.
+pub fn random_policy(env: &str) -> Result<Behaviour> {
+    Ok(match make(env)?.action_space() {
+        Space::Discrete { n } => Behaviour::UniformDiscrete(*n),
+        Space::Box { low, high, .. } => Behaviour::UniformBox {
+            low: low.iter().map(|&x| x as f32).collect(),
+            high: high.iter().map(|&x| x as f32).collect(),
+        },
+    })
+}
+
+/// Mean undiscounted return of `episodes` episodes of `b` from reset seeds `seed..`.
+pub fn score(env: &str, b: &Behaviour, episodes: usize, seed: u64) -> Result<f64> {
+    let mut e = make(env)?;
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let (mut o, mut o2) = (Vec::new(), Vec::new());
+    let mut total = 0.0;
+    for k in 0..episodes {
+        e.reset_into(Some(seed + k as u64), &mut o);
+        loop {
+            let of: Vec<f32> = o.iter().map(|&x| x as f32).collect();
+            let (a, _) = b.act(&of, &mut rng);
+            let out = e.step_into(a.as_action(), &mut o2)?;
+            total += out.reward;
+            std::mem::swap(&mut o, &mut o2);
+            if out.terminated || out.truncated {
+                break;
+            }
+        }
+    }
+    Ok(total / episodes as f64)
+}
+
+fn header(r: &Recipe, source: &str) -> Result<Header> {
+    let env = make(r.env)?;
+    let od = env.observation_space().dim();
+    Ok(match env.action_space() {
+        Space::Discrete { n } => Header {
+            kind: "epsilon_greedy".into(),
+            obs_dim: od,
+            act_dim: 0,
+            n_actions: *n,
+            max_action: 0.0,
+            epsilon: EPSILON,
+            source: source.into(),
+        },
+        Space::Box { high, .. } => Header {
+            kind: "tanh_gaussian".into(),
+            obs_dim: od,
+            act_dim: high.len(),
+            n_actions: 0,
+            max_action: high.first().copied().unwrap_or(1.0),
+            epsilon: 0.0,
+            source: source.into(),
+        },
+    })
+}
+
+fn build_algo(r: &Recipe) -> Result<(Box<dyn Algorithm>, Value)> {
+    let env = make(r.env)?;
+    let od = env.observation_space().dim();
+    Ok(match (r.algo, env.action_space()) {
+        ("sac", Space::Box { high, .. }) => {
+            let cfg = SacConfig {
+                hidden: vec![HIDDEN, HIDDEN],
+                ..SacConfig::default()
+            };
+            let v = serde_json::to_value(&cfg)?;
+            let spec = Spec::continuous(od, high.len(), high.first().copied().unwrap_or(1.0));
+            (Box::new(Sac::new(spec, cfg, 0, &Device::Cpu)?), v)
+        }
+        ("dqn", Space::Discrete { n }) => {
+            let cfg = DqnConfig {
+                hidden: vec![HIDDEN, HIDDEN],
+                lr: r.dqn.0,
+                target_update_interval: r.dqn.1,
+                ..DqnConfig::default()
+            };
+            let v = serde_json::to_value(&cfg)?;
+            (
+                Box::new(Dqn::new(Spec::discrete(od, *n), cfg, 0, &Device::Cpu)?),
+                v,
+            )
+        }
+        (a, _) => bail!("{}: `{a}` does not fit its action space", r.env),
+    })
+}
+
+fn name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Trains one environment's behaviour policies (see the module doc).
+fn train(r: &Recipe) -> Result<()> {
+    let dir = datasets_dir().join("policies");
+    let work = crate::workspace_root().join("target/behaviours").join(stem(r.env));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&work)?;
+    let t = Instant::now();
+    let (mut algo, algo_cfg) = build_algo(r)?;
+    let mut env = make(r.env)?;
+    let mut cfg = OnlineConfig {
+        steps: r.steps,
+        batch_size: r.batch,
+        ..OnlineConfig::default()
+    };
+    if r.algo == "dqn" {
+        cfg.eps_end = r.dqn.2;
+        cfg.eps_fraction = r.dqn.3;
+    }
+    let every = (r.steps / 20).max(1);
+    let mut snaps: Vec<(usize, PathBuf)> = Vec::new();
+    println!("{}: training {} for {} steps ...", r.env, r.algo, r.steps);
+    let report = train_online(&mut *algo, &mut *env, &cfg, 0, |e| {
+        if let OnlineEvent::Step { step, algo } = e
+            && step % every == 0
+        {
+            let ck = work.join(format!("step{step:06}.safetensors"));
+            algo.save(&ck, &Default::default())?;
+            snaps.push((step, ck));
+        }
+        Ok(())
+    })?;
+    let random = random_policy(r.env)?;
+    let random_ret = score(r.env, &random, 100, 7_000_000)?;
+    let mut scored = Vec::new();
+    for (step, ck) in &snaps {
+        let bp = ck.with_extension("behaviour.safetensors");
+        behaviour_policy::save_from_checkpoint(ck, &bp, &header(r, &name(ck))?)?;
+        let (b, _) = behaviour_policy::load(&bp)?;
+        scored.push((*step, bp, score(r.env, &b, 10, 6_000_000)?));
+    }
+    // Expert: the best-scoring snapshot (for SAC on Pendulum the last ones; DQN's return
+    // oscillates late in training, so "the end of training" would be a matter of luck).
+    let (expert_step, expert_bp, expert_10) = scored
+        .iter()
+        .rev()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .cloned()
+        .context("no snapshot")?;
+    let target = random_ret + (expert_10 - random_ret) / 3.0;
+    let (medium_step, medium_bp, _) = scored
+        .iter()
+        .filter(|s| s.0 < expert_step)
+        .min_by(|a, b| (a.2 - target).abs().total_cmp(&(b.2 - target).abs()))
+        .cloned()
+        .context("need two snapshots")?;
+    let s = stem(r.env);
+    let medium_path = dir.join(format!("{s}-medium.safetensors"));
+    let expert_path = dir.join(format!("{s}-expert.safetensors"));
+    let replay_path = dir.join(format!("{s}-medium-replay.parquet"));
+    std::fs::copy(&medium_bp, &medium_path)?;
+    std::fs::copy(&expert_bp, &expert_path)?;
+    let buffer = prefix(&report.buffer, medium_step)?;
+    write_parquet(&buffer, &replay_path, &WriteOptions::default())?;
+    let medium_ret = score(r.env, &behaviour_policy::load(&medium_path)?.0, 100, 7_000_000)?;
+    let expert_ret = score(r.env, &behaviour_policy::load(&expert_path)?.0, 100, 7_000_000)?;
+    let record = json!({
+        "env": r.env, "algo": r.algo, "config": algo_cfg, "seed": 0, "steps": r.steps,
+        "online": {"start_steps": cfg.start_steps, "batch_size": cfg.batch_size, "gamma": cfg.gamma,
+                   "eps_start": cfg.eps_start, "eps_end": cfg.eps_end, "eps_fraction": cfg.eps_fraction},
+        "command": format!("cargo xtask train-behaviours --env {}", r.env),
+        "behaviour": if r.algo == "dqn" { format!("epsilon-greedy, epsilon {EPSILON}") } else { "stochastic tanh-Gaussian".into() },
+        "random": {"return_100": random_ret},
+        "medium": {"file": name(&medium_path), "step": medium_step, "return_100": medium_ret, "target_10": target},
+        "expert": {"file": name(&expert_path), "step": expert_step, "return_100": expert_ret},
+        "medium_replay": {"file": name(&replay_path), "transitions": buffer.len()},
+        "snapshots": scored.iter().map(|(s, _, r)| json!({"step": s, "return_10": r})).collect::<Vec<_>>(),
+        "training_episode_returns": report.episode_returns,
+        "wall_s": t.elapsed().as_secs_f64(), "orl_version": env!("CARGO_PKG_VERSION"),
+    });
+    let rec = dir.join(format!("{s}.json"));
+    std::fs::write(&rec, serde_json::to_string_pretty(&record)?)?;
+    crate::gen_datasets::register_env(r.env, &record)?;
+    println!(
+        "{}: random {random_ret:.1}, medium {medium_ret:.1} (step {medium_step}), expert {expert_ret:.1} (step {expert_step}); {:.0} s",
+        r.env,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The first `n` rows of `ds` (the last episode may be cut, as in D4RL).
+pub fn prefix(ds: &Dataset, n: usize) -> Result<Dataset> {
+    let n = n.min(ds.len());
+    let (meta, cols, eps) = ds.clone().into_parts();
+    let od = ds.obs_dim();
+    let actions = match cols.actions {
+        orl_data::Actions::Continuous { dim, values } => orl_data::Actions::Continuous {
+            dim,
+            values: values[..n * dim].to_vec(),
+        },
+        orl_data::Actions::Discrete(v) => orl_data::Actions::Discrete(v[..n].to_vec()),
+    };
+    let cols = orl_data::Columns {
+        observations: cols.observations[..n * od].to_vec(),
+        next_observations: cols.next_observations[..n * od].to_vec(),
+        next_valid: cols.next_valid.map(|v| v[..n].to_vec()),
+        actions,
+        rewards: cols.rewards[..n].to_vec(),
+        terminals: cols.terminals[..n].to_vec(),
+        timeouts: cols.timeouts[..n].to_vec(),
+        behavior_log_prob: cols.behavior_log_prob.map(|v| v[..n].to_vec()),
+    };
+    let mut kept = Vec::new();
+    let mut rows = 0;
+    for (id, len) in eps {
+        if rows >= n {
+            break;
+        }
+        kept.push((id, len.min(n - rows)));
+        rows += len;
+    }
+    Ok(Dataset::new(meta, cols, &kept)?)
+}
+
+/// Runs the task.
+pub fn run(args: &[String]) -> Result<()> {
+    let mut only: Option<String> = None;
+    let mut force = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--env" => only = Some(it.next().context("--env needs a value")?.clone()),
+            "--force" => force = true,
+            other => bail!("train-behaviours: unknown argument `{other}`"),
+        }
+    }
+    let todo: Vec<&Recipe> = RECIPES
+        .iter()
+        .filter(|r| only.as_deref().is_none_or(|o| o == "all" || o == r.env))
+        .collect();
+    if todo.is_empty() {
+        bail!(
+            "no recipe for `{}`; choose one of {}",
+            only.unwrap_or_default(),
+            RECIPES.map(|r| r.env).join(", ")
+        );
+    }
+    for r in todo {
+        let rec = datasets_dir()
+            .join("policies")
+            .join(format!("{}.json", stem(r.env)));
+        if rec.exists() && !force {
+            println!("{}: done ({}); --force retrains", r.env, rec.display());
+            continue;
+        }
+        train(r)?;
+    }
+    Ok(())
+}
