@@ -217,7 +217,11 @@ pub fn load(path: &Path) -> Result<(Behaviour, Header)> {
         layers.push(layer(&t, &format!("layers.{}", layers.len()), path)?);
     }
     if layers.is_empty() || layers[0].inp != header.obs_dim {
-        bail!("{}: the layers do not take {} inputs", path.display(), header.obs_dim);
+        bail!(
+            "{}: the layers do not take {} inputs",
+            path.display(),
+            header.obs_dim
+        );
     }
     let b = match header.kind.as_str() {
         "tanh_gaussian" => Behaviour::TanhGaussian {
@@ -245,13 +249,18 @@ pub fn save_from_checkpoint(checkpoint: &Path, out: &Path, header: &Header) -> R
             let mut i = 0;
             while let Some(w) = t.get(&format!("actor.trunk.{i}.weight")) {
                 tensors.push((format!("layers.{i}.weight"), w.clone()));
-                tensors.push((format!("layers.{i}.bias"), t[&format!("actor.trunk.{i}.bias")].clone()));
+                tensors.push((
+                    format!("layers.{i}.bias"),
+                    t[&format!("actor.trunk.{i}.bias")].clone(),
+                ));
                 i += 1;
             }
             for h in ["mean", "log_std"] {
                 for p in ["weight", "bias"] {
                     let k = format!("actor.{h}.{p}");
-                    let v = t.get(&k).with_context(|| format!("{}: no `{k}`", checkpoint.display()))?;
+                    let v = t
+                        .get(&k)
+                        .with_context(|| format!("{}: no `{k}`", checkpoint.display()))?;
                     tensors.push((format!("{h}.{p}"), v.clone()));
                 }
             }
@@ -261,7 +270,10 @@ pub fn save_from_checkpoint(checkpoint: &Path, out: &Path, header: &Header) -> R
             let mut i = 0;
             while let Some(w) = t.get(&format!("critic.{i}.weight")) {
                 tensors.push((format!("layers.{i}.weight"), w.get(0)?));
-                tensors.push((format!("layers.{i}.bias"), t[&format!("critic.{i}.bias")].get(0)?.get(0)?));
+                tensors.push((
+                    format!("layers.{i}.bias"),
+                    t[&format!("critic.{i}.bias")].get(0)?.get(0)?,
+                ));
                 i += 1;
             }
         }

@@ -137,7 +137,9 @@ fn spec_of(ds: &Dataset) -> Result<Spec> {
         ActionSpace::Continuous { dim, high, .. } => Spec::continuous(
             ds.obs_dim(),
             *dim,
-            high.as_ref().and_then(|h| h.first().copied()).unwrap_or(1.0),
+            high.as_ref()
+                .and_then(|h| h.first().copied())
+                .unwrap_or(1.0),
         ),
     })
 }
@@ -160,7 +162,13 @@ fn mean_return(agent: &mut Agent, env: &str, episodes: usize, seed: u64) -> Resu
 }
 
 /// One cell: train, with a learning curve, then the final 10-episode evaluation.
-fn run_cell(kind: AlgoKind, d: &Generated, seed: u64, o: &Opts, bar: &ProgressBar) -> Result<Value> {
+fn run_cell(
+    kind: AlgoKind,
+    d: &Generated,
+    seed: u64,
+    o: &Opts,
+    bar: &ProgressBar,
+) -> Result<Value> {
     let ds = Dataset::open(&d.path)?;
     let spec = spec_of(&ds)?;
     let env = eval_env(&ds);
@@ -171,13 +179,19 @@ fn run_cell(kind: AlgoKind, d: &Generated, seed: u64, o: &Opts, bar: &ProgressBa
     let mut replay = Replay::new(ds, rcfg, seed)?;
     let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
     let cfg = algo_config(kind, o);
-    let mut agent = Agent::new(build(kind, spec, Some(&cfg), seed, &Device::Cpu)?, norm, Device::Cpu);
+    let mut agent = Agent::new(
+        build(kind, spec, Some(&cfg), seed, &Device::Cpu)?,
+        norm,
+        Device::Cpu,
+    );
     let score = |r: f64| 100.0 * (r - d.refs.0) / (d.refs.1 - d.refs.0);
     let every = o.steps / 10;
     let (mut curve, mut train_s) = (Vec::new(), 0.0);
     for step in 1..=o.steps {
         let t = Instant::now();
-        agent.algo.update(&replay.sample(kind.default_batch_size()))?;
+        agent
+            .algo
+            .update(&replay.sample(kind.default_batch_size()))?;
         train_s += t.elapsed().as_secs_f64();
         bar.inc(1);
         if step % every == 0
@@ -228,7 +242,10 @@ fn from_dir(dir: &Path) -> Result<Vec<Generated>> {
                 })?,
         };
         out.push(Generated {
-            name: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             env: env.unwrap_or_default(),
             path: p,
             refs,
@@ -254,7 +271,11 @@ pub fn run(args: &[String]) -> Result<()> {
             let n = o
                 .transitions
                 .unwrap_or(if o.suite == "quick" { 20_000 } else { 100_000 });
-            println!("bench-d4rl: suite {}, {} datasets of {n} transitions", o.suite, names.len());
+            println!(
+                "bench-d4rl: suite {}, {} datasets of {n} transitions",
+                o.suite,
+                names.len()
+            );
             gen_datasets::generate(&names, n, &crate::workspace_root().join("target/datasets"))?
         }
     };
@@ -273,13 +294,23 @@ pub fn run(args: &[String]) -> Result<()> {
                 continue;
             }
             for seed in 0..o.seeds {
-                let f = cells_dir.join(format!("{}__{}__{seed}__{}.json", d.name, kind.name(), o.steps));
+                let f = cells_dir.join(format!(
+                    "{}__{}__{seed}__{}.json",
+                    d.name,
+                    kind.name(),
+                    o.steps
+                ));
                 todo.push((d, kind, seed, f));
             }
         }
     }
     let pending: Vec<_> = todo.iter().filter(|c| !c.3.exists()).collect();
-    println!("{} cells, {} to run, {} jobs", todo.len(), pending.len(), o.jobs);
+    println!(
+        "{} cells, {} to run, {} jobs",
+        todo.len(),
+        pending.len(),
+        o.jobs
+    );
     let bar = ProgressBar::new((pending.len() * o.steps) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} updates  {elapsed_precise} (eta {eta})")
@@ -293,7 +324,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 while let Some((d, kind, seed, f)) = queue.lock().ok().and_then(|mut q| q.pop()) {
                     match run_cell(*kind, d, *seed, &o, &bar) {
                         Ok(v) => {
-                            bar.println(format!(
+                            bar.suspend(|| println!(
                                 "  {:<28} {:<6} seed {seed}: normalized {:>6.1}  ({:.0} updates/s)",
                                 d.name,
                                 kind.name(),
@@ -301,7 +332,8 @@ pub fn run(args: &[String]) -> Result<()> {
                                 v["updates_per_s"].as_f64().unwrap_or(0.0)
                             ));
                             let tmp = f.with_extension("tmp");
-                            if let Err(e) = std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, f))
+                            if let Err(e) = std::fs::write(&tmp, v.to_string())
+                                .and_then(|_| std::fs::rename(&tmp, f))
                                 && let Ok(mut es) = errors.lock()
                             {
                                 es.push(format!("{}: {e}", f.display()));
@@ -340,7 +372,13 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, s)
 }
 
-fn report(o: &Opts, cells: &[Value], sets: &[Generated], skipped: &[(String, AlgoKind)], wall: f64) -> Result<()> {
+fn report(
+    o: &Opts,
+    cells: &[Value],
+    sets: &[Generated],
+    skipped: &[(String, AlgoKind)],
+    wall: f64,
+) -> Result<()> {
     let mut by: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for c in cells {
         by.entry((
@@ -377,10 +415,18 @@ fn report(o: &Opts, cells: &[Value], sets: &[Generated], skipped: &[(String, Alg
                 md.push_str(" n/a |");
                 continue;
             }
-            let v = by.get(&(d.name.clone(), k.name().to_string())).cloned().unwrap_or_default();
+            let v = by
+                .get(&(d.name.clone(), k.name().to_string()))
+                .cloned()
+                .unwrap_or_default();
             let (m, s) = mean_std(&v);
             for key in [d.env.clone(), "all".to_string()] {
-                per_env.entry(key).or_default().entry(k.name().into()).or_default().push(m);
+                per_env
+                    .entry(key)
+                    .or_default()
+                    .entry(k.name().into())
+                    .or_default()
+                    .push(m);
             }
             md.push_str(&format!(" {m:.1} +- {s:.1} |"));
         }
@@ -399,7 +445,8 @@ fn report(o: &Opts, cells: &[Value], sets: &[Generated], skipped: &[(String, Alg
     md.push_str(&format!(
         "\nWall time {wall:.0} s. Learning curves: `curves/<dataset>.png`. Per-cell configs, seeds, returns, curves, wall time and updates/s: `results.json` / `results.csv`.\n"
     ));
-    let mut csv = String::from("dataset,algo,seed,steps,return_mean,normalized,wall_s,updates_per_s\n");
+    let mut csv =
+        String::from("dataset,algo,seed,steps,return_mean,normalized,wall_s,updates_per_s\n");
     for c in cells {
         csv.push_str(&format!(
             "{},{},{},{},{},{},{},{}\n",
@@ -423,7 +470,12 @@ fn report(o: &Opts, cells: &[Value], sets: &[Generated], skipped: &[(String, Alg
         .iter()
         .map(|d| json!({"dataset": d.name, "env": d.env, "random": d.refs.0, "expert": d.refs.1, "file": d.path.file_name().map(|n| n.to_string_lossy().into_owned())}))
         .collect();
-    write(&o.out.join("results.json"), &serde_json::to_string_pretty(&json!({"suite": o.suite, "datasets": refs, "cells": cells}))?)?;
+    write(
+        &o.out.join("results.json"),
+        &serde_json::to_string_pretty(
+            &json!({"suite": o.suite, "datasets": refs, "cells": cells}),
+        )?,
+    )?;
     write(&o.out.join("results.csv"), &csv)?;
     write(&o.out.join("report.md"), &md)?;
     println!("\n{md}\nwrote {}", o.out.join("report.md").display());
@@ -459,7 +511,14 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
     }
     let pts: Vec<(String, Vec<(f64, f64)>)> = lines
         .into_iter()
-        .map(|(a, m)| (a, m.into_iter().map(|(s, v)| (s as f64, mean_std(&v).0)).collect()))
+        .map(|(a, m)| {
+            (
+                a,
+                m.into_iter()
+                    .map(|(s, v)| (s as f64, mean_std(&v).0))
+                    .collect(),
+            )
+        })
         .collect();
     let xs = pts.iter().flat_map(|p| p.1.iter().map(|q| q.0));
     let ys: Vec<f64> = pts.iter().flat_map(|p| p.1.iter().map(|q| q.1)).collect();
@@ -487,7 +546,9 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
             chart
                 .draw_series(LineSeries::new(p.clone(), color.stroke_width(2)))?
                 .label(algo.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()

@@ -32,7 +32,13 @@ use crate::train_behaviours::{datasets_dir, random_policy, stem};
 
 /// D4RL's dataset size.
 pub const DEFAULT_TRANSITIONS: usize = 1_000_000;
-const RECIPES: [&str; 5] = ["random", "medium", "medium-replay", "medium-expert", "expert"];
+const RECIPES: [&str; 5] = [
+    "random",
+    "medium",
+    "medium-replay",
+    "medium-expert",
+    "expert",
+];
 
 fn manifest_path() -> PathBuf {
     datasets_dir().join("manifest.json")
@@ -110,7 +116,9 @@ fn rollouts(env: &str, b: &Behaviour, n: usize, seed: u64) -> Result<Dataset> {
 /// Builds dataset `name` with `n` transitions per rollout part (without writing it).
 fn build(m: &Value, name: &str, n: usize) -> Result<Dataset> {
     let d = &m["datasets"][name];
-    let env = d["env"].as_str().context("manifest: dataset without `env`")?;
+    let env = d["env"]
+        .as_str()
+        .context("manifest: dataset without `env`")?;
     let recipe = d["recipe"].as_str().unwrap_or_default();
     let seed = d["seed"].as_u64().unwrap_or(0);
     let mut ds = match recipe {
@@ -170,7 +178,11 @@ pub fn generate(names: &[String], n: usize, out: &Path) -> Result<Vec<Generated>
             )
         })?;
         let recipe = d["recipe"].as_str().unwrap_or_default().to_string();
-        let key = if recipe == "medium-replay" { "all".to_string() } else { n.to_string() };
+        let key = if recipe == "medium-replay" {
+            "all".to_string()
+        } else {
+            n.to_string()
+        };
         let file = if recipe == "medium-replay" {
             out.join(format!("{name}.parquet"))
         } else {
@@ -234,7 +246,12 @@ pub fn names_for(env: Option<&str>) -> Result<Vec<String>> {
     }
     let mut out = Vec::new();
     for (_, mut v) in by_env {
-        v.sort_by_key(|n| RECIPES.iter().position(|r| n.ends_with(&format!("-{r}"))).unwrap_or(9));
+        v.sort_by_key(|n| {
+            RECIPES
+                .iter()
+                .position(|r| n.ends_with(&format!("-{r}")))
+                .unwrap_or(9)
+        });
         out.extend(v);
     }
     if out.is_empty() {
@@ -292,7 +309,10 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default();
-        assert!(names.len() >= 9, "the manifest records too few 1000-row hashes: {names:?}");
+        assert!(
+            names.len() >= 9,
+            "the manifest records too few 1000-row hashes: {names:?}"
+        );
         let dir = tempfile::tempdir()?;
         for name in &names {
             let ds = build(&m, name, 1000)?;

@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: project automation. One file per task under `src/`.
 //!
 //! Tasks:
-//! - `bench-d4rl`: the benchmark grid, **partial** (issue 6): a quick Pendulum-v1 suite with
+//! - `bench-d4rl`: the benchmark grid on the dataset suite (quick: Pendulum-v1; classic: + CartPole, Acrobot);
 //!   scripted behaviour policies; see `bench_d4rl.rs` for what is missing.
 //! - `learn-pendulum`: the Pendulum-v1 learning check of the algorithms.
 //! - `ope-bench`: every off-policy estimator against true values (DOPE metrics).
@@ -23,6 +23,21 @@ use anyhow::{Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Training tasks run one candle thread per job (a second intra-op thread does not help at
+    // these sizes, docs/performance.md) and parallelise across jobs. candle reads the thread
+    // count from RAYON_NUM_THREADS only, and setting the environment of a running process is
+    // `unsafe`, so the task re-runs itself with it set unless the caller chose a value.
+    if matches!(
+        args.first().map(String::as_str),
+        Some("bench-d4rl" | "ope-bench" | "learn-pendulum" | "train-behaviours")
+    ) && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    {
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(&args)
+            .env("RAYON_NUM_THREADS", "1")
+            .status()?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
     match args.first().map(String::as_str) {
         Some("bench-d4rl") => bench_d4rl::run(&args[1..]),
         Some("setup-mujoco") => setup_mujoco::run(&args[1..]),
@@ -32,7 +47,7 @@ fn main() -> Result<()> {
         Some("gen-datasets") => gen_datasets::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid (partial: quick Pendulum-v1 suite only, issue 6)\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid: --suite quick (default, Pendulum-v1) | classic (+ CartPole, Acrobot); --dataset-dir for real D4RL files\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }

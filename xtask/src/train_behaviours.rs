@@ -193,7 +193,9 @@ fn name(p: &Path) -> String {
 /// Trains one environment's behaviour policies (see the module doc).
 fn train(r: &Recipe) -> Result<()> {
     let dir = datasets_dir().join("policies");
-    let work = crate::workspace_root().join("target/behaviours").join(stem(r.env));
+    let work = crate::workspace_root()
+        .join("target/behaviours")
+        .join(stem(r.env));
     std::fs::create_dir_all(&dir)?;
     std::fs::create_dir_all(&work)?;
     let t = Instant::now();
@@ -253,8 +255,18 @@ fn train(r: &Recipe) -> Result<()> {
     std::fs::copy(&expert_bp, &expert_path)?;
     let buffer = prefix(&report.buffer, medium_step)?;
     write_parquet(&buffer, &replay_path, &WriteOptions::default())?;
-    let medium_ret = score(r.env, &behaviour_policy::load(&medium_path)?.0, 100, 7_000_000)?;
-    let expert_ret = score(r.env, &behaviour_policy::load(&expert_path)?.0, 100, 7_000_000)?;
+    let medium_ret = score(
+        r.env,
+        &behaviour_policy::load(&medium_path)?.0,
+        100,
+        7_000_000,
+    )?;
+    let expert_ret = score(
+        r.env,
+        &behaviour_policy::load(&expert_path)?.0,
+        100,
+        7_000_000,
+    )?;
     let record = json!({
         "env": r.env, "algo": r.algo, "config": algo_cfg, "seed": 0, "steps": r.steps,
         "online": {"start_steps": cfg.start_steps, "batch_size": cfg.batch_size, "gamma": cfg.gamma,

@@ -144,7 +144,10 @@ pub fn train_online(
             None => {
                 let a: Vec<f32> = if random {
                     logp.push(Some(
-                        -low.iter().zip(&high).map(|(&l, &h)| (h - l).ln()).sum::<f64>(),
+                        -low.iter()
+                            .zip(&high)
+                            .map(|(&l, &h)| (h - l).ln())
+                            .sum::<f64>(),
                     ));
                     low.iter()
                         .zip(&high)
