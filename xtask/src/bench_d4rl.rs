@@ -20,6 +20,10 @@
 //!
 //! Finished cells are kept (`cells/*.json`): a rerun skips them.
 //!
+//! `--dataset-dir` with MuJoCo datasets (converted D4RL `hopper-*`, `walker2d-*`,
+//! `halfcheetah-*`, evaluated on the v5 tasks) needs the feature:
+//! `cargo xtask setup-mujoco && cargo run --release -p xtask --features mujoco -- bench-d4rl --dataset-dir DIR`.
+//!
 //! Suites: `quick` (the default, the README's main command, about 5 minutes): Pendulum-v1
 //! random / medium / medium-replay / medium-expert / expert. `classic`: those plus CartPole-v1 and
 //! Acrobot-v1. `locomotion` and `full` need MuJoCo behaviour policies, which are not trained yet
@@ -389,14 +393,25 @@ fn report(
         .push(c["normalized"].as_f64().unwrap_or(f64::NAN));
     }
     let mut md = String::from("# bench-d4rl report\n\n");
+    let refs_note = if o.dataset_dir.is_some() {
+        "each file's reference returns (its metadata, else D4RL's published references for its environment)"
+    } else {
+        "each environment's reference returns (`datasets/manifest.json`: the uniform random and the expert behaviour policy, 100 episodes each; \
+         datasets built from the committed behaviour policies in `datasets/policies/`)"
+    };
     md.push_str(&format!(
         "Suite `{}`; {} updates, {}x{} networks, {} seed(s), final evaluation over 10 episodes. \
-         Normalised score = 100 (R - R_random) / (R_expert - R_random) with each environment's reference returns \
-         (`datasets/manifest.json`: the uniform random and the expert behaviour policy, 100 episodes each). \
-         `data` is the same score of the dataset's own mean episode return. Datasets: `datasets/manifest.json` \
-         (behaviour policies trained with orl's SAC/DQN, `datasets/policies/*.json`).\n\n",
-        if o.dataset_dir.is_some() { "dataset-dir" } else { &o.suite },
-        o.steps, o.hidden, o.hidden, o.seeds
+         Normalised score = 100 (R - R_random) / (R_expert - R_random) with {refs_note}. \
+         `data` is the same score of the dataset's own mean episode return.\n\n",
+        if o.dataset_dir.is_some() {
+            "dataset-dir"
+        } else {
+            &o.suite
+        },
+        o.steps,
+        o.hidden,
+        o.hidden,
+        o.seeds
     ));
     md.push_str("| dataset | data |");
     for k in &o.algos {
