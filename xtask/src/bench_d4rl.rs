@@ -26,8 +26,9 @@
 //!
 //! Suites: `quick` (the default, the README's main command, about 5 minutes): Pendulum-v1
 //! random / medium / medium-replay / medium-expert / expert. `classic`: those plus CartPole-v1 and
-//! Acrobot-v1. `locomotion` and `full` need MuJoCo behaviour policies, which are not trained yet
-//! (issue 6): they stop with that message; `--dataset-dir` runs the grid on real D4RL files.
+//! Acrobot-v1. `locomotion` (feature `mujoco`): Hopper-v5, Walker2d-v5 and HalfCheetah-v5 medium,
+//! medium-replay and medium-expert. `full`: `classic` plus all five locomotion recipes.
+//! `--dataset-dir` runs the grid on real D4RL files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,10 +109,23 @@ fn suite_datasets(suite: &str) -> Result<Vec<String>> {
             .map(|e| gen_datasets::names_for(Some(e)))
             .collect::<Result<Vec<_>>>()?
             .concat(),
-        "locomotion" | "full" => bail!(
-            "suite `{suite}` needs behaviour policies for Hopper-v5, HalfCheetah-v5 and Walker2d-v5, which are not trained yet (issue 6); \
-             run the grid on converted D4RL files with --dataset-dir, or use --suite quick|classic"
-        ),
+        "locomotion" | "full" => {
+            if !orl_envs::MUJOCO_ENABLED {
+                bail!(
+                    "suite `{suite}` evaluates on Hopper/Walker2d/HalfCheetah v5: run `cargo xtask setup-mujoco`, then \
+                     `cargo run --release -p xtask --features mujoco -- bench-d4rl --suite {suite}`"
+                );
+            }
+            let mut v = if suite == "full" { suite_datasets("classic")? } else { Vec::new() };
+            for env in ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"] {
+                let names = gen_datasets::names_for(Some(env))?;
+                v.extend(names.into_iter().filter(|n| {
+                    suite == "full"
+                        || ["-medium", "-medium-replay", "-medium-expert"].iter().any(|r| n.ends_with(r))
+                }));
+            }
+            v
+        }
         other => bail!("unknown suite `{other}`; expected quick, classic, locomotion or full"),
     })
 }

@@ -305,6 +305,11 @@ mod tests {
             .map(|o| {
                 o.iter()
                     .filter(|(_, d)| d["sha256"]["1000"].is_string())
+                    .filter(|(_, d)| {
+                        orl_envs::MUJOCO_ENABLED
+                            || orl_envs::spec(d["env"].as_str().unwrap_or_default())
+                                .is_ok_and(|s| !s.needs_mujoco)
+                    })
                     .map(|(n, _)| n.clone())
                     .collect()
             })

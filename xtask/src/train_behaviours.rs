@@ -1,4 +1,4 @@
-//! `cargo xtask train-behaviours [--env ID|all] [--force]`: the behaviour policies of the
+//! `cargo xtask train-behaviours [--env ID|all] [--steps N] [--force]`: the behaviour policies of the
 //! dataset suite, trained with orl's own SAC (continuous) and DQN (discrete), committed under
 //! `datasets/policies/`.
 //!
@@ -74,6 +74,35 @@ pub const RECIPES: [Recipe; 3] = [
         dqn: (ACROBOT_LR, ACROBOT_TARGET, 0.1, 0.12),
     },
 ];
+
+/// The MuJoCo locomotion suite (feature `mujoco`): SAC with 64x64 networks and batch 256
+/// (Stable-Baselines3's SAC batch), far fewer steps than the 1M of D4RL's behaviour runs, so
+/// that it trains in minutes on a 2-core CPU.
+pub const LOCOMOTION: [Recipe; 3] = [
+    Recipe {
+        env: "Hopper-v5",
+        algo: "sac",
+        steps: LOCOMOTION_STEPS,
+        batch: 256,
+        dqn: (0.0, 0, 0.0, 0.0),
+    },
+    Recipe {
+        env: "Walker2d-v5",
+        algo: "sac",
+        steps: LOCOMOTION_STEPS,
+        batch: 256,
+        dqn: (0.0, 0, 0.0, 0.0),
+    },
+    Recipe {
+        env: "HalfCheetah-v5",
+        algo: "sac",
+        steps: LOCOMOTION_STEPS,
+        batch: 256,
+        dqn: (0.0, 0, 0.0, 0.0),
+    },
+];
+
+const LOCOMOTION_STEPS: usize = 200_000;
 
 const CARTPOLE_STEPS: usize = 50_000;
 const CARTPOLE_LR: f64 = 1e-3;
@@ -191,7 +220,7 @@ fn name(p: &Path) -> String {
 }
 
 /// Trains one environment's behaviour policies (see the module doc).
-fn train(r: &Recipe) -> Result<()> {
+fn train(r: &Recipe, steps: usize) -> Result<()> {
     let dir = datasets_dir().join("policies");
     let work = crate::workspace_root()
         .join("target/behaviours")
@@ -202,7 +231,7 @@ fn train(r: &Recipe) -> Result<()> {
     let (mut algo, algo_cfg) = build_algo(r)?;
     let mut env = make(r.env)?;
     let mut cfg = OnlineConfig {
-        steps: r.steps,
+        steps: steps,
         batch_size: r.batch,
         ..OnlineConfig::default()
     };
@@ -210,9 +239,9 @@ fn train(r: &Recipe) -> Result<()> {
         cfg.eps_end = r.dqn.2;
         cfg.eps_fraction = r.dqn.3;
     }
-    let every = (r.steps / 20).max(1);
+    let every = (steps / 20).max(1);
     let mut snaps: Vec<(usize, PathBuf)> = Vec::new();
-    println!("{}: training {} for {} steps ...", r.env, r.algo, r.steps);
+    println!("{}: training {} for {} steps ...", r.env, r.algo, steps);
     let report = train_online(&mut *algo, &mut *env, &cfg, 0, |e| {
         if let OnlineEvent::Step { step, algo } = e
             && step % every == 0
@@ -268,10 +297,10 @@ fn train(r: &Recipe) -> Result<()> {
         7_000_000,
     )?;
     let record = json!({
-        "env": r.env, "algo": r.algo, "config": algo_cfg, "seed": 0, "steps": r.steps,
+        "env": r.env, "algo": r.algo, "config": algo_cfg, "seed": 0, "steps": steps,
         "online": {"start_steps": cfg.start_steps, "batch_size": cfg.batch_size, "gamma": cfg.gamma,
                    "eps_start": cfg.eps_start, "eps_end": cfg.eps_end, "eps_fraction": cfg.eps_fraction},
-        "command": format!("cargo xtask train-behaviours --env {}", r.env),
+        "command": format!("cargo xtask train-behaviours --env {} --steps {steps}", r.env),
         "behaviour": if r.algo == "dqn" { format!("epsilon-greedy, epsilon {EPSILON}") } else { "stochastic tanh-Gaussian".into() },
         "random": {"return_100": random_ret},
         "medium": {"file": name(&medium_path), "step": medium_step, "return_100": medium_ret, "target_10": target},
@@ -330,23 +359,26 @@ pub fn prefix(ds: &Dataset, n: usize) -> Result<Dataset> {
 pub fn run(args: &[String]) -> Result<()> {
     let mut only: Option<String> = None;
     let mut force = false;
+    let mut steps: Option<usize> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--env" => only = Some(it.next().context("--env needs a value")?.clone()),
             "--force" => force = true,
+            "--steps" => steps = Some(it.next().context("--steps needs a value")?.parse()?),
             other => bail!("train-behaviours: unknown argument `{other}`"),
         }
     }
     let todo: Vec<&Recipe> = RECIPES
         .iter()
+        .chain(LOCOMOTION.iter().filter(|_| orl_envs::MUJOCO_ENABLED))
         .filter(|r| only.as_deref().is_none_or(|o| o == "all" || o == r.env))
         .collect();
     if todo.is_empty() {
         bail!(
             "no recipe for `{}`; choose one of {}",
             only.unwrap_or_default(),
-            RECIPES.map(|r| r.env).join(", ")
+            RECIPES.iter().chain(&LOCOMOTION).map(|r| r.env).collect::<Vec<_>>().join(", ")
         );
     }
     for r in todo {
@@ -357,7 +389,7 @@ pub fn run(args: &[String]) -> Result<()> {
             println!("{}: done ({}); --force retrains", r.env, rec.display());
             continue;
         }
-        train(r)?;
+        train(r, steps.unwrap_or(r.steps))?;
     }
     Ok(())
 }
