@@ -116,12 +116,18 @@ fn suite_datasets(suite: &str) -> Result<Vec<String>> {
                      `cargo run --release -p xtask --features mujoco -- bench-d4rl --suite {suite}`"
                 );
             }
-            let mut v = if suite == "full" { suite_datasets("classic")? } else { Vec::new() };
+            let mut v = if suite == "full" {
+                suite_datasets("classic")?
+            } else {
+                Vec::new()
+            };
             for env in ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"] {
                 let names = gen_datasets::names_for(Some(env))?;
                 v.extend(names.into_iter().filter(|n| {
                     suite == "full"
-                        || ["-medium", "-medium-replay", "-medium-expert"].iter().any(|r| n.ends_with(r))
+                        || ["-medium", "-medium-replay", "-medium-expert"]
+                            .iter()
+                            .any(|r| n.ends_with(r))
                 }));
             }
             v

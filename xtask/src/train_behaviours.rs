@@ -231,7 +231,7 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
     let (mut algo, algo_cfg) = build_algo(r)?;
     let mut env = make(r.env)?;
     let mut cfg = OnlineConfig {
-        steps: steps,
+        steps,
         batch_size: r.batch,
         ..OnlineConfig::default()
     };
@@ -378,7 +378,12 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!(
             "no recipe for `{}`; choose one of {}",
             only.unwrap_or_default(),
-            RECIPES.iter().chain(&LOCOMOTION).map(|r| r.env).collect::<Vec<_>>().join(", ")
+            RECIPES
+                .iter()
+                .chain(&LOCOMOTION)
+                .map(|r| r.env)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     for r in todo {
