@@ -1,4 +1,11 @@
-//! Shared helpers for the criterion benches: synthetic D4RL-shaped datasets.
+//! Shared helpers for the criterion benches: synthetic D4RL-shaped datasets, and the global
+//! allocator every bench and example uses (mimalloc, as the `orl` and `xtask` binaries do;
+//! `docs/performance.md` has the before/after).
+
+/// mimalloc: candle allocates a fresh buffer for every op's output; glibc's malloc returns
+/// large freed blocks to the OS and pays page faults again on the next one.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use orl_data::{ActionSpace, Actions, Columns, Dataset, DatasetMeta, ObservationSpace};
 use rand::{RngExt, SeedableRng};

@@ -21,6 +21,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
+/// mimalloc as the global allocator: candle allocates a fresh buffer for every op's output,
+/// and glibc's malloc returns large freed blocks to the OS, paying page faults again on the next
+/// one; mimalloc keeps them (25-50% more updates/s, `docs/performance.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Training tasks run one candle thread per job (a second intra-op thread does not help at
