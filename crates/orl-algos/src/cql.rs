@@ -329,42 +329,48 @@ impl Cql {
             actor: self.core.noise.normal(&[bsz, a])?,
         })
     }
-    fn update_critic(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
+    /// One SAC + CQL(H) step. All losses (critic with the regulariser, Lagrange multiplier,
+    /// actor, temperature) are built from the same parameters and their gradients computed before
+    /// any optimizer steps, as the reference code does (CORL `cql.py`, `ContinuousCQL.train`: the
+    /// policy, alpha and Q losses are formed first, then each optimizer steps).
+    fn update_continuous(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
         let Some(c) = &self.cont else { return Ok(()) };
-        let (loss, q, td, gap, lag) = critic_loss(self, c, b, d)?;
-        record(m, self.core.steps, "critic_loss", &loss)?;
-        record(m, self.core.steps, "q_mean", &q)?;
-        record(m, self.core.steps, "td_error", &td)?;
-        record(m, self.core.steps, "cql_gap", &gap)?;
-        if let Some(lag) = &lag {
-            record(m, self.core.steps, "alpha_prime_loss", lag)?;
-        }
-        self.critic_opt.backward_step(&loss)?;
-        if let (Some(lag), Some(c)) = (lag, self.cont.as_mut()) {
-            c.alpha_prime_opt.backward_step(&lag)?;
-        }
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
-        Ok(())
-    }
-    fn update_actor(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
-        let Some(c) = &self.cont else { return Ok(()) };
+        let (critic, q, td, gap, lag) = critic_loss(self, c, b, d)?;
         let (actor, alpha_loss, entropy) = actor_loss(self, c, b, d)?;
-        record(m, self.core.steps, "actor_loss", &actor)?;
-        record(m, self.core.steps, "alpha_loss", &alpha_loss)?;
-        record(m, self.core.steps, "entropy", &entropy)?;
+        let step = self.core.steps;
+        record(m, step, "critic_loss", &critic)?;
+        record(m, step, "q_mean", &q)?;
+        record(m, step, "td_error", &td)?;
+        record(m, step, "cql_gap", &gap)?;
+        if let Some(lag) = &lag {
+            record(m, step, "alpha_prime_loss", lag)?;
+        }
+        record(m, step, "actor_loss", &actor)?;
+        record(m, step, "alpha_loss", &alpha_loss)?;
+        record(m, step, "entropy", &entropy)?;
         record(
             m,
-            self.core.steps,
+            step,
             "alpha",
             &param(&c.log_alpha, "log_alpha")?.exp()?.sum_all()?,
         )?;
+        // Gradients first, then steps: no loss sees another's update.
+        let g_critic = critic.backward()?;
+        let g_lag = lag.as_ref().map(Tensor::backward).transpose()?;
+        let g_actor = actor.backward()?;
+        let g_alpha = alpha_loss.backward()?;
+        self.critic_opt.step(&g_critic)?;
         let c = self
             .cont
             .as_mut()
             .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
-        c.actor_opt.backward_step(&actor)?;
-        c.alpha_opt.backward_step(&alpha_loss)?;
+        c.actor_opt.step(&g_actor)?;
+        c.alpha_opt.step(&g_alpha)?;
+        if let Some(g) = g_lag {
+            c.alpha_prime_opt.step(&g)?;
+        }
+        self.critic_target_store
+            .soft_update_from(&self.critic_store, self.cfg.tau)?;
         Ok(())
     }
     fn update_discrete(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
@@ -393,9 +399,7 @@ impl Algorithm for Cql {
         let mut m = Metrics::new();
         if self.cont.is_some() {
             let d = self.draws(batch.batch_size)?;
-            // Actor first, as in the reference code, so that both steps see the same critic.
-            self.update_actor(&b, &d, &mut m)?;
-            self.update_critic(&b, &d, &mut m)?;
+            self.update_continuous(&b, &d, &mut m)?;
         } else {
             self.update_discrete(&b, &mut m)?;
         }
