@@ -505,32 +505,22 @@ fn report(
         .iter()
         .map(|d| json!({"dataset": d.name, "env": d.env, "random": d.refs.0, "expert": d.refs.1, "file": d.path.file_name().map(|n| n.to_string_lossy().into_owned())}))
         .collect();
-    write(
+    crate::write_atomic(
         &o.out.join("results.json"),
-        &serde_json::to_string_pretty(
-            &json!({"suite": o.suite, "datasets": refs, "cells": cells}),
-        )?,
+        serde_json::to_string_pretty(&json!({"suite": o.suite, "datasets": refs, "cells": cells}))?
+            .as_bytes(),
     )?;
-    write(&o.out.join("results.csv"), &csv)?;
-    write(&o.out.join("report.md"), &md)?;
+    crate::write_atomic(&o.out.join("results.csv"), csv.as_bytes())?;
+    crate::write_atomic(&o.out.join("report.md"), md.as_bytes())?;
     println!("\n{md}\nwrote {}", o.out.join("report.md").display());
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 type PResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-static FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf");
 
 /// Normalised score against updates, one line per algorithm (mean over seeds).
 fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
-    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, crate::PLOT_FONT);
     let mut lines: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for c in cells.iter().filter(|c| c["dataset"] == dataset) {
         for p in c["curve"].as_array().into_iter().flatten() {

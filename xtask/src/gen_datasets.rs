@@ -60,11 +60,10 @@ fn read_manifest() -> Result<Value> {
 }
 
 fn write_manifest(v: &Value) -> Result<()> {
-    let p = manifest_path();
-    let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(v)? + "\n")
-        .and_then(|_| std::fs::rename(&tmp, &p))
-        .with_context(|| format!("writing {}", p.display()))
+    crate::write_atomic(
+        &manifest_path(),
+        (serde_json::to_string_pretty(v)? + "\n").as_bytes(),
+    )
 }
 
 /// Adds (or refreshes) an environment and its five dataset recipes in the manifest, keeping

@@ -61,6 +61,23 @@ fn main() -> Result<()> {
     }
 }
 
+/// Writes `bytes` to `path` atomically (temporary file, then rename) through
+/// [`orl_data::fsutil::atomic_write`], so an interrupted task never leaves a torn report.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    orl_data::fsutil::atomic_write(path, |w| {
+        use std::io::Write;
+        w.write_all(bytes)
+            .map_err(|source| orl_data::DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+    })?;
+    Ok(())
+}
+
+/// The font of every plot (DejaVu Sans, bundled with `orl-cli`), embedded once.
+pub static PLOT_FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf");
+
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
     let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -265,12 +265,12 @@ pub fn run(args: &[String]) -> Result<()> {
         "metrics": metrics.iter().map(|(n, m, u)| json!({"estimator": n, "metrics": m, "undefined_for": u})).collect::<Vec<_>>(),
         "wall_s": start.elapsed().as_secs_f64(), "orl_version": env!("CARGO_PKG_VERSION"),
     });
-    write(
+    crate::write_atomic(
         &o.out.join("results.json"),
-        &serde_json::to_string_pretty(&result)?,
+        serde_json::to_string_pretty(&result)?.as_bytes(),
     )?;
     let md = report(&o, &rows, &metrics, start.elapsed().as_secs_f64());
-    write(&o.out.join("report.md"), &md)?;
+    crate::write_atomic(&o.out.join("report.md"), md.as_bytes())?;
     for f in ["estimates.png", "estimates.svg"] {
         plot(&o.out.join(f), &rows, &cfg.estimators)
             .map_err(|e| anyhow::anyhow!("plotting {f}: {e}"))?;
@@ -278,13 +278,6 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("{md}");
     println!("wrote {}", o.out.display());
     Ok(())
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 type Row = (String, f64, f64, OpeReport);
@@ -361,12 +354,10 @@ fn report(
 
 type PResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-static FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf");
-
 /// Estimate against true value, one panel per estimator, with the diagonal.
 /// PNG or SVG by the extension of `path`, written through a temporary file.
 fn plot(path: &Path, rows: &[Row], est: &[Estimator]) -> PResult<()> {
-    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, crate::PLOT_FONT);
     let svg = path.extension().is_some_and(|e| e == "svg");
     let tmp = path.with_extension(if svg { "tmp.svg" } else { "tmp.png" });
     if svg {

@@ -311,7 +311,7 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
         "wall_s": t.elapsed().as_secs_f64(), "orl_version": env!("CARGO_PKG_VERSION"),
     });
     let rec = dir.join(format!("{s}.json"));
-    std::fs::write(&rec, serde_json::to_string_pretty(&record)?)?;
+    crate::write_atomic(&rec, serde_json::to_string_pretty(&record)?.as_bytes())?;
     crate::gen_datasets::register_env(r.env, &record)?;
     println!(
         "{}: random {random_ret:.1}, medium {medium_ret:.1} (step {medium_step}), expert {expert_ret:.1} (step {expert_step}); {:.0} s",

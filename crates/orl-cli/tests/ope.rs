@@ -4,44 +4,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use orl_algos::{collect, pendulum_controller};
+use std::path::Path;
+
+use common::{ok, orl};
+use orl_algos::collect;
 use orl_data::{WriteOptions, write_parquet};
 use orl_envs::{OwnedAction, make};
 
-fn orl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orl"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = orl(args);
-    assert!(
-        out.status.success(),
-        "orl {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn pendulum(dir: &Path) -> String {
-    let mut env = make("Pendulum-v1").unwrap();
-    let mut k = 0u32;
-    let mut policy = |o: &[f32]| -> orl_algos::Result<(OwnedAction, Option<f64>)> {
-        k = k.wrapping_add(1);
-        let z = ((k * 7919 % 1000) as f64 / 500.0) - 1.0;
-        let (a, lp) = pendulum_controller(o, 0.5, z);
-        Ok((OwnedAction::Continuous(vec![a]), Some(lp)))
-    };
-    let ds = collect(&mut env, &mut policy, 2000, 0).unwrap();
-    let p = dir.join("pendulum.parquet");
-    write_parquet(&ds, &p, &WriteOptions::default()).unwrap();
-    p.display().to_string()
+    common::pendulum(dir, 2000, 0.5)
 }
 
 fn cartpole(dir: &Path) -> String {

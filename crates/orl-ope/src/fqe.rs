@@ -122,7 +122,6 @@ impl Fqe {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut store = ParamStore::new(Device::Cpu);
         let q = Mlp::new(&mut store.builder("fqe", &mut rng), input, &cfg.hidden, out)?;
-        let target_store = store.deep_clone()?;
         let mut fqe = Self {
             q,
             store,
@@ -135,12 +134,12 @@ impl Fqe {
             at_s2,
             final_loss: f64::NAN,
         };
-        // The target network: the same layers over the copied parameters.
+        // The target network: the same layers over a second store, copied from `Q` at step 0
+        // and every `target_update_interval` steps below.
         let target_q = {
             let mut r = Pcg64Mcg::seed_from_u64(seed);
             let mut tmp = ParamStore::new(Device::Cpu);
             let net = Mlp::new(&mut tmp.builder("fqe", &mut r), input, &cfg.hidden, out)?;
-            tmp.copy_from(&target_store)?;
             (net, tmp)
         };
         let mut opt = Adam::new(&fqe.store, AdamConfig::with_lr(cfg.lr))?;
