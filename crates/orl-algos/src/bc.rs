@@ -16,7 +16,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, record,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, mlp_layer_names,
+    plain_policy, record,
 };
 use crate::error::Result;
 
@@ -159,18 +160,12 @@ impl Algorithm for Bc {
     fn q_value(&self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
-        let names = crate::common::mlp_layer_names("policy.net.", self.cfg.hidden.len() + 1);
-        let (head, max) = match self.core.spec.action {
-            ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
-            ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
-        };
-        Ok(Some(orl_nets::PolicyMlp::from_named(
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
+        let names = mlp_layer_names("policy.net.", self.cfg.hidden.len() + 1);
+        Ok(Some(plain_policy(
             &self.store.named_tensors(""),
-            "",
             &names,
-            head,
-            max,
+            &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {

@@ -32,8 +32,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss, record,
-    repeat_rows, target_of,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss,
+    mlp_layer_names, record, repeat_rows, target_of,
 };
 use crate::error::Result;
 
@@ -304,6 +304,24 @@ fn masked_argmax(q: &Tensor, log_probs: &Tensor, tau: f64) -> Result<Tensor> {
 }
 
 impl Bcq {
+    /// Continuous BCQ's action (eq. 12) with given latents `z: [B*n, latent]` (row `b*n + i`
+    /// is state `b`'s `i`-th candidate): `argmax_i Q_1(s, xi(s, D(s, z_i)))`. `[B, act]`.
+    pub fn act_with_latents(&self, s: &Tensor, z: &Tensor) -> Result<Tensor> {
+        let c = self
+            .cont
+            .as_ref()
+            .ok_or_else(|| crate::AlgoError::Config("discrete BCQ has no latents".into()))?;
+        let bsz = s.dim(0)?;
+        let n = z.dim(0)? / bsz.max(1);
+        let sr = repeat_rows(s, n)?;
+        let a = c.actor.forward(&sr, &c.vae.decode_z(&sr, z)?)?; // [B*n, act]
+        let q1 = self.critic.q(&sr, &a)?.get(0)?.reshape((bsz, n))?;
+        let best = q1.argmax(1)?; // [B]
+        let offsets = Tensor::arange(0u32, bsz as u32, s.device())?.affine(n as f64, 0.0)?;
+        let rows = (best.to_dtype(DType::U32)? + offsets)?;
+        Ok(a.index_select(&rows, 0)?.reshape((bsz, c.act_dim))?)
+    }
+
     fn update_continuous(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
         let Some(c) = self.cont.as_ref() else {
             return Ok(());
@@ -400,18 +418,12 @@ impl Algorithm for Bcq {
             .as_ref()
             .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
         let (bsz, n) = (s.dim(0)?, self.cfg.n_act_samples);
-        let sr = repeat_rows(s, n)?;
         let z = self
             .core
             .noise
             .normal(&[bsz * n, c.vae.latent()])?
             .clamp(-0.5f32, 0.5f32)?;
-        let a = c.actor.forward(&sr, &c.vae.decode_z(&sr, &z)?)?; // [B*n, act]
-        let q1 = self.critic.q(&sr, &a)?.get(0)?.reshape((bsz, n))?;
-        let best = q1.argmax(1)?; // [B]
-        let offsets = Tensor::arange(0u32, bsz as u32, s.device())?.affine(n as f64, 0.0)?;
-        let rows = (best.to_dtype(DType::U32)? + offsets)?;
-        Ok(a.index_select(&rows, 0)?.reshape((bsz, c.act_dim))?)
+        self.act_with_latents(s, &z)
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(match &self.cont {
@@ -423,6 +435,50 @@ impl Algorithm for Bcq {
     /// network models the behaviour policy, not BCQ's own).
     fn log_prob(&mut self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
+    }
+    /// The export stores one draw of `n_act_samples` latents (from a copy of the run's noise
+    /// stream), so the exported policy is deterministic; `Agent::act` draws fresh ones per call.
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
+        let h = self.cfg.hidden.len();
+        let critic_t = self.critic_store.named_tensors("");
+        let critic = orl_nets::ReluNet::from_named(&critic_t, "", &mlp_layer_names("", h + 1))?;
+        Ok(Some(match (&self.cont, &self.disc) {
+            (Some(c), _) => {
+                let max_action = self.core.spec.continuous_parts("BCQ")?.1;
+                let latents = self
+                    .core
+                    .noise
+                    .clone()
+                    .normal(&[self.cfg.n_act_samples, c.vae.latent()])?
+                    .clamp(-0.5f32, 0.5f32)?;
+                orl_nets::PolicyModel::Bcq {
+                    decoder: orl_nets::ReluNet::from_named(
+                        &c.vae_store.named_tensors(""),
+                        "",
+                        &mlp_layer_names("decoder.", self.cfg.vae_hidden.len() + 1),
+                    )?,
+                    perturbation: orl_nets::ReluNet::from_named(
+                        &c.actor_store.named_tensors(""),
+                        "",
+                        &mlp_layer_names("", h + 1),
+                    )?,
+                    critic,
+                    latents,
+                    phi: self.cfg.phi,
+                    max_action,
+                }
+            }
+            (None, Some(d)) => orl_nets::PolicyModel::BcqDiscrete {
+                critic,
+                imitation: orl_nets::ReluNet::from_named(
+                    &d.imitation_store.named_tensors(""),
+                    "",
+                    &mlp_layer_names("net.", h + 1),
+                )?,
+                threshold: self.cfg.threshold,
+            },
+            (None, None) => return Ok(None),
+        }))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
         let mut v = vec![

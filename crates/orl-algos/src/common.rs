@@ -270,9 +270,8 @@ pub trait Algorithm: Send {
     /// The critic's value `Q(s, a)` `[B]` (minimum over the ensemble), if the algorithm has one.
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>>;
 
-    /// The acting policy as a plain MLP for export, when it is one (BCQ's is not: it samples
-    /// from its VAE and takes an argmax over its critic).
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+    /// The acting networks for `orl export` (`None` where the algorithm cannot be exported).
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         Ok(None)
     }
 
@@ -407,7 +406,23 @@ pub fn target_of<M>(
     Ok((module, store))
 }
 
-/// The names `0..layers` of an MLP's layers under `prefix` (for [`orl_nets::PolicyMlp`]).
+/// An exportable plain policy network: `tanh` head for continuous specs (the network gives the
+/// pre-tanh mean), `argmax` for discrete ones. `names`: its layers, input first.
+pub fn plain_policy(
+    tensors: &[(String, Tensor)],
+    names: &[String],
+    spec: &Spec,
+) -> Result<orl_nets::PolicyModel> {
+    let net = orl_nets::ReluNet::from_named(tensors, "", names)?;
+    Ok(match spec.action {
+        ActionSpec::Continuous { max_action, .. } => {
+            orl_nets::PolicyModel::Tanh { net, max_action }
+        }
+        ActionSpec::Discrete { .. } => orl_nets::PolicyModel::Argmax { net },
+    })
+}
+
+/// The names `0..layers` of an MLP's layers under `prefix` (for [`orl_nets::ReluNet`]).
 pub fn mlp_layer_names(prefix: &str, layers: usize) -> Vec<String> {
     (0..layers).map(|i| format!("{prefix}{i}")).collect()
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss,
-    min_over_ensemble, record, repeat_rows, target_of,
+    min_over_ensemble, mlp_layer_names, plain_policy, record, repeat_rows, target_of,
 };
 use crate::error::Result;
 
@@ -428,30 +428,19 @@ impl Algorithm for Cql {
             None => gather_actions(&self.critic.q_all(s)?.get(0)?, a)?,
         }))
     }
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
         Ok(Some(match &self.cont {
             Some(c) => {
-                let mut names = crate::common::mlp_layer_names("trunk.", h);
+                let mut names = mlp_layer_names("trunk.", h);
                 names.push("mean".into());
-                orl_nets::PolicyMlp::from_named(
-                    &c.actor_store.named_tensors(""),
-                    "",
-                    &names,
-                    orl_nets::Head::Tanh,
-                    c.max_action,
-                )?
+                plain_policy(&c.actor_store.named_tensors(""), &names, &self.core.spec)?
             }
-            None => {
-                let names = crate::common::mlp_layer_names("", h + 1);
-                orl_nets::PolicyMlp::from_named(
-                    &self.critic_store.named_tensors(""),
-                    "",
-                    &names,
-                    orl_nets::Head::Argmax,
-                    0.0,
-                )?
-            }
+            None => plain_policy(
+                &self.critic_store.named_tensors(""),
+                &mlp_layer_names("", h + 1),
+                &self.core.spec,
+            )?,
         }))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {

@@ -17,7 +17,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss, record, target_of,
+    Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss, mlp_layer_names,
+    plain_policy, record, target_of,
 };
 use crate::error::Result;
 
@@ -144,14 +145,12 @@ impl Algorithm for Dqn {
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(gather_actions(&self.q_all(s)?, a)?))
     }
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
-        let names = crate::common::mlp_layer_names("", self.cfg.hidden.len() + 1);
-        Ok(Some(orl_nets::PolicyMlp::from_named(
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
+        let names = mlp_layer_names("", self.cfg.hidden.len() + 1);
+        Ok(Some(plain_policy(
             &self.q_store.named_tensors(""),
-            "",
             &names,
-            orl_nets::Head::Argmax,
-            0.0,
+            &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {

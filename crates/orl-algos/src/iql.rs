@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, expectile_loss, gather_actions,
-    min_over_ensemble, record, sample_categorical, target_of,
+    min_over_ensemble, mlp_layer_names, plain_policy, record, sample_categorical, target_of,
 };
 use crate::error::Result;
 
@@ -280,18 +280,12 @@ impl Algorithm for Iql {
             a,
         )?)?))
     }
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
-        let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
-        let (head, max) = match self.core.spec.action {
-            ActionSpec::Continuous { max_action, .. } => (orl_nets::Head::Tanh, max_action),
-            ActionSpec::Discrete { .. } => (orl_nets::Head::Argmax, 0.0),
-        };
-        Ok(Some(orl_nets::PolicyMlp::from_named(
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
+        let names = mlp_layer_names("net.", self.cfg.hidden.len() + 1);
+        Ok(Some(plain_policy(
             &self.actor_store.named_tensors(""),
-            "",
             &names,
-            head,
-            max,
+            &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {

@@ -19,7 +19,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, record, target_of,
+    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, mlp_layer_names, plain_policy,
+    record, target_of,
 };
 use crate::error::Result;
 
@@ -207,16 +208,13 @@ impl Algorithm for Sac {
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
     }
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
-        let mut names = crate::common::mlp_layer_names("trunk.", self.cfg.hidden.len());
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
+        let mut names = mlp_layer_names("trunk.", self.cfg.hidden.len());
         names.push("mean".into());
-        let (_, max_action) = self.core.spec.continuous_parts("SAC")?;
-        Ok(Some(orl_nets::PolicyMlp::from_named(
+        Ok(Some(plain_policy(
             &self.actor_store.named_tensors(""),
-            "",
             &names,
-            orl_nets::Head::Tanh,
-            max_action,
+            &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {

@@ -21,7 +21,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, record, target_of,
+    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, mlp_layer_names, plain_policy,
+    record, target_of,
 };
 use crate::error::Result;
 
@@ -213,15 +214,12 @@ impl Algorithm for Td3Bc {
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
     }
-    fn policy_mlp(&self) -> Result<Option<orl_nets::PolicyMlp>> {
-        let names = crate::common::mlp_layer_names("net.", self.cfg.hidden.len() + 1);
-        let t = self.actor_store.named_tensors("");
-        Ok(Some(orl_nets::PolicyMlp::from_named(
-            &t,
-            "",
+    fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
+        let names = mlp_layer_names("net.", self.cfg.hidden.len() + 1);
+        Ok(Some(plain_policy(
+            &self.actor_store.named_tensors(""),
             &names,
-            orl_nets::Head::Tanh,
-            self.max_action,
+            &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &ParamStore)> {

@@ -1,11 +1,12 @@
-//! `orl export`: write a trained policy as one safetensors MLP with a JSON header, observation
-//! normalisation folded into the first layer (loadable with `orl_nets::ExportedPolicy`).
+//! `orl export`: write a trained policy's acting networks as one safetensors file of plain MLPs
+//! with a JSON header (format in `orl_nets::export`), observation normalisation folded into the
+//! first layers (loadable with `orl_nets::ExportedPolicy`).
 
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use orl_algos::ActionSpec;
-use orl_nets::{EXPORT_FORMAT_VERSION, ExportHeader, save_export};
+use orl_nets::{EXPORT_FORMAT_VERSION, ExportHeader, PolicyModel, save_export};
 
 use crate::agent_io::load_agent;
 
@@ -23,18 +24,26 @@ pub struct Args {
 /// Runs `orl export`.
 pub fn run(args: &Args) -> Result<()> {
     let (agent, _) = load_agent(&args.checkpoint)?;
-    let mut mlp = agent.algo.policy_mlp()?.ok_or_else(|| {
-        anyhow!("{}'s policy is not a plain network (it samples from a VAE and maximises a critic); export is not supported", agent.algo.name())
+    let mut model = agent.algo.policy_model()?.ok_or_else(|| {
+        anyhow!(
+            "{}'s policy cannot be exported (only the offline algorithms' and the behaviour policies' can)",
+            agent.algo.name()
+        )
     })?;
     if let Some((mean, std)) = &agent.obs_norm {
-        mlp.fold_normalization(mean, std)?;
+        model.fold_normalization(mean, std)?;
     }
     let spec = agent.algo.spec();
+    let (phi, threshold) = match &model {
+        PolicyModel::Bcq { phi, .. } => (Some(*phi), None),
+        PolicyModel::BcqDiscrete { threshold, .. } => (None, Some(*threshold)),
+        _ => (None, None),
+    };
     let header = ExportHeader {
         format_version: EXPORT_FORMAT_VERSION.into(),
         algo: agent.algo.name().into(),
         obs_dim: spec.obs_dim,
-        head: mlp.head,
+        head: model.head(),
         max_action: match spec.action {
             ActionSpec::Continuous { max_action, .. } => max_action,
             ActionSpec::Discrete { .. } => 0.0,
@@ -44,13 +53,15 @@ pub fn run(args: &Args) -> Result<()> {
             ActionSpec::Continuous { .. } => 0,
         },
         source: args.checkpoint.display().to_string(),
+        phi,
+        threshold,
     };
-    save_export(&args.out, &mlp, &header)?;
+    save_export(&args.out, &model, &header)?;
     println!(
-        "wrote {} ({} layers, {} head)",
+        "wrote {} ({} layers, {:?} head)",
         args.out.display(),
-        mlp.layers.len(),
-        if spec.is_discrete() { "argmax" } else { "tanh" }
+        model.layer_count(),
+        model.head()
     );
     Ok(())
 }

@@ -253,3 +253,50 @@ fn unknown_config_keys_and_wrong_action_kinds_are_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown algorithm"));
 }
+
+#[test]
+fn bcq_exports_a_deterministic_policy_within_the_action_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let cfg = dir.path().join("bcq.toml");
+    std::fs::write(
+        &cfg,
+        "hidden = [16, 16]\nvae_hidden = [16, 16]\nn_act_samples = 8\n",
+    )
+    .unwrap();
+    let run = dir.path().join("bcq");
+    ok(&[
+        "train",
+        "--algo",
+        "bcq",
+        "--dataset",
+        &data,
+        "--config",
+        cfg.to_str().unwrap(),
+        "--steps",
+        "30",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let exported = dir.path().join("bcq.safetensors");
+    let printed = ok(&[
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("Bcq"), "{printed}");
+    let policy = orl_nets::ExportedPolicy::load(&exported).unwrap();
+    assert_eq!(policy.header.head, orl_nets::Head::Bcq);
+    assert_eq!(policy.header.phi, Some(0.05));
+    for obs in [[1.0f32, 0.0, 0.0], [-0.6, 0.8, 3.5], [0.0, -1.0, -8.0]] {
+        let a = policy.act(&obs).unwrap();
+        assert_eq!(a.len(), 1);
+        assert!(a[0].abs() <= 2.0, "{a:?} outside Pendulum's [-2, 2]");
+        assert_eq!(policy.act(&obs).unwrap(), a, "the export is deterministic");
+    }
+}

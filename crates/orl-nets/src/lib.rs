@@ -12,7 +12,7 @@
 //! - [`Adam`] (Adam/AdamW, gradient clipping, [`CosineSchedule`]) with saveable state.
 //! - [`checkpoint`]: atomic safetensors files with metadata.
 //! - [`Policy`]: acting and log-probabilities, used by evaluation and off-policy evaluation.
-//! - [`ExportedPolicy`]: a policy exported as one safetensors MLP with a JSON header, runnable
+//! - [`ExportedPolicy`]: a policy exported as one safetensors file of plain MLPs with a JSON header, runnable
 //!   without any training code.
 //!
 //! CPU by default; the `cuda` and `metal` features are forwarded to candle. This crate knows
@@ -53,7 +53,7 @@ pub use actor::{
 pub use adam::{Adam, AdamConfig, CosineSchedule};
 pub use error::{NetError, Result};
 pub use export::{
-    EXPORT_FORMAT_VERSION, ExportHeader, ExportedPolicy, Head, PolicyMlp, save_export,
+    EXPORT_FORMAT_VERSION, ExportHeader, ExportedPolicy, Head, PolicyModel, ReluNet, save_export,
 };
 pub use linear::{EnsembleLinear, Linear};
 pub use mlp::{EnsembleMlp, Mlp, QEnsemble};

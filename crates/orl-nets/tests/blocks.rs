@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use orl_nets::{
-    Adam, AdamConfig, EnsembleMlp, Head, Mlp, Noise, ParamStore, PolicyMlp, TanhGaussianActor,
-    checkpoint,
+    Adam, AdamConfig, EnsembleMlp, Head, Mlp, Noise, ParamStore, PolicyModel, ReluNet,
+    TanhGaussianActor, checkpoint,
 };
 use rand::SeedableRng;
 
@@ -166,8 +166,11 @@ fn folded_normalisation_equals_normalising_first() {
     let mut store = ParamStore::new(Device::Cpu);
     let mlp = Mlp::new(&mut store.builder("p", &mut rng(9)), 3, &[8], 2).unwrap();
     let names = vec!["p.0".to_string(), "p.1".to_string()];
-    let mut exported =
-        PolicyMlp::from_named(&store.named_tensors(""), "", &names, Head::Tanh, 1.5).unwrap();
+    let mut exported = PolicyModel::Tanh {
+        net: ReluNet::from_named(&store.named_tensors(""), "", &names).unwrap(),
+        max_action: 1.5,
+    };
+    assert_eq!(exported.head(), Head::Tanh);
     let (mean, std) = (vec![0.5f32, -1.0, 2.0], vec![2.0f32, 0.5, 4.0]);
     exported.fold_normalization(&mean, &std).unwrap();
     let raw = vec![1.0f32, 0.0, -3.0];
@@ -194,4 +197,41 @@ fn folded_normalisation_equals_normalising_first() {
         assert!((a - b).abs() < 1e-5, "{w:?} vs {g:?}");
     }
     let _ = DType::F32;
+}
+
+#[test]
+fn folding_touches_only_the_observation_rows() {
+    // A critic-like net reading [s, a]: the action rows must keep their weights.
+    let mut store = ParamStore::new(Device::Cpu);
+    let mlp = Mlp::new(&mut store.builder("q", &mut rng(4)), 3 + 2, &[8], 1).unwrap();
+    let names = vec!["q.0".to_string(), "q.1".to_string()];
+    let mut net = ReluNet::from_named(&store.named_tensors(""), "", &names).unwrap();
+    let (mean, std) = (vec![1.0f32, 2.0, -1.0], vec![0.5f32, 3.0, 2.0]);
+    net.fold_normalization(&mean, &std).unwrap();
+    let (raw, act) = ([0.3f32, -1.0, 2.0], [0.7f32, -0.4]);
+    let mut normed: Vec<f32> = raw
+        .iter()
+        .zip(mean.iter().zip(&std))
+        .map(|(x, (m, s))| (x - m) / s)
+        .collect();
+    normed.extend(act);
+    let mut folded_in = raw.to_vec();
+    folded_in.extend(act);
+    let want: Vec<f32> = mlp
+        .forward(&Tensor::from_vec(normed, (1, 5), &Device::Cpu).unwrap())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let got: Vec<f32> = net
+        .forward(&Tensor::from_vec(folded_in, (1, 5), &Device::Cpu).unwrap())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!((want[0] - got[0]).abs() < 1e-5, "{want:?} vs {got:?}");
+    // Statistics wider than the layer's input are refused, not silently truncated.
+    assert!(net.fold_normalization(&[0.0; 6], &[1.0; 6]).is_err());
 }
