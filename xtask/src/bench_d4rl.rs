@@ -7,7 +7,7 @@
 //!    `--transitions` rows per rollout dataset (default 20 000 for `quick`, 100 000 otherwise;
 //!    D4RL's 1 000 000 with `--transitions 1000000`); or every `*.parquet` in `--dataset-dir`
 //!    (converted D4RL/Minari files), evaluated in the environment their metadata names;
-//! 2. every (algorithm, dataset, seed) cell trains `--steps` updates (default 3000) with
+//! 2. every (algorithm, dataset, seed) cell trains `--steps` updates (default 10 000) with
 //!    `--hidden` x `--hidden` networks (default 64), `--jobs` cells at a time (default 2, one
 //!    thread each), evaluating 5 episodes every `steps / 10` updates (the learning curve) and
 //!    the final policy over 10 episodes (D4RL's protocol); algorithms that do not support the
@@ -59,13 +59,25 @@ struct Opts {
     out: PathBuf,
 }
 
+/// Rough cost of an update relative to TD3+BC's (measured at 64x64, `docs/performance.md`),
+/// for scheduling only.
+fn relative_cost(kind: AlgoKind) -> u32 {
+    match kind {
+        AlgoKind::Cql => 120,
+        AlgoKind::Bcq => 40,
+        AlgoKind::Iql => 18,
+        AlgoKind::Td3Bc => 10,
+        AlgoKind::Bc => 3,
+    }
+}
+
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         suite: "quick".into(),
         algos: AlgoKind::ALL.to_vec(),
         datasets: None,
         seeds: 1,
-        steps: 3000,
+        steps: 10_000,
         jobs: 2,
         hidden: 64,
         transitions: None,
@@ -328,7 +340,9 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     }
-    let pending: Vec<_> = todo.iter().filter(|c| !c.3.exists()).collect();
+    // Longest cells first (the queue pops from the end), so the jobs finish together.
+    let mut pending: Vec<_> = todo.iter().filter(|c| !c.3.exists()).collect();
+    pending.sort_by_key(|c| relative_cost(c.1));
     println!(
         "{} cells, {} to run, {} jobs",
         todo.len(),

@@ -5,7 +5,9 @@
 //! swing-up controller (`orl_algos::pendulum_controller`, noise std 0.5, return about -150 to
 //! -400), each with its behaviour log-probabilities. Every algorithm (CQL, IQL, BCQ, TD3+BC, BC)
 //! trains on it for `--steps` updates (default 10 000) with `--hidden`x`--hidden` networks
-//! (default 64; CQL with 4 sampled actions) to fit a CI time budget and is evaluated over 10 episodes. Behaviour cloning imitates
+//! (default 64; CQL with 4 sampled actions), two algorithms at a time, and is evaluated over
+//! `--episodes` episodes (default 30) from the same start states, so the comparison with BC is
+//! paired (mean difference +- standard error). Behaviour cloning imitates
 //! the average of the two behaviours; the offline RL methods should pick the good actions out,
 //! and the check fails unless CQL, IQL, TD3+BC and BCQ each end with a higher return than BC.
 //!
@@ -52,17 +54,24 @@ pub fn mixed_dataset(transitions: usize, seed: u64) -> Result<Dataset> {
     Ok(ds)
 }
 
-fn evaluate(agent: &mut Agent, episodes: usize) -> Result<(f64, f64)> {
+/// Returns of `episodes` episodes from the fixed start seeds `10 000 + i` (the same starts for
+/// every algorithm, so differences between algorithms are paired).
+fn evaluate(agent: &mut Agent, episodes: usize) -> Result<Vec<f64>> {
     let mut env = make("Pendulum-v1")?;
-    let returns: Vec<f64> = (0..episodes)
-        .map(|i| run_episode(&mut env, &mut *agent, 10_000 + i as u64, i).map(|r| r.0))
-        .collect::<Result<_, _>>()?;
-    let n = returns.len() as f64;
-    let mean = returns.iter().sum::<f64>() / n;
-    Ok((
-        mean,
-        (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt(),
-    ))
+    (0..episodes)
+        .map(|i| {
+            run_episode(&mut env, &mut *agent, 10_000 + i as u64, i)
+                .map(|r| r.0)
+                .map_err(Into::into)
+        })
+        .collect()
+}
+
+fn mean_se(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
 }
 
 /// Runs the check.
@@ -70,12 +79,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut steps = 10_000usize;
     let mut transitions = 20_000usize;
     let mut hidden = 64usize;
+    let mut episodes = 30usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--steps" => steps = it.next().context("--steps N")?.parse()?,
             "--transitions" => transitions = it.next().context("--transitions N")?.parse()?,
             "--hidden" => hidden = it.next().context("--hidden N")?.parse()?,
+            "--episodes" => episodes = it.next().context("--episodes N")?.parse()?,
             other => bail!("learn-pendulum: unknown argument `{other}`"),
         }
     }
@@ -89,14 +100,15 @@ pub fn run(args: &[String]) -> Result<()> {
         rets.iter().cloned().fold(f64::INFINITY, f64::min),
         rets.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
     );
-    let mut results = Vec::new();
-    for kind in [
+    // One cell per algorithm, two at a time (one candle thread each).
+    let kinds = [
         AlgoKind::Bc,
         AlgoKind::Cql,
         AlgoKind::Iql,
         AlgoKind::Td3Bc,
         AlgoKind::Bcq,
-    ] {
+    ];
+    let cell = |kind: AlgoKind| -> Result<(Vec<f64>, f64)> {
         let h = serde_json::json!([hidden, hidden]);
         let cfg = Some(match kind {
             AlgoKind::Cql => serde_json::json!({"hidden": h, "n_actions": 4}),
@@ -121,34 +133,74 @@ pub fn run(args: &[String]) -> Result<()> {
         for _ in 0..steps {
             algo.update(&replay.sample(kind.default_batch_size()))?;
         }
-        let secs = t.elapsed().as_secs_f64();
+        let ups = steps as f64 / t.elapsed().as_secs_f64();
         let mut agent = Agent::new(algo, norm, Device::Cpu);
-        let (mean, std) = evaluate(&mut agent, 10)?;
-        println!(
-            "{:<6} return {mean:>9.1} +- {std:>6.1}   ({steps} updates, {:.0} updates/s)",
-            kind.name(),
-            steps as f64 / secs
-        );
-        results.push((kind, mean, std, steps as f64 / secs));
+        Ok((evaluate(&mut agent, episodes)?, ups))
+    };
+    let queue = std::sync::Mutex::new(kinds.iter().rev().copied().collect::<Vec<_>>());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while let Some(kind) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                    let r = cell(kind);
+                    if let Ok(mut d) = done.lock() {
+                        d.push((kind, r));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = Vec::new();
+    for kind in kinds {
+        let r = done
+            .lock()
+            .ok()
+            .and_then(|mut d| d.iter().position(|x| x.0 == kind).map(|i| d.remove(i)))
+            .context("a cell did not finish")?;
+        let (returns, ups) = r.1.with_context(|| format!("{} failed", kind.name()))?;
+        results.push((kind, returns, ups));
     }
-    let bc = results[0].1;
+    let bc = results[0].1.clone();
+    let mut rows = Vec::new();
+    println!("algo     return (mean +- SE over {episodes} episodes)   vs BC (paired, mean +- SE)   updates/s");
+    for (kind, returns, ups) in &results {
+        let (m, se) = mean_se(returns);
+        let diff: Vec<f64> = returns.iter().zip(&bc).map(|(a, b)| a - b).collect();
+        let (dm, dse) = mean_se(&diff);
+        println!(
+            "{:<6} {m:>9.1} +- {se:>5.1}                     {}   {ups:>6.0}",
+            kind.name(),
+            if *kind == AlgoKind::Bc {
+                "        -          ".to_string()
+            } else {
+                format!("{dm:>+8.1} +- {dse:>5.1}{}", if dm > 2.0 * dse { " *" } else { "  " })
+            }
+        );
+        rows.push(serde_json::json!({
+            "algo": kind.name(), "return_mean": m, "return_se": se, "returns": returns,
+            "diff_vs_bc_mean": dm, "diff_vs_bc_se": dse, "updates_per_s": ups,
+        }));
+    }
+    println!("(* : more than two standard errors above BC)");
+    let (bc_mean, _) = mean_se(&bc);
     let report = serde_json::json!({
-        "env": "Pendulum-v1", "transitions": transitions, "steps": steps, "hidden": hidden, "seed": 0,
-        "dataset": ds.meta().generator_policy,
-        "results": results.iter().map(|(k, m, s, u)| serde_json::json!({"algo": k.name(), "return_mean": m, "return_std": s, "updates_per_s": u})).collect::<Vec<_>>(),
+        "env": "Pendulum-v1", "transitions": transitions, "steps": steps, "hidden": hidden,
+        "seed": 0, "episodes": episodes, "eval_seeds": format!("10000..{}", 10_000 + episodes),
+        "dataset": ds.meta().generator_policy, "results": rows,
     });
     let out = crate::workspace_root().join("target/learn-pendulum/report.json");
     std::fs::create_dir_all(out.parent().context("no parent")?)?;
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    crate::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!("wrote {}", out.display());
     let losers: Vec<_> = results[1..]
         .iter()
-        .filter(|r| r.1 <= bc)
+        .filter(|r| mean_se(&r.1).0 <= bc_mean)
         .map(|r| r.0.name())
         .collect();
     if !losers.is_empty() {
-        bail!("not above BC ({bc:.1}): {}", losers.join(", "));
+        bail!("not above BC ({bc_mean:.1}): {}", losers.join(", "));
     }
-    println!("every offline RL method beats BC ({bc:.1})");
+    println!("every offline RL method beats BC ({bc_mean:.1})");
     Ok(())
 }
