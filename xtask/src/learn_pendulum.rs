@@ -163,7 +163,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let bc = results[0].1.clone();
     let mut rows = Vec::new();
-    println!("algo     return (mean +- SE over {episodes} episodes)   vs BC (paired, mean +- SE)   updates/s");
+    println!(
+        "algo     return (mean +- SE over {episodes} episodes)   vs BC (paired, mean +- SE)   updates/s"
+    );
     for (kind, returns, ups) in &results {
         let (m, se) = mean_se(returns);
         let diff: Vec<f64> = returns.iter().zip(&bc).map(|(a, b)| a - b).collect();
@@ -174,7 +176,10 @@ pub fn run(args: &[String]) -> Result<()> {
             if *kind == AlgoKind::Bc {
                 "        -          ".to_string()
             } else {
-                format!("{dm:>+8.1} +- {dse:>5.1}{}", if dm > 2.0 * dse { " *" } else { "  " })
+                format!(
+                    "{dm:>+8.1} +- {dse:>5.1}{}",
+                    if dm > 2.0 * dse { " *" } else { "  " }
+                )
             }
         );
         rows.push(serde_json::json!({
