@@ -4,7 +4,7 @@
 //! 20 000), half from the uniform random policy (return about -1200) and half from a noisy
 //! swing-up controller (`orl_algos::pendulum_controller`, noise std 0.5, return about -150 to
 //! -400), each with its behaviour log-probabilities. Every algorithm (CQL, IQL, BCQ, TD3+BC, BC)
-//! trains on it for `--steps` updates (default 10 000) with `--hidden`x`--hidden` networks
+//! trains on it for `--steps` updates (default 20 000) with `--hidden`x`--hidden` networks
 //! (default 64; CQL with 4 sampled actions), two algorithms at a time, and is evaluated over
 //! `--episodes` episodes (default 30) from the same start states, so the comparison with BC is
 //! paired (mean difference +- standard error). Behaviour cloning imitates
@@ -76,7 +76,7 @@ fn mean_se(x: &[f64]) -> (f64, f64) {
 
 /// Runs the check.
 pub fn run(args: &[String]) -> Result<()> {
-    let mut steps = 10_000usize;
+    let mut steps = 20_000usize;
     let mut transitions = 20_000usize;
     let mut hidden = 64usize;
     let mut episodes = 30usize;
