@@ -11,6 +11,9 @@
 //! the average of the two behaviours; the offline RL methods should pick the good actions out,
 //! and the check fails unless CQL, IQL, TD3+BC and BCQ each end with a higher return than BC.
 //!
+//! `--algos cql,iql` restricts the set (BC always runs); `--set iql.expectile=0.9` overrides a
+//! configuration value (JSON) of one algorithm, recorded in the report.
+//!
 //! Writes `target/learn-pendulum/report.json` and prints a table.
 
 use std::time::Instant;
@@ -80,6 +83,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut transitions = 20_000usize;
     let mut hidden = 64usize;
     let mut episodes = 30usize;
+    let mut algos: Vec<AlgoKind> =
+        vec![AlgoKind::Cql, AlgoKind::Iql, AlgoKind::Td3Bc, AlgoKind::Bcq];
+    let mut overrides: Vec<(AlgoKind, String, serde_json::Value)> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -87,6 +93,27 @@ pub fn run(args: &[String]) -> Result<()> {
             "--transitions" => transitions = it.next().context("--transitions N")?.parse()?,
             "--hidden" => hidden = it.next().context("--hidden N")?.parse()?,
             "--episodes" => episodes = it.next().context("--episodes N")?.parse()?,
+            "--algos" => {
+                let list = it.next().context("--algos a,b")?;
+                algos = list
+                    .split(',')
+                    .map(|a| a.parse::<AlgoKind>().map_err(|e| anyhow::anyhow!("{e}")))
+                    .collect::<Result<_>>()?;
+            }
+            "--set" => {
+                // --set iql.expectile=0.9
+                let kv = it.next().context("--set algo.key=value")?;
+                let (k, v) = kv.split_once('=').context("--set algo.key=value")?;
+                let (algo, key) = k.split_once('.').context("--set algo.key=value")?;
+                let value: serde_json::Value = serde_json::from_str(v)
+                    .with_context(|| format!("--set {kv}: value is not JSON"))?;
+                overrides.push((
+                    algo.parse::<AlgoKind>()
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    key.to_string(),
+                    value,
+                ));
+            }
             other => bail!("learn-pendulum: unknown argument `{other}`"),
         }
     }
@@ -101,13 +128,10 @@ pub fn run(args: &[String]) -> Result<()> {
         rets.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
     );
     // One cell per algorithm, two at a time (one candle thread each).
-    let kinds = [
-        AlgoKind::Bc,
-        AlgoKind::Cql,
-        AlgoKind::Iql,
-        AlgoKind::Td3Bc,
-        AlgoKind::Bcq,
-    ];
+    // BC first: every other algorithm is compared with it.
+    let kinds: Vec<AlgoKind> = std::iter::once(AlgoKind::Bc)
+        .chain(algos.into_iter().filter(|k| *k != AlgoKind::Bc))
+        .collect();
     let cell = |kind: AlgoKind| -> Result<(Vec<f64>, f64)> {
         let h = serde_json::json!([hidden, hidden]);
         let cfg = Some(match kind {
@@ -116,6 +140,12 @@ pub fn run(args: &[String]) -> Result<()> {
             AlgoKind::Bcq => serde_json::json!({"hidden": h, "vae_hidden": h}),
             _ => serde_json::json!({"hidden": h}),
         });
+        let mut cfg = cfg;
+        for (k, key, v) in &overrides {
+            if let (true, Some(serde_json::Value::Object(m))) = (*k == kind, cfg.as_mut()) {
+                m.insert(key.clone(), v.clone());
+            }
+        }
         let rcfg = ReplayConfig {
             normalize_observations: kind.normalizes_observations(),
             ..ReplayConfig::default()
@@ -152,7 +182,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     });
     let mut results = Vec::new();
-    for kind in kinds {
+    for &kind in &kinds {
         let r = done
             .lock()
             .ok()
@@ -193,6 +223,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "env": "Pendulum-v1", "transitions": transitions, "steps": steps, "hidden": hidden,
         "seed": 0, "episodes": episodes, "eval_seeds": format!("10000..{}", 10_000 + episodes),
         "dataset": ds.meta().generator_policy, "results": rows,
+        "overrides": overrides.iter().map(|(k, key, v)| format!("{}.{key}={v}", k.name())).collect::<Vec<_>>(),
     });
     let out = crate::workspace_root().join("target/learn-pendulum/report.json");
     std::fs::create_dir_all(out.parent().context("no parent")?)?;
