@@ -208,8 +208,13 @@ fn run_cell(
     let ds = Dataset::open(&d.path)?;
     let spec = spec_of(&ds)?;
     let env = eval_env(&ds);
+    let horizon = match &env {
+        Some(id) => orl_envs::spec(id)?.max_episode_steps,
+        None => 1000,
+    };
     let rcfg = ReplayConfig {
         normalize_observations: kind.normalizes_observations(),
+        reward_transform: kind.reward_transform(horizon),
         ..ReplayConfig::default()
     };
     let mut replay = Replay::new(ds, rcfg, seed)?;

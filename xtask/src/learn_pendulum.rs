@@ -12,7 +12,8 @@
 //! and the check fails unless CQL, IQL, TD3+BC and BCQ each end with a higher return than BC.
 //!
 //! `--algos cql,iql` restricts the set (BC always runs); `--set iql.expectile=0.9` overrides a
-//! configuration value (JSON) of one algorithm, recorded in the report.
+//! configuration value (JSON) of one algorithm, recorded in the report; `--raw-rewards`
+//! turns off IQL's reward scaling (`AlgoKind::reward_transform`).
 //!
 //! Writes `target/learn-pendulum/report.json` and prints a table.
 
@@ -86,6 +87,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut algos: Vec<AlgoKind> =
         vec![AlgoKind::Cql, AlgoKind::Iql, AlgoKind::Td3Bc, AlgoKind::Bcq];
     let mut overrides: Vec<(AlgoKind, String, serde_json::Value)> = Vec::new();
+    let mut raw_rewards = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -100,6 +102,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     .map(|a| a.parse::<AlgoKind>().map_err(|e| anyhow::anyhow!("{e}")))
                     .collect::<Result<_>>()?;
             }
+            "--raw-rewards" => raw_rewards = true,
             "--set" => {
                 // --set iql.expectile=0.9
                 let kv = it.next().context("--set algo.key=value")?;
@@ -148,6 +151,12 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         let rcfg = ReplayConfig {
             normalize_observations: kind.normalizes_observations(),
+            // The algorithm's recipe (IQL: r * T / (G_max - G_min) with Pendulum's T = 200).
+            reward_transform: if raw_rewards {
+                orl_data::RewardTransform::None
+            } else {
+                kind.reward_transform(200)
+            },
             ..ReplayConfig::default()
         };
         let mut replay = Replay::new(ds.clone(), rcfg, 1)?;
@@ -223,6 +232,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "env": "Pendulum-v1", "transitions": transitions, "steps": steps, "hidden": hidden,
         "seed": 0, "episodes": episodes, "eval_seeds": format!("10000..{}", 10_000 + episodes),
         "dataset": ds.meta().generator_policy, "results": rows,
+        "raw_rewards": raw_rewards,
         "overrides": overrides.iter().map(|(k, key, v)| format!("{}.{key}={v}", k.name())).collect::<Vec<_>>(),
     });
     let out = crate::workspace_root().join("target/learn-pendulum/report.json");

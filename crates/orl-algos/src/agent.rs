@@ -59,6 +59,20 @@ impl AlgoKind {
     pub fn normalizes_observations(self) -> bool {
         !matches!(self, AlgoKind::Bcq)
     }
+    /// The reward transform of the algorithm's published recipe, for episodes of at most
+    /// `horizon` steps. IQL rescales rewards by `horizon / (G_max - G_min)` (Kostrikov et al.
+    /// 2021, appendix B, with 1000 = the locomotion horizon; CORL `iql.py` `normalize_reward`
+    /// in its locomotion configs; d3rlpy's `ReturnBasedRewardScaler(1000)`): without it,
+    /// `exp(beta * A)` with beta = 3 saturates on rewards of larger scale. The others use the
+    /// rewards as stored.
+    pub fn reward_transform(self, horizon: usize) -> orl_data::RewardTransform {
+        match self {
+            AlgoKind::Iql => orl_data::RewardTransform::ReturnRange {
+                max_episode_steps: horizon as f32,
+            },
+            _ => orl_data::RewardTransform::None,
+        }
+    }
 }
 
 impl std::str::FromStr for AlgoKind {

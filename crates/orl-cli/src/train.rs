@@ -43,8 +43,11 @@ pub struct Args {
     /// Standardise observations (default: as the algorithm's reference implementation).
     #[arg(long)]
     pub normalize_obs: Option<bool>,
-    /// Reward transform: `none`, or `return-range` (IQL/CORL locomotion: r * 1000 / (G_max - G_min)).
-    #[arg(long, default_value = "none")]
+    /// Reward transform: `auto` (the algorithm's recipe: IQL scales by T / (G_max - G_min), the
+    /// others none), `none`, or `return-range` (r * T / (G_max - G_min), IQL's locomotion
+    /// scaling), with T the evaluation environment's time limit, else the dataset's longest
+    /// episode (1000 for D4RL locomotion).
+    #[arg(long, default_value = "auto")]
     pub reward_transform: String,
     /// Discount.
     #[arg(long, default_value_t = 0.99)]
@@ -126,12 +129,27 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let normalize = args.normalize_obs.unwrap_or(kind.normalizes_observations());
+    let horizon = match args
+        .eval_env
+        .as_deref()
+        .or(ds.meta().env_id.as_deref())
+        .and_then(|id| orl_envs::spec(id).ok())
+    {
+        Some(spec) => spec.max_episode_steps,
+        None => ds
+            .episode_lengths_with_ids()
+            .iter()
+            .map(|e| e.1)
+            .max()
+            .unwrap_or(1000),
+    };
     let reward_transform = match args.reward_transform.as_str() {
+        "auto" => kind.reward_transform(horizon),
         "none" => RewardTransform::None,
         "return-range" => RewardTransform::ReturnRange {
-            max_episode_steps: 1000.0,
+            max_episode_steps: horizon as f32,
         },
-        other => bail!("--reward-transform: `{other}` is not `none` or `return-range`"),
+        other => bail!("--reward-transform: `{other}` is not `auto`, `none` or `return-range`"),
     };
     let rcfg = ReplayConfig {
         normalize_observations: normalize,
@@ -157,7 +175,7 @@ pub fn run(args: &Args) -> Result<()> {
         "dataset": args.dataset.display().to_string(),
         "dataset_sha256": ds.meta().provenance.source_sha256,
         "env_id": env_id,
-        "replay": {"normalize_observations": normalize, "gamma": args.gamma, "reward_transform": args.reward_transform},
+        "replay": {"normalize_observations": normalize, "gamma": args.gamma, "reward_transform": args.reward_transform, "reward_transform_in_effect": format!("{reward_transform:?}")},
         "eval": {"env": args.eval_env, "every": args.eval_every, "episodes": args.eval_episodes},
         "orl_version": env!("CARGO_PKG_VERSION"),
         "device": "cpu",
