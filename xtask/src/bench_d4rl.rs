@@ -214,9 +214,10 @@ fn run_cell(
     };
     let rcfg = ReplayConfig {
         normalize_observations: kind.normalizes_observations(),
-        reward_transform: kind.reward_transform(horizon),
+        reward_transform: kind.reward_transform(&ds, horizon),
         ..ReplayConfig::default()
     };
+    let reward_transform = format!("{:?}", rcfg.reward_transform);
     let mut replay = Replay::new(ds, rcfg, seed)?;
     let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
     let cfg = algo_config(kind, o);
@@ -252,7 +253,7 @@ fn run_cell(
         None => (Vec::new(), f64::NAN),
     };
     Ok(json!({
-        "dataset": d.name, "env": env, "algo": kind.name(), "config": serde_json::from_str::<Value>(&agent.algo.config_json())?,
+        "dataset": d.name, "env": env, "algo": kind.name(), "config": serde_json::from_str::<Value>(&agent.algo.config_json())?, "reward_transform": reward_transform,
         "seed": seed, "steps": o.steps, "batch_size": kind.default_batch_size(), "wall_s": train_s,
         "updates_per_s": o.steps as f64 / train_s, "returns": returns, "return_mean": mean,
         "normalized": score(mean), "curve": curve, "orl_version": env!("CARGO_PKG_VERSION"),

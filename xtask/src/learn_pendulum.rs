@@ -155,7 +155,7 @@ pub fn run(args: &[String]) -> Result<()> {
             reward_transform: if raw_rewards {
                 orl_data::RewardTransform::None
             } else {
-                kind.reward_transform(200)
+                kind.reward_transform(&ds, 200)
             },
             ..ReplayConfig::default()
         };

@@ -59,15 +59,19 @@ impl AlgoKind {
     pub fn normalizes_observations(self) -> bool {
         !matches!(self, AlgoKind::Bcq)
     }
-    /// The reward transform of the algorithm's published recipe, for episodes of at most
-    /// `horizon` steps. IQL rescales rewards by `horizon / (G_max - G_min)` (Kostrikov et al.
-    /// 2021, appendix B, with 1000 = the locomotion horizon; CORL `iql.py` `normalize_reward`
-    /// in its locomotion configs; d3rlpy's `ReturnBasedRewardScaler(1000)`): without it,
-    /// `exp(beta * A)` with beta = 3 saturates on rewards of larger scale. The others use the
-    /// rewards as stored.
-    pub fn reward_transform(self, horizon: usize) -> orl_data::RewardTransform {
-        match self {
-            AlgoKind::Iql => orl_data::RewardTransform::ReturnRange {
+    /// The reward transform of the algorithm's published recipe for `ds`, whose episodes last
+    /// at most `horizon` steps. IQL rescales rewards by `horizon / (G_max - G_min)` (Kostrikov
+    /// et al. 2021, appendix B, with 1000 = the locomotion horizon; CORL `iql.py`
+    /// `normalize_reward` in its locomotion configs; d3rlpy's `ReturnBasedRewardScaler(1000)`).
+    /// Where every complete episode has the same return the range is undefined and the rewards
+    /// stay as stored. The other algorithms use the rewards as stored.
+    pub fn reward_transform(
+        self,
+        ds: &orl_data::Dataset,
+        horizon: usize,
+    ) -> orl_data::RewardTransform {
+        match (self, ds.return_range()) {
+            (AlgoKind::Iql, Some((lo, hi))) if hi > lo => orl_data::RewardTransform::ReturnRange {
                 max_episode_steps: horizon as f32,
             },
             _ => orl_data::RewardTransform::None,

@@ -272,3 +272,45 @@ fn exported_policies_act_like_the_trained_ones() {
         }
     }
 }
+
+#[test]
+fn iql_scales_rewards_only_where_the_return_range_is_defined() {
+    let space = ActionSpace::Continuous {
+        dim: 2,
+        low: None,
+        high: None,
+    };
+    let ds = common::synthetic(4, space, 20, 25, 7);
+    let (lo, hi) = ds.return_range().unwrap();
+    assert!(hi > lo, "the synthetic episodes differ in return");
+    assert_eq!(
+        AlgoKind::Iql.reward_transform(&ds, 200),
+        orl_data::RewardTransform::ReturnRange {
+            max_episode_steps: 200.0
+        }
+    );
+    assert_eq!(
+        AlgoKind::Cql.reward_transform(&ds, 200),
+        orl_data::RewardTransform::None
+    );
+    // Every episode with the same return (e.g. a buffer that never reached the goal): the
+    // scaling is undefined, so the rewards stay as stored instead of failing the run.
+    let (meta, mut cols, eps) = ds.clone().into_parts();
+    cols.rewards.iter_mut().for_each(|r| *r = -1.0);
+    let flat = orl_data::Dataset::new(meta, cols, &eps).unwrap();
+    let (lo, hi) = flat.return_range().unwrap();
+    assert_eq!(lo, hi);
+    assert_eq!(
+        AlgoKind::Iql.reward_transform(&flat, 200),
+        orl_data::RewardTransform::None
+    );
+    Replay::new(
+        flat,
+        ReplayConfig {
+            reward_transform: AlgoKind::Iql.reward_transform(&ds, 200),
+            ..ReplayConfig::default()
+        },
+        0,
+    )
+    .expect_err("an explicit return-range request on equal returns is an error");
+}

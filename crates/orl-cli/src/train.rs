@@ -144,7 +144,7 @@ pub fn run(args: &Args) -> Result<()> {
             .unwrap_or(1000),
     };
     let reward_transform = match args.reward_transform.as_str() {
-        "auto" => kind.reward_transform(horizon),
+        "auto" => kind.reward_transform(&ds, horizon),
         "none" => RewardTransform::None,
         "return-range" => RewardTransform::ReturnRange {
             max_episode_steps: horizon as f32,

@@ -479,6 +479,27 @@ impl Dataset {
             .collect()
     }
 
+    /// `(min, max)` undiscounted return over the episodes that end in a terminal or a timeout
+    /// (all episodes if none does), as IQL's return-range reward scaling uses; `None` for an
+    /// empty dataset.
+    pub fn return_range(&self) -> Option<(f64, f64)> {
+        let returns = self.episode_returns();
+        let complete: Vec<f64> = self
+            .episodes()
+            .zip(&returns)
+            .filter(|(e, _)| !e.is_unterminated())
+            .map(|(_, g)| *g)
+            .collect();
+        let v = if complete.is_empty() {
+            &returns
+        } else {
+            &complete
+        };
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (!v.is_empty()).then_some((lo, hi))
+    }
+
     /// Bytes held by the buffers (capacity, not length), for the memory budget of `Dataset::open`.
     pub fn heap_bytes(&self) -> usize {
         let c = &self.cols;

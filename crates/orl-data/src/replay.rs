@@ -283,17 +283,7 @@ impl Replay {
             RewardTransform::None => (1.0, 0.0),
             RewardTransform::Affine { scale, shift } => (scale, shift),
             RewardTransform::ReturnRange { max_episode_steps } => {
-                let complete: Vec<f64> = ds
-                    .episodes()
-                    .zip(&returns)
-                    .filter(|(e, _)| !e.is_unterminated())
-                    .map(|(_, g)| *g)
-                    .collect();
-                let (lo, hi) = min_max(if complete.is_empty() {
-                    &returns
-                } else {
-                    &complete
-                });
+                let (lo, hi) = ds.return_range().unwrap_or((0.0, 0.0));
                 if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
                     return Err(DataError::Replay(format!(
                         "return-range reward scaling needs episodes with different returns (all equal {hi})"
