@@ -203,23 +203,13 @@ fn exported_policies_act_like_the_trained_ones() {
         }
         let mut model = algo.policy_model().unwrap().expect("exportable");
         model.fold_normalization(&mean, &std).unwrap();
-        let header = orl_nets::ExportHeader {
-            format_version: orl_nets::EXPORT_FORMAT_VERSION.into(),
-            algo: kind.name().into(),
-            obs_dim: 4,
-            head: model.head(),
-            max_action: 1.0,
-            n_actions: if discrete { 3 } else { 0 },
-            source: "test".into(),
-            phi: match &model {
-                orl_nets::PolicyModel::Bcq { phi, .. } => Some(*phi),
-                _ => None,
-            },
-            threshold: match &model {
-                orl_nets::PolicyModel::BcqDiscrete { threshold, .. } => Some(*threshold),
-                _ => None,
-            },
-        };
+        let header = orl_nets::ExportHeader::for_model(
+            &model,
+            kind.name(),
+            4,
+            if discrete { 3 } else { 0 },
+            "test",
+        );
         let path = dir
             .path()
             .join(format!("{}-{discrete}.safetensors", kind.name()));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use orl_algos::ActionSpec;
-use orl_nets::{EXPORT_FORMAT_VERSION, ExportHeader, PolicyModel, save_export};
+use orl_nets::{ExportHeader, save_export};
 
 use crate::agent_io::load_agent;
 
@@ -34,28 +34,17 @@ pub fn run(args: &Args) -> Result<()> {
         model.fold_normalization(mean, std)?;
     }
     let spec = agent.algo.spec();
-    let (phi, threshold) = match &model {
-        PolicyModel::Bcq { phi, .. } => (Some(*phi), None),
-        PolicyModel::BcqDiscrete { threshold, .. } => (None, Some(*threshold)),
-        _ => (None, None),
+    let n_actions = match spec.action {
+        ActionSpec::Discrete { n } => n,
+        ActionSpec::Continuous { .. } => 0,
     };
-    let header = ExportHeader {
-        format_version: EXPORT_FORMAT_VERSION.into(),
-        algo: agent.algo.name().into(),
-        obs_dim: spec.obs_dim,
-        head: model.head(),
-        max_action: match spec.action {
-            ActionSpec::Continuous { max_action, .. } => max_action,
-            ActionSpec::Discrete { .. } => 0.0,
-        },
-        n_actions: match spec.action {
-            ActionSpec::Discrete { n } => n,
-            ActionSpec::Continuous { .. } => 0,
-        },
-        source: args.checkpoint.display().to_string(),
-        phi,
-        threshold,
-    };
+    let header = ExportHeader::for_model(
+        &model,
+        agent.algo.name(),
+        spec.obs_dim,
+        n_actions,
+        &args.checkpoint.display().to_string(),
+    );
     save_export(&args.out, &model, &header)?;
     println!(
         "wrote {} ({} layers, {:?} head)",

@@ -78,6 +78,37 @@ pub struct ExportHeader {
     pub threshold: Option<f64>,
 }
 
+impl ExportHeader {
+    /// The header for `model`: head, action bound, `phi` and `threshold` come from the model.
+    pub fn for_model(
+        model: &PolicyModel,
+        algo: &str,
+        obs_dim: usize,
+        n_actions: usize,
+        source: &str,
+    ) -> Self {
+        let (max_action, phi, threshold) = match model {
+            PolicyModel::Tanh { max_action, .. } => (*max_action, None, None),
+            PolicyModel::Argmax { .. } => (0.0, None, None),
+            PolicyModel::Bcq {
+                phi, max_action, ..
+            } => (*max_action, Some(*phi), None),
+            PolicyModel::BcqDiscrete { threshold, .. } => (0.0, None, Some(*threshold)),
+        };
+        Self {
+            format_version: EXPORT_FORMAT_VERSION.into(),
+            algo: algo.into(),
+            obs_dim,
+            head: model.head(),
+            max_action,
+            n_actions,
+            source: source.into(),
+            phi,
+            threshold,
+        }
+    }
+}
+
 /// A ReLU MLP as plain tensors: layers `(W [in, out], b [out])`, ReLU between them, linear
 /// output.
 #[derive(Debug, Clone)]
@@ -241,20 +272,23 @@ impl PolicyModel {
             } => vec![critic, imitation],
         }
     }
-    /// Number of layers over all networks.
-    pub fn layer_count(&self) -> usize {
+    fn nets(&self) -> Vec<&ReluNet> {
         match self {
-            Self::Tanh { net, .. } | Self::Argmax { net } => net.layers.len(),
+            Self::Tanh { net, .. } | Self::Argmax { net } => vec![net],
             Self::Bcq {
                 decoder,
                 perturbation,
                 critic,
                 ..
-            } => decoder.layers.len() + perturbation.layers.len() + critic.layers.len(),
+            } => vec![decoder, perturbation, critic],
             Self::BcqDiscrete {
                 critic, imitation, ..
-            } => critic.layers.len() + imitation.layers.len(),
+            } => vec![critic, imitation],
         }
+    }
+    /// Number of layers over all networks.
+    pub fn layer_count(&self) -> usize {
+        self.nets().iter().map(|n| n.layers.len()).sum()
     }
     /// Folds `(s - mean) / std` into every network's first layer.
     pub fn fold_normalization(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
