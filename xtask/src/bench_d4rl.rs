@@ -38,7 +38,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use orl_algos::{Agent, AlgoKind, Spec, build};
-use orl_data::{ActionSpace, Dataset, Replay, ReplayConfig};
+use orl_data::{ActionSpace, Dataset, Replay, ReplayConfig, Report};
 use orl_envs::{make, run_episode};
 use orl_nets::Device;
 use plotters::prelude::*;
@@ -461,8 +461,13 @@ fn report(
     md.push_str(&"---|".repeat(o.algos.len()));
     md.push('\n');
     let mut per_env: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut no_signal = Vec::new();
     for d in sets {
-        let rets = Dataset::open(&d.path)?.episode_returns();
+        let ds = Dataset::open(&d.path)?;
+        if Report::new(&ds).quality.uninformative_rewards {
+            no_signal.push(d.name.clone());
+        }
+        let rets = ds.episode_returns();
         let data = 100.0 * (mean_std(&rets).0 - d.refs.0) / (d.refs.1 - d.refs.0);
         md.push_str(&format!("| {} | {data:.1} |", d.name));
         for k in &o.algos {
@@ -496,6 +501,14 @@ fn report(
             }
         }
         md.push('\n');
+    }
+    if !no_signal.is_empty() {
+        md.push_str(&format!(
+            "\n**No reward signal** in {}: every reward is the same and no episode reaches a \
+             terminal state, so every action has the same value and no method can improve on \
+             behaviour cloning there (`orl inspect` shows it under `quality`).\n",
+            no_signal.join(", ")
+        ));
     }
     md.push_str(&format!(
         "\nWall time {wall:.0} s. Learning curves: `curves/<dataset>.png`. Per-cell configs, seeds, returns, curves, wall time and updates/s: `results.json` / `results.csv`.\n"

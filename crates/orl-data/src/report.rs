@@ -149,6 +149,10 @@ pub struct Quality {
     pub rows_without_next_observation: usize,
     /// Rows usable as one-step transitions: `s'` known, or the row is terminal.
     pub sampleable_transitions: usize,
+    /// `true` when every reward is the same and no row is terminal: every action then has the
+    /// same value under every policy, so no method can learn more than behaviour cloning from
+    /// the data (e.g. an Acrobot buffer holding only episodes that hit the time limit).
+    pub uninformative_rewards: bool,
 }
 
 /// The whole report.
@@ -328,6 +332,9 @@ impl Report {
                 .collect(),
             rows_without_next_observation: without_next,
             sampleable_transitions: sampleable,
+            uninformative_rewards: !c.rewards.is_empty()
+                && c.rewards.iter().all(|&r| r == c.rewards[0])
+                && !c.terminals.iter().any(|&t| t),
         };
         Self {
             env_id: meta.env_id.clone(),
@@ -540,6 +547,15 @@ impl fmt::Display for Report {
             f,
             "  rows without s'        {}",
             q.rows_without_next_observation
-        )
+        )?;
+        if q.uninformative_rewards {
+            write!(
+                f,
+                "\n  reward signal          none: every reward is {} and no row is terminal, so every \
+                 action has the same value (no method can improve on behaviour cloning here)",
+                self.rewards.mean
+            )?;
+        }
+        Ok(())
     }
 }
