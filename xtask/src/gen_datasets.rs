@@ -95,7 +95,24 @@ pub fn register_env(env: &str, record: &Value) -> Result<()> {
         // Retraining changes the policies: recorded hashes no longer apply.
         m["datasets"][format!("{s}-{recipe}")] = d;
     }
-    write_manifest(&m)
+    write_manifest(&m)?;
+    // Files built from the old policies would otherwise be reused and their hashes recorded.
+    let cache = default_cache_dir();
+    if let Ok(entries) = std::fs::read_dir(&cache) {
+        for e in entries.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.starts_with(&format!("{s}-")) && f.ends_with(".parquet") {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing stale {}", e.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `target/datasets/`: the git-ignored cache the datasets are built into.
+pub fn default_cache_dir() -> PathBuf {
+    crate::workspace_root().join("target/datasets")
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
@@ -268,7 +285,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut n = DEFAULT_TRANSITIONS;
     let mut env: Option<String> = None;
     let mut names: Option<Vec<String>> = None;
-    let mut out = crate::workspace_root().join("target/datasets");
+    let mut out = default_cache_dir();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));

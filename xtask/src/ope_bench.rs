@@ -212,7 +212,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let data = crate::gen_datasets::generate(
         std::slice::from_ref(&o.dataset),
         20_000,
-        &crate::workspace_root().join("target/datasets"),
+        &crate::gen_datasets::default_cache_dir(),
     )?
     .pop()
     .map(|g| g.path)
