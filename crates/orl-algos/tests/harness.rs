@@ -304,3 +304,31 @@ fn iql_scales_rewards_only_where_the_return_range_is_defined() {
     )
     .expect_err("an explicit return-range request on equal returns is an error");
 }
+
+/// TD3+BC's BC term is measured in actions divided by the action bound: on a [-2, 2] box it is a
+/// quarter of the raw-action term (`bc_unit_actions = false`), on D4RL's [-1, 1] the two agree.
+#[test]
+fn td3bc_measures_its_bc_term_in_unit_actions() {
+    let space = ActionSpace::Continuous {
+        dim: 2,
+        low: None,
+        high: None,
+    };
+    let ds = common::synthetic(4, space, 20, 25, 7);
+    let batch = Replay::new(ds, ReplayConfig::default(), 11)
+        .unwrap()
+        .sample(32);
+    let bc_term = |max_action: f64, unit: bool| {
+        let cfg = serde_json::json!({"hidden": [32, 32], "bc_unit_actions": unit});
+        let spec = Spec::continuous(4, 2, max_action);
+        let mut a = build(AlgoKind::Td3Bc, spec, Some(&cfg), 3, &Device::Cpu).unwrap();
+        a.update(&batch).unwrap()["bc_mse"]
+    };
+    let (unit, raw) = (bc_term(2.0, true), bc_term(2.0, false));
+    assert!(unit > 0.0);
+    assert!(
+        (raw - 4.0 * unit).abs() < 1e-5 * raw,
+        "raw {raw} vs 4 x unit {unit}"
+    );
+    assert_eq!(bc_term(1.0, true), bc_term(1.0, false));
+}
