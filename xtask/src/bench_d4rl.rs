@@ -38,7 +38,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use orl_algos::{Agent, AlgoKind, Spec, build};
-use orl_data::{ActionSpace, Dataset, Replay, ReplayConfig, Report};
+use orl_data::{ActionSpace, Dataset, Replay, ReplayConfig};
 use orl_envs::{make, run_episode};
 use orl_nets::Device;
 use plotters::prelude::*;
@@ -475,7 +475,7 @@ fn report(
     let mut no_signal = Vec::new();
     for d in sets {
         let ds = Dataset::open(&d.path)?;
-        if Report::new(&ds).quality.uninformative_rewards {
+        if ds.uninformative_rewards() {
             no_signal.push(d.name.clone());
         }
         let rets = ds.episode_returns();

@@ -137,17 +137,14 @@ pub fn run(args: &[String]) -> Result<()> {
         .collect();
     let cell = |kind: AlgoKind| -> Result<(Vec<f64>, f64)> {
         let h = serde_json::json!([hidden, hidden]);
-        let cfg = Some(match kind {
+        let mut cfg = match kind {
             AlgoKind::Cql => serde_json::json!({"hidden": h, "n_actions": 4}),
             AlgoKind::Iql => serde_json::json!({"hidden": h, "actor_cosine_steps": steps}),
             AlgoKind::Bcq => serde_json::json!({"hidden": h, "vae_hidden": h}),
             _ => serde_json::json!({"hidden": h}),
-        });
-        let mut cfg = cfg;
-        for (k, key, v) in &overrides {
-            if let (true, Some(serde_json::Value::Object(m))) = (*k == kind, cfg.as_mut()) {
-                m.insert(key.clone(), v.clone());
-            }
+        };
+        for (_, key, v) in overrides.iter().filter(|o| o.0 == kind) {
+            cfg[key.as_str()] = v.clone();
         }
         let rcfg = ReplayConfig {
             normalize_observations: kind.normalizes_observations(),
@@ -164,7 +161,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut algo = build(
             kind,
             Spec::continuous(3, 1, 2.0),
-            cfg.as_ref(),
+            Some(&cfg),
             0,
             &Device::Cpu,
         )?;

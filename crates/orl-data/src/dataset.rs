@@ -467,6 +467,15 @@ impl Dataset {
         })
     }
 
+    /// `true` when every reward is the same and no row is terminal: every action then has the
+    /// same value under every policy, so no method can learn more than behaviour cloning from
+    /// the data (e.g. an Acrobot buffer holding only episodes that hit the time limit).
+    pub fn uninformative_rewards(&self) -> bool {
+        let r = self.rewards();
+        r.first().is_some_and(|&r0| r.iter().all(|&x| x == r0))
+            && !self.terminals().iter().any(|&t| t)
+    }
+
     /// Undiscounted return of every episode, summed in f64 in row order.
     pub fn episode_returns(&self) -> Vec<f64> {
         self.episodes()

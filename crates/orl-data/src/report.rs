@@ -149,9 +149,7 @@ pub struct Quality {
     pub rows_without_next_observation: usize,
     /// Rows usable as one-step transitions: `s'` known, or the row is terminal.
     pub sampleable_transitions: usize,
-    /// `true` when every reward is the same and no row is terminal: every action then has the
-    /// same value under every policy, so no method can learn more than behaviour cloning from
-    /// the data (e.g. an Acrobot buffer holding only episodes that hit the time limit).
+    /// Every reward the same and no terminal row ([`Dataset::uninformative_rewards`]).
     pub uninformative_rewards: bool,
 }
 
@@ -332,9 +330,7 @@ impl Report {
                 .collect(),
             rows_without_next_observation: without_next,
             sampleable_transitions: sampleable,
-            uninformative_rewards: !c.rewards.is_empty()
-                && c.rewards.iter().all(|&r| r == c.rewards[0])
-                && !c.terminals.iter().any(|&t| t),
+            uninformative_rewards: ds.uninformative_rewards(),
         };
         Self {
             env_id: meta.env_id.clone(),
