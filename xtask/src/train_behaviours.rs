@@ -18,7 +18,10 @@
 //!    snapshot, D4RL's medium-replay) and `<env>.json` (command, seed, steps, configs, the
 //!    returns), and the environment's entries in `datasets/manifest.json`.
 //!
-//! Resumable per environment: an environment whose record exists is skipped (`--force` retrains).
+//! Resumable: an environment whose record exists is skipped (`--force` retrains), and within a
+//! run the online loop checkpoints itself between episodes every `steps / snapshots` steps
+//! (`target/behaviours/<env>/online.safetensors`), so that rerunning the same command after an
+//! interruption continues from the last checkpoint and ends exactly as an uninterrupted run.
 //! Training itself is deterministic on one machine; the committed files, not a retraining, are
 //! what makes datasets reproducible elsewhere.
 
@@ -27,7 +30,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use orl_algos::{
-    Algorithm, Dqn, DqnConfig, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, train_online,
+    Algorithm, Dqn, DqnConfig, OnlineCheckpoint, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec,
+    train_online_resumable,
 };
 use orl_data::{Dataset, WriteOptions, write_parquet};
 use orl_envs::{Space, make};
@@ -272,18 +276,58 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
         cfg.eps_fraction = r.dqn.3;
     }
     let every = (steps / r.snapshots).max(1);
-    let mut snaps: Vec<(usize, PathBuf)> = Vec::new();
-    println!("{}: training {} for {} steps ...", r.env, r.algo, steps);
-    let report = train_online(&mut *algo, &mut *env, &cfg, 0, |e| {
+    let snap = |step: usize| work.join(format!("step{step:06}.safetensors"));
+    // Resumable within the run: the loop checkpoints itself between episodes, and a rerun of
+    // the same command continues from there (`OnlineCheckpoint`); a checkpoint of another
+    // recipe is discarded.
+    let ck = OnlineCheckpoint {
+        path: work.join("online.safetensors"),
+        every,
+        fingerprint: serde_json::to_string(&json!({
+            "env": r.env, "algo": r.algo, "config": algo_cfg, "steps": steps, "batch": r.batch,
+            "online": format!("{cfg:?}"), "snapshot_every": every, "seed": 0,
+        }))?,
+    };
+    let resumed_from = match orl_nets::checkpoint::load_arrays(&ck.path) {
+        Ok((_, m)) if m.get("fingerprint") == Some(&ck.fingerprint) => m.get("step").cloned(),
+        Ok(_) => {
+            println!(
+                "{}: discarding {} (another recipe)",
+                r.env,
+                ck.path.display()
+            );
+            remove_checkpoints(&work)?;
+            None
+        }
+        Err(_) => None,
+    };
+    match &resumed_from {
+        Some(s) => println!(
+            "{}: resuming {} at step {s} of {steps} from {}",
+            r.env,
+            r.algo,
+            ck.path.display()
+        ),
+        None => println!("{}: training {} for {} steps ...", r.env, r.algo, steps),
+    }
+    let report = train_online_resumable(&mut *algo, &mut *env, &cfg, 0, Some(&ck), |e| {
         if let OnlineEvent::Step { step, algo } = e
             && step % every == 0
         {
-            let ck = work.join(format!("step{step:06}.safetensors"));
-            algo.save(&ck, &Default::default())?;
-            snaps.push((step, ck));
+            algo.save(&snap(step), &Default::default())?;
         }
         Ok(())
     })?;
+    let snaps: Vec<(usize, PathBuf)> = (1..=steps / every)
+        .map(|i| (i * every, snap(i * every)))
+        .collect();
+    if let Some((step, p)) = snaps.iter().find(|s| !s.1.exists()) {
+        bail!(
+            "{}: snapshot of step {step} missing ({}); rerun with the checkpoint removed",
+            r.env,
+            p.display()
+        );
+    }
     let random = random_policy(r.env)?;
     let random_ret = score(r.env, &random, 100, 7_000_000)?;
     let mut scored = Vec::new();
@@ -363,15 +407,29 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
         "snapshots": scored.iter().map(|(s, _, r)| json!({"step": s, "return_10": r})).collect::<Vec<_>>(),
         "training_episode_returns": report.episode_returns,
         "wall_s": t.elapsed().as_secs_f64(), "orl_version": env!("CARGO_PKG_VERSION"),
+        "resumed_from_step": resumed_from.map(|s| s.parse::<usize>().unwrap_or_default()),
     });
     let rec = dir.join(format!("{s}.json"));
     crate::write_atomic(&rec, serde_json::to_string_pretty(&record)?.as_bytes())?;
     crate::gen_datasets::register_env(r.env, &record)?;
+    remove_checkpoints(&work)?;
     println!(
         "{}: random {random_ret:.1}, medium {medium_ret:.1} (step {medium_step}), expert {expert_ret:.1} (step {expert_step}); {:.0} s",
         r.env,
         t.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Removes an online run's checkpoint files (`online.safetensors`, `online.algo-*`) from `work`.
+fn remove_checkpoints(work: &Path) -> Result<()> {
+    for e in std::fs::read_dir(work)?.flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        if f.starts_with("online.") && f.ends_with(".safetensors") {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+        }
+    }
     Ok(())
 }
 

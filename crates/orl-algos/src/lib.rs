@@ -52,6 +52,8 @@ pub use diagnostics::{Diagnostics, diagnose, probe_rows, returns_to_go};
 pub use dqn::{Dqn, DqnConfig};
 pub use error::{AlgoError, Result};
 pub use iql::{Iql, IqlConfig};
-pub use online::{OnlineConfig, OnlineEvent, OnlineReport, train_online};
+pub use online::{
+    OnlineCheckpoint, OnlineConfig, OnlineEvent, OnlineReport, train_online, train_online_resumable,
+};
 pub use sac::{Sac, SacConfig};
 pub use td3bc::{Td3Bc, Td3BcConfig};

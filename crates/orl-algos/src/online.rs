@@ -6,9 +6,20 @@
 //! sample of its policy; DQN: epsilon-greedy with epsilon decaying linearly from `eps_start` to
 //! `eps_end` over `eps_fraction` of the run); one update per environment step on a uniform batch
 //! from the buffer once `start_steps` are collected. Episode `k` is reset with `seed + k`.
+//!
+//! Resumable ([`train_online_resumable`]): at the first episode end after every
+//! [`OnlineCheckpoint::every`] steps the run writes its whole state (the algorithm's checkpoint,
+//! the buffer, the counters and the sampling RNG); a later call with the same checkpoint
+//! continues from there. Because a checkpoint falls between episodes, and episode `k` always
+//! starts from the reset with `seed + k`, the environment needs no saved state, and an
+//! interrupted and resumed run ends bit for bit as an uninterrupted one (same machine).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use orl_data::{ActionSpace, Actions, Batch, Columns, Dataset, DatasetMeta, ObservationSpace};
 use orl_envs::{Env, Space};
+use orl_nets::checkpoint::{Array, load_arrays, save_arrays};
 use rand::{RngExt, SeedableRng};
 
 use crate::common::Algorithm;
@@ -78,6 +89,31 @@ pub enum OnlineEvent<'a> {
     },
 }
 
+/// Where and how often an online run checkpoints itself (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineCheckpoint {
+    /// The run's state file (safetensors: buffer, counters, RNG); the algorithm's own
+    /// checkpoint is written beside it as `<stem>.algo-<step>.safetensors`.
+    pub path: PathBuf,
+    /// Environment steps between checkpoints (one is written at the first episode end after).
+    pub every: usize,
+    /// Identifies the run (e.g. its recipe as JSON): a checkpoint written under another
+    /// fingerprint is refused rather than continued.
+    pub fingerprint: String,
+}
+
+impl OnlineCheckpoint {
+    fn algo_path(&self, step: usize) -> PathBuf {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.path
+            .with_file_name(format!("{stem}.algo-{step:09}.safetensors"))
+    }
+}
+
 /// Trains `algo` online in `env` for `cfg.steps` steps, reporting episodes and steps to
 /// `on_event` (an error from it stops the run).
 pub fn train_online(
@@ -85,6 +121,21 @@ pub fn train_online(
     env: &mut dyn Env,
     cfg: &OnlineConfig,
     seed: u64,
+    on_event: impl FnMut(OnlineEvent<'_>) -> Result<()>,
+) -> Result<OnlineReport> {
+    train_online_resumable(algo, env, cfg, seed, None, on_event)
+}
+
+/// [`train_online`] with checkpoints: when `ck.path` exists the run continues from it (events
+/// before the checkpoint are not reported again), otherwise it starts afresh and writes one at
+/// the first episode end after every `ck.every` steps. The checkpoint files stay after the run
+/// (the caller removes them once it has stored what it needs).
+pub fn train_online_resumable(
+    algo: &mut dyn Algorithm,
+    env: &mut dyn Env,
+    cfg: &OnlineConfig,
+    seed: u64,
+    ck: Option<&OnlineCheckpoint>,
     mut on_event: impl FnMut(OnlineEvent<'_>) -> Result<()>,
 ) -> Result<OnlineReport> {
     let od = env.observation_space().dim();
@@ -99,18 +150,23 @@ pub fn train_online(
             env.id()
         )));
     }
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x000a_11ce);
-    let (mut obs, mut next, mut cont, mut disc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut rewards, mut terminals, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
-    // log mu(a|s) of every action taken: the behaviour of this run, for off-policy evaluation.
-    let mut logp: Vec<Option<f64>> = Vec::new();
-    let mut episodes: Vec<(i64, usize)> = Vec::new();
-    let mut returns = Vec::new();
     let (mut o, mut o2) = (Vec::new(), Vec::new());
     let mut batch = Batch::default();
-    let (mut k, mut ep_len, mut ep_ret) = (0usize, 0usize, 0.0f64);
-    env.reset_into(Some(seed), &mut o);
-    for t in 0..cfg.steps {
+    let (mut ep_len, mut ep_ret) = (0usize, 0.0f64);
+    let mut st = match ck.filter(|c| c.path.exists()) {
+        Some(ck) => OnlineState::load(
+            ck,
+            algo,
+            env.id(),
+            seed,
+            (od, act_dim, discrete_n.is_some()),
+        )?,
+        None => OnlineState::new(seed),
+    };
+    let t0 = st.t;
+    let mut last_ck = t0;
+    env.reset_into(Some(seed + st.k as u64), &mut o);
+    for t in t0..cfg.steps {
         let o32: Vec<f32> = o.iter().map(|&v| v as f32).collect();
         let random = t < cfg.start_steps;
         let action = match discrete_n {
@@ -129,21 +185,21 @@ pub fn train_online(
                     ))
                 };
                 let a = match greedy {
-                    Some(g) if rng.random::<f64>() >= eps => g,
-                    _ => rng.random_range(0..n as i64),
+                    Some(g) if st.rng.random::<f64>() >= eps => g,
+                    _ => st.rng.random_range(0..n as i64),
                 };
                 let nf = n as f64;
-                logp.push(Some(match greedy {
+                st.logp.push(Some(match greedy {
                     None => -nf.ln(),
                     Some(g) if g == a => (1.0 - eps + eps / nf).ln(),
                     Some(_) => (eps / nf).ln(),
                 }));
-                disc.push(a);
+                st.disc.push(a);
                 orl_envs::OwnedAction::Discrete(a)
             }
             None => {
                 let a: Vec<f32> = if random {
-                    logp.push(Some(
+                    st.logp.push(Some(
                         -low.iter()
                             .zip(&high)
                             .map(|(&l, &h)| (h - l).ln())
@@ -151,13 +207,13 @@ pub fn train_online(
                     ));
                     low.iter()
                         .zip(&high)
-                        .map(|(&l, &h)| rng.random_range(l as f32..h as f32))
+                        .map(|(&l, &h)| st.rng.random_range(l as f32..h as f32))
                         .collect()
                 } else {
                     let s =
                         candle_core::Tensor::from_slice(&o32, (1, od), &candle_core::Device::Cpu)?;
                     let a = algo.act(&s, false)?;
-                    logp.push(
+                    st.logp.push(
                         algo.log_prob(&s, &a)?
                             .map(|t| t.to_vec1::<f32>())
                             .transpose()?
@@ -165,41 +221,50 @@ pub fn train_online(
                     );
                     a.flatten_all()?.to_vec1()?
                 };
-                cont.extend_from_slice(&a);
+                st.cont.extend_from_slice(&a);
                 orl_envs::OwnedAction::Continuous(a)
             }
         };
         let out = env.step_into(action.as_action(), &mut o2)?;
-        obs.extend_from_slice(&o32);
-        next.extend(o2.iter().map(|&v| v as f32));
-        rewards.push(out.reward as f32);
-        terminals.push(out.terminated);
-        timeouts.push(out.truncated && !out.terminated);
+        st.obs.extend_from_slice(&o32);
+        st.next.extend(o2.iter().map(|&v| v as f32));
+        st.rewards.push(out.reward as f32);
+        st.terminals.push(out.terminated);
+        st.timeouts.push(out.truncated && !out.terminated);
         ep_len += 1;
         ep_ret += out.reward;
         std::mem::swap(&mut o, &mut o2);
-        if out.terminated || out.truncated {
-            episodes.push((k as i64, ep_len));
-            returns.push(ep_ret);
+        let episode_end = out.terminated || out.truncated;
+        if episode_end {
+            st.episodes.push((st.k as i64, ep_len));
+            st.returns.push(ep_ret);
             on_event(OnlineEvent::Episode {
-                k,
+                k: st.k,
                 step: t + 1,
                 ret: ep_ret,
             })?;
-            k += 1;
+            st.k += 1;
             ep_len = 0;
             ep_ret = 0.0;
-            env.reset_into(Some(seed + k as u64), &mut o);
+            env.reset_into(Some(seed + st.k as u64), &mut o);
         }
         if t + 1 >= cfg.start_steps {
             sample(
                 &mut batch,
-                &mut rng,
+                &mut st.rng,
                 cfg,
                 od,
                 act_dim,
                 discrete_n.is_some(),
-                (&obs, &next, &cont, &disc, &rewards, &terminals, &timeouts),
+                (
+                    &st.obs,
+                    &st.next,
+                    &st.cont,
+                    &st.disc,
+                    &st.rewards,
+                    &st.terminals,
+                    &st.timeouts,
+                ),
             );
             algo.update(&batch)?;
         }
@@ -207,9 +272,18 @@ pub fn train_online(
             step: t + 1,
             algo: &*algo,
         })?;
+        if let Some(ck) = ck
+            && episode_end
+            && t + 1 - last_ck >= ck.every.max(1)
+            && t + 1 < cfg.steps
+        {
+            st.t = t + 1;
+            st.save(ck, &*algo, env.id(), seed)?;
+            last_ck = t + 1;
+        }
     }
     if ep_len > 0 {
-        episodes.push((k as i64, ep_len));
+        st.episodes.push((st.k as i64, ep_len));
     }
     let act_space = match discrete_n {
         Some(n) => ActionSpace::Discrete { n },
@@ -232,27 +306,282 @@ pub fn train_online(
     meta.max_episode_steps = env.max_episode_steps().map(|m| m as u64);
     meta.generator_policy = Some(format!("{} online training buffer", algo.name()));
     let cols = Columns {
-        observations: obs,
-        next_observations: next,
+        observations: st.obs,
+        next_observations: st.next,
         next_valid: None,
         actions: match discrete_n {
-            Some(_) => Actions::Discrete(disc),
+            Some(_) => Actions::Discrete(st.disc),
             None => Actions::Continuous {
                 dim: act_dim,
-                values: cont,
+                values: st.cont,
             },
         },
-        rewards,
-        terminals,
-        timeouts,
-        behavior_log_prob: logp.iter().copied().collect::<Option<Vec<f64>>>(),
+        rewards: st.rewards,
+        terminals: st.terminals,
+        timeouts: st.timeouts,
+        behavior_log_prob: st.logp.iter().copied().collect::<Option<Vec<f64>>>(),
     };
-    let buffer = Dataset::new(meta, cols, &episodes)
+    let buffer = Dataset::new(meta, cols, &st.episodes)
         .map_err(|e| AlgoError::Config(format!("replay buffer: {e}")))?;
     Ok(OnlineReport {
-        episode_returns: returns,
+        episode_returns: st.returns,
         buffer,
     })
+}
+
+/// Everything an online run needs to continue at an episode boundary.
+struct OnlineState {
+    t: usize,
+    k: usize,
+    rng: rand_pcg::Pcg64Mcg,
+    obs: Vec<f32>,
+    next: Vec<f32>,
+    cont: Vec<f32>,
+    disc: Vec<i64>,
+    rewards: Vec<f32>,
+    terminals: Vec<bool>,
+    timeouts: Vec<bool>,
+    logp: Vec<Option<f64>>,
+    episodes: Vec<(i64, usize)>,
+    returns: Vec<f64>,
+}
+
+fn ck_err(path: &Path, what: impl std::fmt::Display) -> AlgoError {
+    AlgoError::Checkpoint(format!("{}: {what}", path.display()))
+}
+
+impl OnlineState {
+    /// A fresh run: empty buffer, the sampling RNG seeded from `seed`.
+    fn new(seed: u64) -> Self {
+        Self {
+            t: 0,
+            k: 0,
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x000a_11ce),
+            obs: Vec::new(),
+            next: Vec::new(),
+            cont: Vec::new(),
+            disc: Vec::new(),
+            rewards: Vec::new(),
+            terminals: Vec::new(),
+            timeouts: Vec::new(),
+            logp: Vec::new(),
+            episodes: Vec::new(),
+            returns: Vec::new(),
+        }
+    }
+
+    /// Writes the state at step `self.t` (an episode boundary) and the algorithm beside it.
+    fn save(
+        &self,
+        ck: &OnlineCheckpoint,
+        algo: &dyn Algorithm,
+        env_id: &str,
+        seed: u64,
+    ) -> Result<()> {
+        let (t, k) = (self.t, self.k);
+        // The algorithm's file first, under a name of its own: a crash between the two writes
+        // leaves the previous state file pointing at the previous (still present) algorithm file.
+        let algo_path = ck.algo_path(t);
+        algo.save(&algo_path, &HashMap::new())?;
+        let b = |v: &[bool]| Array::U8(v.iter().map(|&x| u8::from(x)).collect());
+        let arrays = vec![
+            ("observations".to_string(), Array::F32(self.obs.clone())),
+            (
+                "next_observations".to_string(),
+                Array::F32(self.next.clone()),
+            ),
+            ("actions".to_string(), Array::F32(self.cont.clone())),
+            (
+                "discrete_actions".to_string(),
+                Array::I64(self.disc.clone()),
+            ),
+            ("rewards".to_string(), Array::F32(self.rewards.clone())),
+            ("terminals".to_string(), b(&self.terminals)),
+            ("timeouts".to_string(), b(&self.timeouts)),
+            (
+                "behavior_log_prob".to_string(),
+                Array::F64(self.logp.iter().map(|x| x.unwrap_or(f64::NAN)).collect()),
+            ),
+            (
+                "behavior_log_prob_valid".to_string(),
+                Array::U8(self.logp.iter().map(|x| u8::from(x.is_some())).collect()),
+            ),
+            (
+                "episode_ids".to_string(),
+                Array::I64(self.episodes.iter().map(|e| e.0).collect()),
+            ),
+            (
+                "episode_lengths".to_string(),
+                Array::I64(self.episodes.iter().map(|e| e.1 as i64).collect()),
+            ),
+            (
+                "episode_returns".to_string(),
+                Array::F64(self.returns.clone()),
+            ),
+        ];
+        let algo_file = algo_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let meta = HashMap::from([
+            ("fingerprint".to_string(), ck.fingerprint.clone()),
+            ("env".to_string(), env_id.to_string()),
+            ("seed".to_string(), seed.to_string()),
+            ("step".to_string(), t.to_string()),
+            ("episode".to_string(), k.to_string()),
+            ("algo_steps".to_string(), algo.steps().to_string()),
+            ("algo_file".to_string(), algo_file.clone()),
+            (
+                "rng".to_string(),
+                serde_json::to_string(&self.rng).map_err(|e| ck_err(&ck.path, e))?,
+            ),
+            (
+                "orl_version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+        ]);
+        save_arrays(&ck.path, &arrays, &meta)?;
+        // Now that the state names the new algorithm file, older ones are garbage.
+        let prefix = algo_file
+            .split(".algo-")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+            + ".algo-";
+        let dir = algo_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let f = e.file_name().to_string_lossy().into_owned();
+                if f.starts_with(&prefix) && f != algo_file {
+                    std::fs::remove_file(e.path())
+                        .map_err(|err| ck_err(&e.path(), format!("cannot remove: {err}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load(
+        ck: &OnlineCheckpoint,
+        algo: &mut dyn Algorithm,
+        env_id: &str,
+        seed: u64,
+        (od, ad, discrete): (usize, usize, bool),
+    ) -> Result<Self> {
+        let p = &ck.path;
+        let (mut arrays, meta) = load_arrays(p)?;
+        let get = |key: &str| {
+            meta.get(key)
+                .cloned()
+                .ok_or_else(|| ck_err(p, format!("no `{key}` in the metadata")))
+        };
+        for (key, want) in [
+            ("fingerprint", ck.fingerprint.clone()),
+            ("env", env_id.to_string()),
+            ("seed", seed.to_string()),
+        ] {
+            let got = get(key)?;
+            if got != want {
+                return Err(ck_err(
+                    p,
+                    format!(
+                        "written by another run (`{key}` is {got}, this run's is {want}); delete it to start afresh"
+                    ),
+                ));
+            }
+        }
+        let num = |key: &str| -> Result<usize> {
+            get(key)?
+                .parse()
+                .map_err(|_| ck_err(p, format!("`{key}` is not a count")))
+        };
+        let (t, k, algo_steps) = (num("step")?, num("episode")?, num("algo_steps")?);
+        algo.load(&p.with_file_name(get("algo_file")?))?;
+        if algo.steps() != algo_steps {
+            return Err(ck_err(
+                p,
+                format!(
+                    "its algorithm file holds {} updates, the state expects {algo_steps}",
+                    algo.steps()
+                ),
+            ));
+        }
+        let rng = serde_json::from_str(&get("rng")?)
+            .map_err(|e| ck_err(p, format!("bad RNG state: {e}")))?;
+        let mut take = |name: &str| {
+            arrays
+                .remove(name)
+                .ok_or_else(|| ck_err(p, format!("no array `{name}`")))
+        };
+        let wrong = |name: &str| ck_err(p, format!("array `{name}` has the wrong dtype"));
+        macro_rules! typed {
+            ($name:literal, $variant:ident) => {
+                match take($name)? {
+                    Array::$variant(v) => v,
+                    _ => return Err(wrong($name)),
+                }
+            };
+        }
+        let obs = typed!("observations", F32);
+        let next = typed!("next_observations", F32);
+        let cont = typed!("actions", F32);
+        let disc = typed!("discrete_actions", I64);
+        let rewards = typed!("rewards", F32);
+        let terminals: Vec<bool> = typed!("terminals", U8).iter().map(|&x| x != 0).collect();
+        let timeouts: Vec<bool> = typed!("timeouts", U8).iter().map(|&x| x != 0).collect();
+        let lp = typed!("behavior_log_prob", F64);
+        let lp_ok = typed!("behavior_log_prob_valid", U8);
+        let ids = typed!("episode_ids", I64);
+        let lens = typed!("episode_lengths", I64);
+        let returns = typed!("episode_returns", F64);
+        let n = rewards.len();
+        let (n_disc, n_cont) = if discrete { (n, 0) } else { (0, n * ad) };
+        let consistent = n == t
+            && obs.len() == n * od
+            && next.len() == n * od
+            && disc.len() == n_disc
+            && cont.len() == n_cont
+            && terminals.len() == n
+            && timeouts.len() == n
+            && lp.len() == n
+            && lp_ok.len() == n
+            && ids.len() == lens.len()
+            && ids.len() == k
+            && returns.len() == k
+            && lens.iter().sum::<i64>() == t as i64;
+        if !consistent {
+            return Err(ck_err(
+                p,
+                "its arrays disagree with its step and episode counts",
+            ));
+        }
+        Ok(Self {
+            t,
+            k,
+            rng,
+            obs,
+            next,
+            cont,
+            disc,
+            rewards,
+            terminals,
+            timeouts,
+            logp: lp
+                .into_iter()
+                .zip(lp_ok)
+                .map(|(v, ok)| (ok != 0).then_some(v))
+                .collect(),
+            episodes: ids
+                .into_iter()
+                .zip(lens)
+                .map(|(i, l)| (i, l as usize))
+                .collect(),
+            returns,
+        })
+    }
 }
 
 type Buffers<'a> = (

@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use orl_algos::{
-    Algorithm, Dqn, DqnConfig, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec, train_online,
+    Algorithm, Dqn, DqnConfig, OnlineCheckpoint, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec,
+    train_online, train_online_resumable,
 };
 use orl_envs::make;
 use orl_nets::Device;
@@ -85,4 +86,152 @@ fn sac_on_pendulum_runs_and_is_deterministic() {
         r.buffer.rewards().to_vec()
     };
     assert_eq!(run(), run());
+}
+
+/// A run stopped by an error after a checkpoint and continued by a second call ends with the
+/// same buffer, episode returns and networks as one uninterrupted run; a checkpoint of another
+/// run is refused.
+fn resumed_run_matches_uninterrupted(
+    env_id: &str,
+    new_algo: &dyn Fn() -> Box<dyn Algorithm>,
+    cfg: &OnlineConfig,
+    every: usize,
+    stop_at: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = OnlineCheckpoint {
+        path: dir.path().join("run.safetensors"),
+        every,
+        fingerprint: "recipe-a".into(),
+    };
+    let probe = candle_core::Tensor::zeros(
+        (1, make(env_id).unwrap().observation_space().dim()),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let finish = |algo: &mut dyn Algorithm, r: orl_algos::OnlineReport| {
+        let a: Vec<f32> = algo
+            .act(&probe, true)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        (r.buffer, r.episode_returns, algo.steps(), a)
+    };
+
+    let mut algo = new_algo();
+    let mut env = make(env_id).unwrap();
+    let r = train_online(&mut *algo, &mut *env, cfg, 3, |_| Ok(())).unwrap();
+    let whole = finish(&mut *algo, r);
+
+    let mut algo = new_algo();
+    let mut env = make(env_id).unwrap();
+    let err = train_online_resumable(&mut *algo, &mut *env, cfg, 3, Some(&ck), |e| match e {
+        OnlineEvent::Step { step, .. } if step == stop_at => {
+            Err(orl_algos::AlgoError::Config("interrupted".into()))
+        }
+        _ => Ok(()),
+    });
+    assert!(err.is_err());
+    assert!(ck.path.exists(), "no checkpoint before step {stop_at}");
+    let algo_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("run.algo-")
+        })
+        .count();
+    assert_eq!(algo_files, 1, "older algorithm checkpoints are removed");
+
+    let other = OnlineCheckpoint {
+        fingerprint: "recipe-b".into(),
+        ..ck.clone()
+    };
+    let mut algo = new_algo();
+    let mut env = make(env_id).unwrap();
+    let e = train_online_resumable(&mut *algo, &mut *env, cfg, 3, Some(&other), |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("another run") && e.contains("run.safetensors"),
+        "{e}"
+    );
+
+    let mut algo = new_algo();
+    let mut env = make(env_id).unwrap();
+    let mut first_step = None;
+    let r = train_online_resumable(&mut *algo, &mut *env, cfg, 3, Some(&ck), |e| {
+        if let OnlineEvent::Step { step, .. } = e {
+            first_step.get_or_insert(step);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        first_step.is_some_and(|s| s > 1 && s <= stop_at),
+        "resumed at {first_step:?}"
+    );
+    let resumed = finish(&mut *algo, r);
+    assert_eq!(resumed.0, whole.0, "buffer");
+    assert_eq!(resumed.1, whole.1, "episode returns");
+    assert_eq!(resumed.2, whole.2, "updates");
+    assert_eq!(resumed.3, whole.3, "greedy action after training");
+}
+
+#[test]
+fn dqn_run_resumes_bit_for_bit() {
+    let cfg = OnlineConfig {
+        steps: 900,
+        start_steps: 100,
+        batch_size: 16,
+        ..OnlineConfig::default()
+    };
+    let new = || -> Box<dyn Algorithm> {
+        Box::new(
+            Dqn::new(
+                Spec::discrete(4, 2),
+                DqnConfig {
+                    hidden: vec![16, 16],
+                    ..DqnConfig::default()
+                },
+                0,
+                &Device::Cpu,
+            )
+            .unwrap(),
+        )
+    };
+    resumed_run_matches_uninterrupted("CartPole-v1", &new, &cfg, 150, 700);
+}
+
+#[test]
+fn sac_run_resumes_bit_for_bit() {
+    let cfg = OnlineConfig {
+        steps: 500,
+        start_steps: 100,
+        batch_size: 16,
+        ..OnlineConfig::default()
+    };
+    let new = || -> Box<dyn Algorithm> {
+        Box::new(
+            Sac::new(
+                Spec::continuous(3, 1, 2.0),
+                SacConfig {
+                    hidden: vec![16, 16],
+                    ..SacConfig::default()
+                },
+                1,
+                &Device::Cpu,
+            )
+            .unwrap(),
+        )
+    };
+    // Pendulum's episodes are 200 steps: a checkpoint at step 200, stopped at 350.
+    resumed_run_matches_uninterrupted("Pendulum-v1", &new, &cfg, 150, 350);
 }
