@@ -19,30 +19,56 @@ pub fn save(
     tensors: &[(String, Tensor)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
-    let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    let mut raw: Vec<Raw> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let data: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes.push((name.clone(), t.dims().to_vec(), raw));
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        raw.push((name.clone(), Dtype::F32, t.dims().to_vec(), bytes));
     }
-    let views = bytes
+    write_raw(path, &raw, metadata)
+}
+
+/// A named buffer to serialise: dtype, shape and little-endian bytes.
+type Raw = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// Serialises `raw` and `metadata` as safetensors and writes the file atomically.
+fn write_raw(path: &Path, raw: &[Raw], metadata: &HashMap<String, String>) -> Result<()> {
+    let bad = |reason: String| NetError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let views = raw
         .iter()
-        .map(|(n, shape, raw)| {
-            TensorView::new(Dtype::F32, shape.clone(), raw)
+        .map(|(n, d, shape, bytes)| {
+            TensorView::new(*d, shape.clone(), bytes)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| NetError::Checkpoint {
-                    path: path.to_path_buf(),
-                    reason: format!("tensor `{n}`: {e}"),
-                })
+                .map_err(|e| bad(format!("`{n}`: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let buf = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| {
-        NetError::Checkpoint {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })?;
+    let buf =
+        safetensors::serialize(views, Some(metadata.clone())).map_err(|e| bad(e.to_string()))?;
     write_atomic(path, &buf)
+}
+
+/// Reads the safetensors file `path`, hands every tensor to `each` and returns the metadata.
+fn read_each(
+    path: &Path,
+    mut each: impl FnMut(&str, &TensorView<'_>) -> Result<()>,
+) -> Result<HashMap<String, String>> {
+    let buf = std::fs::read(path).map_err(|source| NetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |e: safetensors::SafeTensorError| NetError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!("not a safetensors file: {e}"),
+    };
+    let (_, meta) = SafeTensors::read_metadata(&buf).map_err(bad)?;
+    let st = SafeTensors::deserialize(&buf).map_err(bad)?;
+    for (name, view) in st.tensors() {
+        each(&name, &view)?;
+    }
+    Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// Writes `buf` to a temporary file beside `path`, then renames it over `path`.
@@ -72,34 +98,26 @@ pub fn load(
     path: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    let buf = std::fs::read(path).map_err(|source| NetError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |reason: String| NetError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let (_, meta) = SafeTensors::read_metadata(&buf)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let st =
-        SafeTensors::deserialize(&buf).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
+    let meta = read_each(path, |name, view| {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!(
-                "tensor `{name}` has dtype {:?}, expected F32",
-                view.dtype()
-            )));
+            return Err(NetError::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype()),
+            });
         }
         let data: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        out.insert(name, Tensor::from_vec(data, view.shape(), device)?);
-    }
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
+        out.insert(
+            name.to_string(),
+            Tensor::from_vec(data, view.shape(), device)?,
+        );
+        Ok(())
+    })?;
+    Ok((out, meta))
 }
 
 /// A typed array of state that is not a network parameter (a replay buffer, `f64`
@@ -148,49 +166,20 @@ pub fn save_arrays(
     arrays: &[(String, Array)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
-    let raw: Vec<(String, Dtype, usize, Vec<u8>)> = arrays
+    let raw: Vec<Raw> = arrays
         .iter()
         .map(|(n, a)| {
-            let (d, b) = a.dtype_and_bytes();
-            (n.clone(), d, a.len(), b)
+            let (d, bytes) = a.dtype_and_bytes();
+            (n.clone(), d, vec![a.len()], bytes)
         })
         .collect();
-    let views = raw
-        .iter()
-        .map(|(n, d, len, b)| {
-            TensorView::new(*d, vec![*len], b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| NetError::Checkpoint {
-                    path: path.to_path_buf(),
-                    reason: format!("array `{n}`: {e}"),
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let buf = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| {
-        NetError::Checkpoint {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })?;
-    write_atomic(path, &buf)
+    write_raw(path, &raw, metadata)
 }
 
 /// Reads a file written by [`save_arrays`]: arrays by name and the metadata map.
 pub fn load_arrays(path: &Path) -> Result<(HashMap<String, Array>, HashMap<String, String>)> {
-    let buf = std::fs::read(path).map_err(|source| NetError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |reason: String| NetError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let (_, meta) = SafeTensors::read_metadata(&buf)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let st =
-        SafeTensors::deserialize(&buf).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
+    let meta = read_each(path, |name, view| {
         let d = view.data();
         let a = match view.dtype() {
             Dtype::F32 => Array::F32(
@@ -210,14 +199,18 @@ pub fn load_arrays(path: &Path) -> Result<(HashMap<String, Array>, HashMap<Strin
             ),
             Dtype::U8 => Array::U8(d.to_vec()),
             other => {
-                return Err(bad(format!(
-                    "array `{name}` has dtype {other:?}, expected F32, F64, I64 or U8"
-                )));
+                return Err(NetError::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "array `{name}` has dtype {other:?}, expected F32, F64, I64 or U8"
+                    ),
+                });
             }
         };
-        out.insert(name, a);
-    }
-    Ok((out, meta.metadata().clone().unwrap_or_default()))
+        out.insert(name.to_string(), a);
+        Ok(())
+    })?;
+    Ok((out, meta))
 }
 
 #[cfg(test)]
