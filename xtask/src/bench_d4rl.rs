@@ -337,10 +337,19 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut todo = Vec::new();
     let mut skipped = Vec::new();
     for d in &sets {
-        let discrete = matches!(
-            Dataset::open(&d.path)?.meta().action_space,
-            ActionSpace::Discrete { .. }
-        );
+        let ds = Dataset::open(&d.path)?;
+        // Fail before any training, not at the first evaluation.
+        if let Some(env) = eval_env(&ds)
+            && orl_envs::spec(&env).is_ok_and(|s| s.needs_mujoco)
+            && !orl_envs::MUJOCO_ENABLED
+        {
+            bail!(
+                "{} is evaluated on {env}, which needs MuJoCo: run `cargo xtask setup-mujoco`, then \
+                 `cargo run --release -p xtask --features mujoco -- bench-d4rl ...`",
+                d.name
+            );
+        }
+        let discrete = matches!(ds.meta().action_space, ActionSpace::Discrete { .. });
         for &kind in &o.algos {
             if discrete && !kind.supports_discrete() {
                 skipped.push((d.name.clone(), kind));
