@@ -50,14 +50,7 @@ fn probe_obs() -> Tensor {
 }
 
 fn actions(algo: &mut Box<dyn Algorithm>) -> Vec<f32> {
-    algo.act(&probe_obs(), true)
-        .unwrap()
-        .to_dtype(candle_core::DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
+    common::greedy_actions(&mut **algo, &probe_obs())
 }
 
 fn params(algo: &dyn Algorithm) -> Vec<(String, Vec<f32>)> {

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use orl_algos::{
     Algorithm, Dqn, DqnConfig, OnlineCheckpoint, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec,
     train_online, train_online_resumable,
@@ -111,15 +113,7 @@ fn resumed_run_matches_uninterrupted(
     )
     .unwrap();
     let finish = |algo: &mut dyn Algorithm, r: orl_algos::OnlineReport| {
-        let a: Vec<f32> = algo
-            .act(&probe, true)
-            .unwrap()
-            .to_dtype(candle_core::DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let a = common::greedy_actions(algo, &probe);
         (r.buffer, r.episode_returns, algo.steps(), a)
     };
 

@@ -97,3 +97,15 @@ pub fn cases() -> Vec<(AlgoKind, bool)> {
     }
     v
 }
+
+/// The algorithm's deterministic actions at `obs`, flattened to `f32`.
+pub fn greedy_actions(algo: &mut dyn orl_algos::Algorithm, obs: &candle_core::Tensor) -> Vec<f32> {
+    algo.act(obs, true)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
