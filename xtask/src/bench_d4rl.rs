@@ -8,7 +8,8 @@
 //!    D4RL's 1 000 000 with `--transitions 1000000`); or every `*.parquet` in `--dataset-dir`
 //!    (converted D4RL/Minari files), evaluated in the environment their metadata names;
 //! 2. every (algorithm, dataset, seed) cell trains `--steps` updates (default 10 000) with
-//!    `--hidden` x `--hidden` networks (default 64), `--jobs` cells at a time (default 2, one
+//!    `--hidden` x `--hidden` networks (default 256 on the MuJoCo tasks as in the papers, 64 for
+//!    classic control), `--jobs` cells at a time (default 2, one
 //!    thread each), evaluating 5 episodes every `steps / 10` updates (the learning curve) and
 //!    the final policy over 10 episodes (D4RL's protocol); algorithms that do not support the
 //!    action kind (TD3+BC on discrete data) are skipped and marked `n/a`;
@@ -18,7 +19,9 @@
 //!    cell), `report.md` (mean +- std over seeds per dataset and algorithm, averages per
 //!    environment and overall) and `curves/<dataset>.png` under `target/bench-d4rl/`.
 //!
-//! Finished cells are kept (`cells/*.json`): a rerun skips them.
+//! Finished cells are kept (`cells/*.json`, named by a hash of what their result depends on:
+//! dataset sha256, algorithm and overrides, seed, steps): a rerun skips those that match and
+//! trains the others anew.
 //!
 //! `--dataset-dir` with MuJoCo datasets (converted D4RL `hopper-*`, `walker2d-*`,
 //! `halfcheetah-*`, evaluated on the v5 tasks) needs the feature:
@@ -53,7 +56,8 @@ struct Opts {
     seeds: u64,
     steps: usize,
     jobs: usize,
-    hidden: usize,
+    /// `--hidden`; `None`: [`default_hidden`] per dataset.
+    hidden: Option<usize>,
     transitions: Option<usize>,
     dataset_dir: Option<PathBuf>,
     out: PathBuf,
@@ -79,7 +83,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         seeds: 1,
         steps: 10_000,
         jobs: 2,
-        hidden: 64,
+        hidden: None,
         transitions: None,
         dataset_dir: None,
         out: crate::workspace_root().join("target/bench-d4rl"),
@@ -99,7 +103,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--seeds" => o.seeds = val()?.parse()?,
             "--steps" => o.steps = val()?.parse()?,
             "--jobs" => o.jobs = val()?.parse::<usize>()?.max(1),
-            "--hidden" => o.hidden = val()?.parse()?,
+            "--hidden" => o.hidden = Some(val()?.parse()?),
             "--transitions" => o.transitions = Some(val()?.parse()?),
             "--dataset-dir" => o.dataset_dir = Some(PathBuf::from(val()?)),
             "--out" => o.out = PathBuf::from(val()?),
@@ -180,25 +184,74 @@ fn spec_of(ds: &Dataset) -> Result<Spec> {
     })
 }
 
-/// Each algorithm's defaults, with the settings the reduced protocol changes: `--hidden`
-/// networks; CQL's logsumexp from 4 sampled actions per source (10 in the paper) to keep its
-/// cost near the others'; IQL's cosine actor schedule over the run's own length; discrete
-/// CQL's hard target copy every `steps / 10` updates, at most d3rlpy's 8000 (its default is
-/// sized for Atari runs of millions of updates: at 10 000 updates it copies once, and CQL stayed
-/// at BC's level on cartpole-v1-medium-replay, 4.8 +- 3.9 above it over 6 paired seeds, against
-/// 11.7 +- 2.7 with a copy every 1000; `docs/benchmarks/classic-medium-replay.md`).
-fn algo_config(kind: AlgoKind, o: &Opts) -> Value {
-    let h = json!([o.hidden, o.hidden]);
+/// Hidden width of every network for dataset `d` unless `--hidden` says otherwise: 256 on the
+/// MuJoCo tasks (the CQL, IQL and TD3+BC papers' and CORL's 256x256; at 64x64 and 30 000 updates
+/// IQL stayed below BC on hopper-medium-expert and above it at 256x256,
+/// `docs/benchmarks/locomotion.md`), 64 for classic control (4-6 observation dimensions; keeps
+/// the default suite within its time budget on 2 cores).
+fn default_hidden(d: &Generated) -> usize {
+    if orl_envs::spec(&d.env).is_ok_and(|s| s.needs_mujoco) {
+        256
+    } else {
+        64
+    }
+}
+
+/// The hidden width the grid uses for `d`.
+fn hidden_for(o: &Opts, d: &Generated) -> usize {
+    o.hidden.unwrap_or_else(|| default_hidden(d))
+}
+
+/// Each algorithm's defaults, with the settings the reduced protocol changes: `hidden` x
+/// `hidden` networks; CQL's logsumexp from 4 sampled actions per source (10 in the paper) to
+/// keep its cost near the others'; IQL's cosine actor schedule over the run's own length;
+/// discrete CQL's hard target copy every `steps / 10` updates, at most d3rlpy's 8000 (its
+/// default is sized for Atari runs of millions of updates: at 10 000 updates it copies once,
+/// and CQL stayed at BC's level on cartpole-v1-medium-replay, 4.8 +- 3.9 above it over 6 paired
+/// seeds, against 11.7 +- 2.7 with a copy every 1000;
+/// `docs/benchmarks/classic-medium-replay.md`).
+fn algo_config(kind: AlgoKind, steps: usize, hidden: usize) -> Value {
+    let h = json!([hidden, hidden]);
     match kind {
         AlgoKind::Cql => json!({
             "hidden": h,
             "n_actions": 4,
-            "target_update_interval": (o.steps / 10).clamp(1, 8000),
+            "target_update_interval": (steps / 10).clamp(1, 8000),
         }),
-        AlgoKind::Iql => json!({"hidden": h, "actor_cosine_steps": o.steps}),
+        AlgoKind::Iql => json!({"hidden": h, "actor_cosine_steps": steps}),
         AlgoKind::Bcq => json!({"hidden": h, "vae_hidden": h}),
         _ => json!({"hidden": h}),
     }
+}
+
+/// What a finished cell's result depends on: the dataset's bytes, the algorithm and its
+/// overrides, seed, steps, batch size and orl's version. Its hash names the cell's file, so a
+/// rerun reuses a cell only when all of these match (a rerun with another `--hidden`,
+/// `--steps` or rebuilt dataset trains anew beside the old cells).
+fn cell_key(d: &Generated, kind: AlgoKind, seed: u64, steps: usize, hidden: usize) -> Value {
+    json!({
+        "dataset": d.name,
+        "dataset_sha256": d.sha256,
+        "algo": kind.name(),
+        "overrides": algo_config(kind, steps, hidden),
+        "seed": seed,
+        "steps": steps,
+        "batch_size": kind.default_batch_size(),
+        "orl_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `cells/<dataset>__<algo>__<seed>__<steps>__<first 12 hex of sha256(key)>.json`.
+fn cell_file(dir: &Path, key: &Value) -> PathBuf {
+    let hash = orl_data::fsutil::sha256_bytes(key.to_string().as_bytes());
+    dir.join(format!(
+        "{}__{}__{}__{}__{}.json",
+        key["dataset"].as_str().unwrap_or_default(),
+        key["algo"].as_str().unwrap_or_default(),
+        key["seed"],
+        key["steps"],
+        &hash[..12]
+    ))
 }
 
 fn mean_return(agent: &mut Agent, env: &str, episodes: usize, seed: u64) -> Result<Vec<f64>> {
@@ -231,7 +284,8 @@ fn run_cell(
     let reward_transform = format!("{:?}", rcfg.reward_transform);
     let mut replay = Replay::new(ds, rcfg, seed)?;
     let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
-    let cfg = algo_config(kind, o);
+    let hidden = hidden_for(o, d);
+    let cfg = algo_config(kind, o.steps, hidden);
     let mut agent = Agent::new(
         build(kind, spec, Some(&cfg), seed, &Device::Cpu)?,
         norm,
@@ -269,6 +323,8 @@ fn run_cell(
         "updates_per_s": o.steps as f64 / train_s, "returns": returns, "return_mean": mean,
         "normalized": score(mean), "curve": curve, "orl_version": env!("CARGO_PKG_VERSION"),
         "dataset_file": d.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "dataset_sha256": d.sha256, "hidden": hidden,
+        "cell_key": cell_key(d, kind, seed, o.steps, hidden),
     }))
 }
 
@@ -300,6 +356,7 @@ fn from_dir(dir: &Path) -> Result<Vec<Generated>> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             env: env.unwrap_or_default(),
+            sha256: orl_data::fsutil::sha256_file(&p)?,
             path: p,
             refs,
         });
@@ -356,12 +413,10 @@ pub fn run(args: &[String]) -> Result<()> {
                 continue;
             }
             for seed in 0..o.seeds {
-                let f = cells_dir.join(format!(
-                    "{}__{}__{seed}__{}.json",
-                    d.name,
-                    kind.name(),
-                    o.steps
-                ));
+                let f = cell_file(
+                    &cells_dir,
+                    &cell_key(d, kind, seed, o.steps, hidden_for(&o, d)),
+                );
                 todo.push((d, kind, seed, f));
             }
         }
@@ -453,6 +508,11 @@ fn report(
         .push(c["normalized"].as_f64().unwrap_or(f64::NAN));
     }
     let mut md = String::from("# bench-d4rl report\n\n");
+    let widths: std::collections::BTreeSet<usize> = sets.iter().map(|d| hidden_for(o, d)).collect();
+    let networks = match widths.iter().collect::<Vec<_>>().as_slice() {
+        [h] => format!("{h}x{h} networks"),
+        _ => "256x256 networks on the MuJoCo tasks and 64x64 on classic control".to_string(),
+    };
     let refs_note = if o.dataset_dir.is_some() {
         "each file's reference returns (its metadata, else D4RL's published references for its environment)"
     } else {
@@ -460,7 +520,7 @@ fn report(
          datasets built from the committed behaviour policies in `datasets/policies/`)"
     };
     md.push_str(&format!(
-        "Suite `{}`; {} updates, {}x{} networks, {} seed(s), final evaluation over 10 episodes. \
+        "Suite `{}`; {} updates, {networks}, {} seed(s), final evaluation over 10 episodes. \
          Normalised score = 100 (R - R_random) / (R_expert - R_random) with {refs_note}. \
          `data` is the same score of the dataset's own mean episode return.\n\n",
         if o.dataset_dir.is_some() {
@@ -469,8 +529,6 @@ fn report(
             &o.suite
         },
         o.steps,
-        o.hidden,
-        o.hidden,
         o.seeds
     ));
     md.push_str("| dataset | data |");
@@ -638,4 +696,61 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
     }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generated(name: &str, env: &str, sha: &str) -> Generated {
+        Generated {
+            name: name.into(),
+            env: env.into(),
+            path: PathBuf::from(format!("{name}.parquet")),
+            refs: (0.0, 1.0),
+            sha256: sha.into(),
+        }
+    }
+
+    /// A cached cell is reused only for the same dataset bytes and settings: another width,
+    /// step count, seed or rebuilt dataset names another file.
+    #[test]
+    fn cell_files_differ_exactly_when_their_inputs_do() {
+        let dir = Path::new("cells");
+        let d = generated("pendulum-v1-medium", "Pendulum-v1", "aa");
+        let f = |d: &Generated, seed, steps, hidden| {
+            cell_file(dir, &cell_key(d, AlgoKind::Iql, seed, steps, hidden))
+        };
+        let base = f(&d, 0, 1000, 64);
+        assert_eq!(base, f(&d, 0, 1000, 64));
+        assert!(
+            base.to_string_lossy()
+                .starts_with("cells/pendulum-v1-medium__iql__0__1000__")
+        );
+        let rebuilt = generated("pendulum-v1-medium", "Pendulum-v1", "bb");
+        for other in [
+            f(&d, 1, 1000, 64),
+            f(&d, 0, 2000, 64),
+            f(&d, 0, 1000, 256),
+            f(&rebuilt, 0, 1000, 64),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_ne!(
+            cell_file(dir, &cell_key(&d, AlgoKind::Bc, 0, 1000, 64)),
+            base
+        );
+    }
+
+    /// Without `--hidden`, MuJoCo tasks get the papers' 256x256 and classic control 64x64.
+    #[test]
+    fn default_width_follows_the_task() -> Result<()> {
+        let mut o = parse(&[])?;
+        assert_eq!(hidden_for(&o, &generated("h", "Hopper-v5", "")), 256);
+        assert_eq!(hidden_for(&o, &generated("p", "Pendulum-v1", "")), 64);
+        assert_eq!(hidden_for(&o, &generated("x", "", "")), 64);
+        o = parse(&["--hidden".into(), "32".into()])?;
+        assert_eq!(hidden_for(&o, &generated("h", "Hopper-v5", "")), 32);
+        Ok(())
+    }
 }

@@ -178,6 +178,8 @@ pub struct Generated {
     pub path: PathBuf,
     /// Reference returns `(random, expert)`.
     pub refs: (f64, f64),
+    /// Hex sha256 of the file.
+    pub sha256: String,
 }
 
 /// Generates (or reuses and verifies) the named datasets with `n` transitions into `out`.
@@ -225,7 +227,7 @@ pub fn generate(names: &[String], n: usize, out: &Path) -> Result<Vec<Generated>
             ),
             Some(_) => println!("  {name} (N = {key}): sha256 verified"),
             None => {
-                m["datasets"][name]["sha256"][&key] = json!(sha);
+                m["datasets"][name]["sha256"][&key] = json!(&sha);
                 changed = true;
                 println!("  {name} (N = {key}): sha256 {sha} recorded in the manifest");
             }
@@ -240,6 +242,7 @@ pub fn generate(names: &[String], n: usize, out: &Path) -> Result<Vec<Generated>
                 e["random_return"].as_f64().unwrap_or(f64::NAN),
                 e["expert_return"].as_f64().unwrap_or(f64::NAN),
             ),
+            sha256: sha,
         });
     }
     if changed {
