@@ -353,9 +353,11 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
     // every step: every action has the same value there, so no offline method can do better
     // than behaviour cloning. This is the one departure from D4RL's definition; it changes no
     // environment whose buffer at the closest snapshot already varies (all the others).
+    let signal_from = report.buffer.first_reward_signal_row();
     let mut candidates = Vec::new();
     for s in scored.iter().filter(|s| s.0 < expert_step) {
-        if prefix(&report.buffer, s.0)?.uninformative_rewards() {
+        // The buffer's first `s.0` rows, as `prefix` cuts them.
+        if signal_from.is_none_or(|i| s.0 <= i) {
             println!(
                 "{}: snapshot {} skipped as medium: its buffer has no reward signal",
                 r.env, s.0

@@ -471,9 +471,18 @@ impl Dataset {
     /// same value under every policy, so no method can learn more than behaviour cloning from
     /// the data (e.g. an Acrobot buffer holding only episodes that hit the time limit).
     pub fn uninformative_rewards(&self) -> bool {
+        !self.is_empty() && self.first_reward_signal_row().is_none()
+    }
+
+    /// The first row that gives the data a reward signal: a terminal row, or a reward that
+    /// differs from row 0's. The first `n` rows are [`uninformative_rewards`](Self::uninformative_rewards)
+    /// exactly when `n` is at most this row (or it is `None`), so one pass answers every prefix
+    /// (`train-behaviours` asks it of each candidate snapshot of a training buffer).
+    pub fn first_reward_signal_row(&self) -> Option<usize> {
         let r = self.rewards();
-        r.first().is_some_and(|&r0| r.iter().all(|&x| x == r0))
-            && !self.terminals().iter().any(|&t| t)
+        let t = self.terminals();
+        let r0 = *r.first()?;
+        (0..r.len()).find(|&i| t[i] || r[i] != r0)
     }
 
     /// Undiscounted return of every episode, summed in f64 in row order.
