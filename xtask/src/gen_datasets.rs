@@ -2,6 +2,10 @@
 //! builds the dataset suite of `datasets/manifest.json` deterministically and checks every
 //! file's sha256 against the manifest.
 //!
+//! `cargo xtask gen-datasets --verify [--max-transitions N]`: rebuilds from scratch every
+//! (dataset, size) whose sha256 the manifest records (up to `N` rows) and checks each
+//! ([`verify`]): run it on a second machine to confirm it generates the same bytes.
+//!
 //! Recipes per environment (D4RL's, Fu et al. 2020): `random` (uniform actions), `medium` and
 //! `expert` (rollouts of the committed behaviour policies, `datasets/policies/`), `medium-replay`
 //! (the medium policy's own training buffer, committed as Parquet) and `medium-expert` (medium
@@ -283,12 +287,79 @@ pub fn names_for(env: Option<&str>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Rebuilds every (dataset, N) whose sha256 the manifest records, with `N <= max_n` (every
+/// medium-replay, rewritten whole from its committed buffer, counts as N = 0), one at a time
+/// into `dir` (removed afterwards), and compares each file with the manifest: the
+/// reproducibility promise of the suite, checked on whatever machine runs it. Never reuses a
+/// cached file and never writes the manifest. Datasets simulated by MuJoCo are skipped, with a
+/// message, in a build without the `mujoco` feature. Returns the number of files checked; a
+/// mismatch fails after every file was checked, naming each one.
+pub fn verify(max_n: usize, dir: &Path) -> Result<usize> {
+    verify_against(&read_manifest()?, max_n, dir)
+}
+
+/// [`verify`] against manifest `m`.
+fn verify_against(m: &Value, max_n: usize, dir: &Path) -> Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (mut checked, mut skipped, mut bad) = (0, BTreeMap::<String, usize>::new(), Vec::new());
+    let datasets = m["datasets"].as_object().cloned().unwrap_or_default();
+    for (name, d) in &datasets {
+        let env = d["env"].as_str().unwrap_or_default();
+        let hashes = d["sha256"].as_object().cloned().unwrap_or_default();
+        for (key, expected) in &hashes {
+            let n = if key == "all" {
+                0
+            } else {
+                key.parse::<usize>()?
+            };
+            if n > max_n {
+                continue;
+            }
+            if !orl_envs::MUJOCO_ENABLED && orl_envs::spec(env).is_ok_and(|s| s.needs_mujoco) {
+                *skipped.entry(env.to_string()).or_default() += 1;
+                continue;
+            }
+            let t = Instant::now();
+            let file = dir.join(format!("{name}-{key}.parquet"));
+            let ds = build(m, name, n.max(1))?;
+            write_parquet(&ds, &file, &WriteOptions::default())
+                .with_context(|| format!("writing {}", file.display()))?;
+            let sha = sha256_file(&file)?;
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+            checked += 1;
+            if Some(sha.as_str()) == expected.as_str() {
+                println!(
+                    "  {name} (N = {key}): sha256 reproduced ({:.1} s)",
+                    t.elapsed().as_secs_f64()
+                );
+            } else {
+                println!(
+                    "  {name} (N = {key}): sha256 {sha} DIFFERS from the manifest's {expected}"
+                );
+                bad.push(format!("{name} (N = {key})"));
+            }
+        }
+    }
+    for (env, k) in &skipped {
+        println!("  {k} files of {env} skipped: it needs MuJoCo (`--features mujoco`)");
+    }
+    if !bad.is_empty() {
+        bail!(
+            "{} of {checked} datasets do not reproduce the manifest's sha256: {}",
+            bad.len(),
+            bad.join(", ")
+        );
+    }
+    Ok(checked)
+}
+
 /// Runs the task.
 pub fn run(args: &[String]) -> Result<()> {
     let mut n = DEFAULT_TRANSITIONS;
     let mut env: Option<String> = None;
     let mut names: Option<Vec<String>> = None;
     let mut out = default_cache_dir();
+    let (mut verify_max, mut max_n) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -297,8 +368,17 @@ pub fn run(args: &[String]) -> Result<()> {
             "--env" => env = Some(val()?.clone()),
             "--datasets" => names = Some(val()?.split(',').map(String::from).collect()),
             "--out" => out = PathBuf::from(val()?),
+            "--verify" => verify_max = Some(DEFAULT_TRANSITIONS * 2),
+            "--max-transitions" => max_n = Some(val()?.parse()?),
             other => bail!("gen-datasets: unknown argument `{other}`"),
         }
+    }
+    if let Some(all) = verify_max {
+        let dir = crate::workspace_root().join("target/datasets-verify");
+        let k = verify(max_n.unwrap_or(all), &dir)?;
+        let _ = std::fs::remove_dir(&dir);
+        println!("{k} datasets reproduce the manifest's sha256");
+        return Ok(());
     }
     let names = match names {
         Some(v) => v,
@@ -315,50 +395,39 @@ mod tests {
 
     /// Every dataset whose 1000-transition hash the manifest records (and every medium-replay,
     /// rewritten whole from its committed buffer) is rebuilt from the committed policies into a
-    /// fresh folder and must reproduce it byte for byte: the reproducibility promise of the
-    /// suite, checked on whatever machine runs the tests. With the `mujoco` feature
-    /// (`cargo test -p xtask --features mujoco`, run by `.ci/run`) this includes the
+    /// fresh folder and must reproduce it byte for byte ([`verify`]): the reproducibility
+    /// promise of the suite, checked on whatever machine runs the tests. With the `mujoco`
+    /// feature (`cargo test -p xtask --features mujoco`, run by `.ci/run`) this includes the
     /// locomotion datasets, which are simulated by the MuJoCo library.
     #[test]
     fn small_datasets_reproduce_the_manifest_hashes() -> Result<()> {
-        let key = |d: &Value| {
-            if d["recipe"] == "medium-replay" {
-                "all"
-            } else {
-                "1000"
-            }
-        };
-        let m = read_manifest()?;
-        let names: Vec<String> = m["datasets"]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .filter(|(_, d)| d["sha256"][key(d)].is_string())
-                    .filter(|(_, d)| {
-                        orl_envs::MUJOCO_ENABLED
-                            || orl_envs::spec(d["env"].as_str().unwrap_or_default())
-                                .is_ok_and(|s| !s.needs_mujoco)
-                    })
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(
-            names.len() >= 12,
-            "the manifest records too few 1000-row hashes: {names:?}"
-        );
         let dir = tempfile::tempdir()?;
-        for name in &names {
-            let ds = build(&m, name, 1000)?;
-            let p = dir.path().join(format!("{name}.parquet"));
-            write_parquet(&ds, &p, &WriteOptions::default())?;
-            let d = &m["datasets"][name];
-            assert_eq!(
-                Some(sha256_file(&p)?.as_str()),
-                d["sha256"][key(d)].as_str(),
-                "{name}"
-            );
-        }
+        let checked = verify(1000, dir.path())?;
+        let expected = if orl_envs::MUJOCO_ENABLED { 30 } else { 15 };
+        assert!(
+            checked >= expected,
+            "the manifest records too few 1000-row hashes: {checked} checked"
+        );
+        Ok(())
+    }
+
+    /// A file that does not reproduce its recorded hash fails the check, naming the dataset.
+    #[test]
+    fn a_changed_hash_fails_verification() -> Result<()> {
+        let mut m = read_manifest()?;
+        // Two datasets are enough; the rest of the manifest is dropped to keep the test short.
+        let keep = ["pendulum-v1-random", "pendulum-v1-medium-replay"];
+        let all = m["datasets"].as_object().cloned().unwrap_or_default();
+        m["datasets"] = all
+            .into_iter()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .collect();
+        let dir = tempfile::tempdir()?;
+        assert_eq!(verify_against(&m, 1000, dir.path())?, 2);
+        m["datasets"]["pendulum-v1-random"]["sha256"]["1000"] = json!("0".repeat(64));
+        let r = verify_against(&m, 1000, dir.path());
+        let e = format!("{:#}", r.err().context("a wrong hash passed verification")?);
+        assert!(e.contains("pendulum-v1-random (N = 1000)"), "{e}");
         Ok(())
     }
 }

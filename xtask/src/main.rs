@@ -59,7 +59,7 @@ fn main() -> Result<()> {
         Some("gen-datasets") => gen_datasets::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid: --suite quick (default, Pendulum-v1) | classic | locomotion | full (MuJoCo: --features mujoco); --dataset-dir for real D4RL files\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid: --suite quick (default, Pendulum-v1) | classic | locomotion | full (MuJoCo: --features mujoco); --dataset-dir for real D4RL files\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked; --verify rebuilds every recorded one and checks it\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }
