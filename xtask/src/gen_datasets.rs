@@ -310,7 +310,9 @@ fn verify_against(m: &Value, max_n: usize, dir: &Path) -> Result<usize> {
             let n = if key == "all" {
                 0
             } else {
-                key.parse::<usize>()?
+                key.parse::<usize>().with_context(|| {
+                    format!("manifest: {name}: sha256 key `{key}` is neither `all` nor a row count")
+                })?
             };
             if n > max_n {
                 continue;
@@ -359,7 +361,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut env: Option<String> = None;
     let mut names: Option<Vec<String>> = None;
     let mut out = default_cache_dir();
-    let (mut verify_max, mut max_n) = (None, None);
+    let (mut verify_all, mut max_n) = (false, usize::MAX);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -368,14 +370,17 @@ pub fn run(args: &[String]) -> Result<()> {
             "--env" => env = Some(val()?.clone()),
             "--datasets" => names = Some(val()?.split(',').map(String::from).collect()),
             "--out" => out = PathBuf::from(val()?),
-            "--verify" => verify_max = Some(DEFAULT_TRANSITIONS * 2),
-            "--max-transitions" => max_n = Some(val()?.parse()?),
+            "--verify" => verify_all = true,
+            "--max-transitions" => max_n = val()?.parse()?,
             other => bail!("gen-datasets: unknown argument `{other}`"),
         }
     }
-    if let Some(all) = verify_max {
+    if max_n != usize::MAX && !verify_all {
+        bail!("gen-datasets: --max-transitions applies to --verify (use --transitions to build)");
+    }
+    if verify_all {
         let dir = crate::workspace_root().join("target/datasets-verify");
-        let k = verify(max_n.unwrap_or(all), &dir)?;
+        let k = verify(max_n, &dir)?;
         let _ = std::fs::remove_dir(&dir);
         println!("{k} datasets reproduce the manifest's sha256");
         return Ok(());
