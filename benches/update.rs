@@ -26,11 +26,11 @@ fn updates(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(6));
     for kind in [
-        AlgoKind::Bc,
-        AlgoKind::Td3Bc,
-        AlgoKind::Iql,
-        AlgoKind::Cql,
-        AlgoKind::Bcq,
+        AlgoKind::BC,
+        AlgoKind::TD3BC,
+        AlgoKind::IQL,
+        AlgoKind::CQL,
+        AlgoKind::BCQ,
     ] {
         let mut replay = Replay::new(ds.clone(), ReplayConfig::default(), 0).expect("replay");
         let batches: Vec<_> = (0..64)

@@ -7,11 +7,15 @@
 //!    `--transitions` rows per rollout dataset (default 20 000 for `quick`, 100 000 otherwise;
 //!    D4RL's 1 000 000 with `--transitions 1000000`); or every `*.parquet` in `--dataset-dir`
 //!    (converted D4RL/Minari files), evaluated in the environment their metadata names;
-//! 2. every (algorithm, dataset, seed) cell trains `--steps` updates (default 10 000) with
+//! 2. every (algorithm, dataset, seed) cell trains `--steps` updates (default 10 000) through
+//!    `orl_algos::Trainer` (the recipe of `orl train`: each algorithm's batch size,
+//!    normalisation and reward recipe from the registry, its reduced-protocol settings from
+//!    `AlgoInfo::reduced`), with
 //!    `--hidden` x `--hidden` networks (default 256 on the MuJoCo tasks as in the papers, 64 for
 //!    classic control), `--jobs` cells at a time (default 2, one
 //!    thread each), evaluating 5 episodes every `steps / 10` updates (the learning curve) and
-//!    the final policy over 10 episodes (D4RL's protocol); algorithms that do not support the
+//!    the final policy over 10 episodes (D4RL's protocol), from start states drawn per training
+//!    seed (`Recipe::eval_seed`); algorithms that do not support the
 //!    action kind (TD3+BC on discrete data) are skipped and marked `n/a`;
 //! 3. normalised score `100 (R - R_random) / (R_expert - R_random)` with the dataset's reference
 //!    returns (the random and expert behaviour policies over 100 episodes);
@@ -40,9 +44,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use orl_algos::{Agent, AlgoKind, Spec, build};
-use orl_data::{ActionSpace, Dataset, Replay, ReplayConfig};
-use orl_envs::{make, run_episode};
+use orl_algos::{
+    AlgoKind, EvalPlan, FINAL_EVAL, Hooks, LogRow, Recipe, RecipeRequest, Schedule, Trainer,
+    eval_env_of,
+};
+use orl_data::{ActionSpace, Dataset};
 use orl_nets::Device;
 use plotters::prelude::*;
 use serde_json::{Value, json};
@@ -63,22 +69,10 @@ struct Opts {
     out: PathBuf,
 }
 
-/// Rough cost of an update relative to TD3+BC's (measured at 64x64, `docs/performance.md`),
-/// for scheduling only.
-fn relative_cost(kind: AlgoKind) -> u32 {
-    match kind {
-        AlgoKind::Cql => 120,
-        AlgoKind::Bcq => 40,
-        AlgoKind::Iql => 18,
-        AlgoKind::Td3Bc => 10,
-        AlgoKind::Bc => 3,
-    }
-}
-
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         suite: "quick".into(),
-        algos: AlgoKind::ALL.to_vec(),
+        algos: AlgoKind::all(),
         datasets: None,
         seeds: 1,
         steps: 10_000,
@@ -152,38 +146,6 @@ fn suite_datasets(suite: &str) -> Result<Vec<String>> {
     })
 }
 
-/// The environment to evaluate a dataset in: its `env_id` when orl has it, or the v5 MuJoCo
-/// task of a D4RL name (`hopper-medium-v2` -> `Hopper-v5`).
-fn eval_env(ds: &Dataset) -> Option<String> {
-    let id = ds.meta().env_id.clone()?;
-    if orl_envs::spec(&id).is_ok() {
-        return Some(id);
-    }
-    let lower = id.to_ascii_lowercase();
-    [
-        ("hopper", "Hopper-v5"),
-        ("halfcheetah", "HalfCheetah-v5"),
-        ("walker2d", "Walker2d-v5"),
-    ]
-    .iter()
-    .find(|(p, _)| lower.starts_with(p))
-    .map(|(_, e)| (*e).to_string())
-    .filter(|e| orl_envs::spec(e).is_ok())
-}
-
-fn spec_of(ds: &Dataset) -> Result<Spec> {
-    Ok(match &ds.meta().action_space {
-        ActionSpace::Discrete { n } => Spec::discrete(ds.obs_dim(), *n),
-        ActionSpace::Continuous { dim, high, .. } => Spec::continuous(
-            ds.obs_dim(),
-            *dim,
-            high.as_ref()
-                .and_then(|h| h.first().copied())
-                .unwrap_or(1.0),
-        ),
-    })
-}
-
 /// Hidden width of every network for dataset `d` unless `--hidden` says otherwise: 256 on the
 /// MuJoCo tasks (the CQL, IQL and TD3+BC papers' and CORL's 256x256; at 64x64 and 30 000 updates
 /// IQL stayed below BC on hopper-medium-expert and above it at 256x256,
@@ -202,30 +164,13 @@ fn hidden_for(o: &Opts, d: &Generated) -> usize {
     o.hidden.unwrap_or_else(|| default_hidden(d))
 }
 
-/// Each algorithm's defaults, with the settings the reduced protocol changes: `hidden` x
-/// `hidden` networks; CQL's logsumexp from 4 sampled actions per source (10 in the paper) to
-/// keep its cost near the others'; IQL's cosine actor schedule over the run's own length;
-/// discrete CQL's hard target copy every `steps / 10` updates, at most d3rlpy's 8000 (its
-/// default is sized for Atari runs of millions of updates: at 10 000 updates it copies once,
-/// and CQL stayed at BC's level on cartpole-v1-medium-replay, 4.8 +- 3.9 above it over 6 paired
-/// seeds, against 11.7 +- 2.7 with a copy every 1000;
-/// `docs/benchmarks/classic-medium-replay.md`).
-fn algo_config(kind: AlgoKind, steps: usize, hidden: usize) -> Value {
-    let h = json!([hidden, hidden]);
-    match kind {
-        AlgoKind::Cql => json!({
-            "hidden": h,
-            "n_actions": 4,
-            "target_update_interval": (steps / 10).clamp(1, 8000),
-        }),
-        AlgoKind::Iql => json!({"hidden": h, "actor_cosine_steps": steps}),
-        AlgoKind::Bcq => json!({"hidden": h, "vae_hidden": h}),
-        _ => json!({"hidden": h}),
-    }
-}
+/// Version of the training protocol (the trainer's seeds and schedule); bumped when a change
+/// moves results without changing any setting, so that cached cells are not reused.
+/// 2: `orl_algos::Trainer` (replay segments, evaluation seeds per training seed).
+const PROTOCOL: u32 = 2;
 
-/// What a finished cell's result depends on: the dataset's bytes, the algorithm and its
-/// overrides, seed, steps, batch size and orl's version. Its hash names the cell's file, so a
+/// What a finished cell's result depends on: the dataset's bytes, the algorithm, its defaults
+/// and overrides, seed, steps, batch size, the protocol and orl's version. Its hash names the cell's file, so a
 /// rerun reuses a cell only when all of these match (a rerun with another `--hidden`,
 /// `--steps` or rebuilt dataset trains anew beside the old cells).
 fn cell_key(d: &Generated, kind: AlgoKind, seed: u64, steps: usize, hidden: usize) -> Value {
@@ -233,7 +178,9 @@ fn cell_key(d: &Generated, kind: AlgoKind, seed: u64, steps: usize, hidden: usiz
         "dataset": d.name,
         "dataset_sha256": d.sha256,
         "algo": kind.name(),
-        "overrides": algo_config(kind, steps, hidden),
+        "overrides": kind.reduced_config(hidden, steps),
+        "defaults": (kind.info().defaults)(),
+        "protocol": PROTOCOL,
         "seed": seed,
         "steps": steps,
         "batch_size": kind.default_batch_size(),
@@ -254,14 +201,30 @@ fn cell_file(dir: &Path, key: &Value) -> PathBuf {
     ))
 }
 
-fn mean_return(agent: &mut Agent, env: &str, episodes: usize, seed: u64) -> Result<Vec<f64>> {
-    let mut e = make(env)?;
-    (0..episodes)
-        .map(|i| Ok(run_episode(&mut e, agent, seed + i as u64, i)?.0))
-        .collect()
+/// Advances the progress bar and keeps the learning curve.
+struct CellHooks<'a> {
+    bar: &'a ProgressBar,
+    curve: Vec<Value>,
 }
 
-/// One cell: train, with a learning curve, then the final 10-episode evaluation.
+impl Hooks for CellHooks<'_> {
+    type Error = anyhow::Error;
+    fn on_update(&mut self, _: &Trainer) -> Result<()> {
+        self.bar.inc(1);
+        Ok(())
+    }
+    fn on_log(&mut self, _: &Trainer, row: &LogRow) -> Result<()> {
+        if let Some(e) = &row.eval {
+            self.curve.push(
+                json!({"step": row.step, "return": e.mean, "normalized": e.normalized, "first_seed": e.first_seed}),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One cell: train, with a learning curve (5 episodes every `steps / 10` updates), then the
+/// final 10-episode evaluation (D4RL's protocol), all through `orl_algos::Trainer`.
 fn run_cell(
     kind: AlgoKind,
     d: &Generated,
@@ -270,58 +233,44 @@ fn run_cell(
     bar: &ProgressBar,
 ) -> Result<Value> {
     let ds = Dataset::open(&d.path)?;
-    let spec = spec_of(&ds)?;
-    let env = eval_env(&ds);
-    let horizon = match &env {
-        Some(id) => orl_envs::spec(id)?.max_episode_steps,
-        None => 1000,
-    };
-    let rcfg = ReplayConfig {
-        normalize_observations: kind.normalizes_observations(),
-        reward_transform: kind.reward_transform(&ds, horizon),
-        ..ReplayConfig::default()
-    };
-    let reward_transform = format!("{:?}", rcfg.reward_transform);
-    let mut replay = Replay::new(ds, rcfg, seed)?;
-    let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
     let hidden = hidden_for(o, d);
-    let cfg = algo_config(kind, o.steps, hidden);
-    let mut agent = Agent::new(
-        build(kind, spec, Some(&cfg), seed, &Device::Cpu)?,
-        norm,
-        Device::Cpu,
-    );
-    let score = |r: f64| 100.0 * (r - d.refs.0) / (d.refs.1 - d.refs.0);
-    let every = o.steps / 10;
-    let (mut curve, mut train_s) = (Vec::new(), 0.0);
-    for step in 1..=o.steps {
-        let t = Instant::now();
-        agent
-            .algo
-            .update(&replay.sample(kind.default_batch_size()))?;
-        train_s += t.elapsed().as_secs_f64();
-        bar.inc(1);
-        if step % every == 0
-            && let Some(env) = &env
-        {
-            let r = mean_return(&mut agent, env, 5, 2_000_000 + step as u64 * 10)?;
-            let m = r.iter().sum::<f64>() / r.len() as f64;
-            curve.push(json!({"step": step, "return": m, "normalized": score(m)}));
-        }
-    }
-    let (returns, mean) = match &env {
-        Some(env) => {
-            let r = mean_return(&mut agent, env, 10, 1_000_000)?;
-            let m = r.iter().sum::<f64>() / r.len() as f64;
-            (r, m)
-        }
-        None => (Vec::new(), f64::NAN),
+    let req = RecipeRequest {
+        protocol: Some(kind.reduced_config(hidden, o.steps)),
+        ref_scores: Some(d.refs),
+        dataset_path: Some(d.path.display().to_string()),
+        ..RecipeRequest::new(o.steps, seed)
     };
+    let recipe = Recipe::new(kind, &ds, &req)?;
+    let every = o.steps / 10;
+    let schedule = Schedule {
+        log_every: every,
+        diagnostics: false,
+        eval: recipe.env_id.is_some().then_some(EvalPlan {
+            every,
+            episodes: 5,
+        }),
+        checkpoint_every: None,
+    };
+    let mut trainer = Trainer::new(recipe, ds, &Device::Cpu)?;
+    let mut hooks = CellHooks {
+        bar,
+        curve: Vec::new(),
+    };
+    trainer.run(&schedule, &mut hooks)?;
+    let train_s = trainer.update_seconds();
+    let (returns, mean, first_seed) = match trainer.evaluate(10, FINAL_EVAL)? {
+        Some(e) => (e.returns, e.mean, Some(e.first_seed)),
+        None => (Vec::new(), f64::NAN, None),
+    };
+    let score = |r: f64| 100.0 * (r - d.refs.0) / (d.refs.1 - d.refs.0);
+    let recipe = trainer.recipe();
     Ok(json!({
-        "dataset": d.name, "env": env, "algo": kind.name(), "config": serde_json::from_str::<Value>(&agent.algo.config_json())?, "reward_transform": reward_transform,
-        "seed": seed, "steps": o.steps, "batch_size": kind.default_batch_size(), "wall_s": train_s,
+        "dataset": d.name, "env": recipe.env_id, "algo": kind.name(), "config": recipe.config,
+        "reward_transform": recipe.reward_transform, "recipe": recipe,
+        "seed": seed, "steps": o.steps, "batch_size": recipe.batch_size, "wall_s": train_s,
         "updates_per_s": o.steps as f64 / train_s, "returns": returns, "return_mean": mean,
-        "normalized": score(mean), "curve": curve, "orl_version": env!("CARGO_PKG_VERSION"),
+        "eval_first_seed": first_seed,
+        "normalized": score(mean), "curve": hooks.curve, "orl_version": env!("CARGO_PKG_VERSION"),
         "dataset_file": d.path.file_name().map(|n| n.to_string_lossy().into_owned()),
         "dataset_sha256": d.sha256, "hidden": hidden,
         "cell_key": cell_key(d, kind, seed, o.steps, hidden),
@@ -339,7 +288,7 @@ fn from_dir(dir: &Path) -> Result<Vec<Generated>> {
     for p in files {
         let ds = Dataset::open(&p).with_context(|| format!("reading {}", p.display()))?;
         let m = ds.meta();
-        let env = eval_env(&ds);
+        let env = eval_env_of(&ds);
         let refs = match (m.ref_min_score, m.ref_max_score) {
             (Some(a), Some(b)) => (a, b),
             _ => env
@@ -396,7 +345,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for d in &sets {
         let ds = Dataset::open(&d.path)?;
         // Fail before any training, not at the first evaluation.
-        if let Some(env) = eval_env(&ds)
+        if let Some(env) = eval_env_of(&ds)
             && orl_envs::spec(&env).is_ok_and(|s| s.needs_mujoco)
             && !orl_envs::MUJOCO_ENABLED
         {
@@ -423,7 +372,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     // Longest cells first (the queue pops from the end), so the jobs finish together.
     let mut pending: Vec<_> = todo.iter().filter(|c| !c.3.exists()).collect();
-    pending.sort_by_key(|c| relative_cost(c.1));
+    pending.sort_by_key(|c| c.1.info().relative_cost);
     println!(
         "{} cells, {} to run, {} jobs",
         todo.len(),
@@ -719,7 +668,7 @@ mod tests {
         let dir = Path::new("cells");
         let d = generated("pendulum-v1-medium", "Pendulum-v1", "aa");
         let f = |d: &Generated, seed, steps, hidden| {
-            cell_file(dir, &cell_key(d, AlgoKind::Iql, seed, steps, hidden))
+            cell_file(dir, &cell_key(d, AlgoKind::IQL, seed, steps, hidden))
         };
         let base = f(&d, 0, 1000, 64);
         assert_eq!(base, f(&d, 0, 1000, 64));
@@ -737,7 +686,7 @@ mod tests {
             assert_ne!(base, other);
         }
         assert_ne!(
-            cell_file(dir, &cell_key(&d, AlgoKind::Bc, 0, 1000, 64)),
+            cell_file(dir, &cell_key(&d, AlgoKind::BC, 0, 1000, 64)),
             base
         );
     }

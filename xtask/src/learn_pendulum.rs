@@ -4,25 +4,27 @@
 //! 20 000), half from the uniform random policy (return about -1200) and half from a noisy
 //! swing-up controller (`orl_algos::pendulum_controller`, noise std 0.5, return about -150 to
 //! -400), each with its behaviour log-probabilities. Every algorithm (CQL, IQL, BCQ, TD3+BC, BC)
-//! trains on it for `--steps` updates (default 20 000) with `--hidden`x`--hidden` networks
-//! (default 64; CQL with 4 sampled actions), two algorithms at a time, and is evaluated over
-//! `--episodes` episodes (default 30) from the same start states, so the comparison with BC is
-//! paired (mean difference +- standard error). Behaviour cloning imitates
+//! trains on it for `--steps` updates (default 20 000) through `orl_algos::Trainer` with the
+//! reduced protocol of the benchmark (`AlgoInfo::reduced`: `--hidden`x`--hidden` networks,
+//! default 64), seed 0, two algorithms at a time, and is evaluated over `--episodes` episodes
+//! (default 30) from the same start states (seed 0's), so the comparison with BC is paired
+//! (mean difference +- standard error). Behaviour cloning imitates
 //! the average of the two behaviours; the offline RL methods should pick the good actions out,
 //! and the check fails unless CQL, IQL, TD3+BC and BCQ each end with a higher return than BC.
 //!
 //! `--algos cql,iql` restricts the set (BC always runs); `--set iql.expectile=0.9` overrides a
 //! configuration value (JSON) of one algorithm, recorded in the report; `--raw-rewards`
-//! turns off IQL's reward scaling (`AlgoKind::reward_transform`).
+//! turns off IQL's reward scaling (`RewardChoice::None`).
 //!
 //! Writes `target/learn-pendulum/report.json` and prints a table.
 
-use std::time::Instant;
-
 use anyhow::{Context, Result, bail};
-use orl_algos::{Agent, AlgoKind, Spec, build, collect, pendulum_controller};
-use orl_data::{Dataset, Replay, ReplayConfig};
-use orl_envs::{OwnedAction, make, run_episode};
+use orl_algos::{
+    AlgoKind, FINAL_EVAL, NoHooks, Recipe, RecipeRequest, RewardChoice, Schedule, Trainer,
+    collect, pendulum_controller,
+};
+use orl_data::Dataset;
+use orl_envs::{OwnedAction, make};
 use orl_nets::Device;
 use rand::{RngExt, SeedableRng};
 
@@ -58,19 +60,6 @@ pub fn mixed_dataset(transitions: usize, seed: u64) -> Result<Dataset> {
     Ok(ds)
 }
 
-/// Returns of `episodes` episodes from the fixed start seeds `10 000 + i` (the same starts for
-/// every algorithm, so differences between algorithms are paired).
-fn evaluate(agent: &mut Agent, episodes: usize) -> Result<Vec<f64>> {
-    let mut env = make("Pendulum-v1")?;
-    (0..episodes)
-        .map(|i| {
-            run_episode(&mut env, &mut *agent, 10_000 + i as u64, i)
-                .map(|r| r.0)
-                .map_err(Into::into)
-        })
-        .collect()
-}
-
 fn mean_se(x: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
@@ -84,8 +73,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut transitions = 20_000usize;
     let mut hidden = 64usize;
     let mut episodes = 30usize;
-    let mut algos: Vec<AlgoKind> =
-        vec![AlgoKind::Cql, AlgoKind::Iql, AlgoKind::Td3Bc, AlgoKind::Bcq];
+    let mut algos: Vec<AlgoKind> = AlgoKind::all()
+        .into_iter()
+        .filter(|k| *k != AlgoKind::BC)
+        .collect();
     let mut overrides: Vec<(AlgoKind, String, serde_json::Value)> = Vec::new();
     let mut raw_rewards = false;
     let mut it = args.iter();
@@ -132,46 +123,36 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     // One cell per algorithm, two at a time (one candle thread each).
     // BC first: every other algorithm is compared with it.
-    let kinds: Vec<AlgoKind> = std::iter::once(AlgoKind::Bc)
-        .chain(algos.into_iter().filter(|k| *k != AlgoKind::Bc))
+    let kinds: Vec<AlgoKind> = std::iter::once(AlgoKind::BC)
+        .chain(algos.into_iter().filter(|k| *k != AlgoKind::BC))
         .collect();
     let cell = |kind: AlgoKind| -> Result<(Vec<f64>, f64)> {
-        let h = serde_json::json!([hidden, hidden]);
-        let mut cfg = match kind {
-            AlgoKind::Cql => serde_json::json!({"hidden": h, "n_actions": 4}),
-            AlgoKind::Iql => serde_json::json!({"hidden": h, "actor_cosine_steps": steps}),
-            AlgoKind::Bcq => serde_json::json!({"hidden": h, "vae_hidden": h}),
-            _ => serde_json::json!({"hidden": h}),
-        };
+        let mut user = serde_json::json!({});
         for (_, key, v) in overrides.iter().filter(|o| o.0 == kind) {
-            cfg[key.as_str()] = v.clone();
+            user[key.as_str()] = v.clone();
         }
-        let rcfg = ReplayConfig {
-            normalize_observations: kind.normalizes_observations(),
+        let req = RecipeRequest {
+            protocol: Some(kind.reduced_config(hidden, steps)),
+            config: Some(user),
             // The algorithm's recipe (IQL: r * T / (G_max - G_min) with Pendulum's T = 200).
-            reward_transform: if raw_rewards {
-                orl_data::RewardTransform::None
+            reward: if raw_rewards {
+                RewardChoice::None
             } else {
-                kind.reward_transform(&ds, 200)
+                RewardChoice::Auto
             },
-            ..ReplayConfig::default()
+            eval_env: Some("Pendulum-v1".into()),
+            ..RecipeRequest::new(steps, 0)
         };
-        let mut replay = Replay::new(ds.clone(), rcfg, 1)?;
-        let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
-        let mut algo = build(
-            kind,
-            Spec::continuous(3, 1, 2.0),
-            Some(&cfg),
-            0,
-            &Device::Cpu,
-        )?;
-        let t = Instant::now();
-        for _ in 0..steps {
-            algo.update(&replay.sample(kind.default_batch_size()))?;
-        }
-        let ups = steps as f64 / t.elapsed().as_secs_f64();
-        let mut agent = Agent::new(algo, norm, Device::Cpu);
-        Ok((evaluate(&mut agent, episodes)?, ups))
+        let recipe = Recipe::new(kind, &ds, &req)?;
+        let mut trainer = Trainer::new(recipe, ds.clone(), &Device::Cpu)?;
+        trainer.run(&Schedule::quiet(steps), &mut NoHooks)?;
+        let ups = steps as f64 / trainer.update_seconds();
+        // Start states from the run's seed: the same for every algorithm (seed 0), so
+        // differences between algorithms are paired.
+        let eval = trainer
+            .evaluate(episodes, FINAL_EVAL)?
+            .context("Pendulum-v1 evaluation")?;
+        Ok((eval.returns, ups))
     };
     let queue = std::sync::Mutex::new(kinds.iter().rev().copied().collect::<Vec<_>>());
     let done = std::sync::Mutex::new(Vec::new());
@@ -209,7 +190,7 @@ pub fn run(args: &[String]) -> Result<()> {
         println!(
             "{:<6} {m:>9.1} +- {se:>5.1}                     {}   {ups:>6.0}",
             kind.name(),
-            if *kind == AlgoKind::Bc {
+            if *kind == AlgoKind::BC {
                 "        -          ".to_string()
             } else {
                 format!(
@@ -227,7 +208,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let (bc_mean, _) = mean_se(&bc);
     let report = serde_json::json!({
         "env": "Pendulum-v1", "transitions": transitions, "steps": steps, "hidden": hidden,
-        "seed": 0, "episodes": episodes, "eval_seeds": format!("10000..{}", 10_000 + episodes),
+        "seed": 0, "episodes": episodes, "eval_seeds": "orl_algos::Recipe::eval_seed(FINAL_EVAL) + i, seed 0",
         "dataset": ds.meta().generator_policy, "results": rows,
         "raw_rewards": raw_rewards,
         "overrides": overrides.iter().map(|(k, key, v)| format!("{}.{key}={v}", k.name())).collect::<Vec<_>>(),

@@ -6,7 +6,9 @@
 //!    default `pendulum-v1-medium-replay`: orl's SAC buffer up to the medium snapshot, with the acting
 //!    policy's log-probability logged on every row);
 //! 2. policies of varied quality: the checkpoints of BC (Gaussian), IQL and CQL after each of
-//!    `--checkpoints` updates (default 25, 250, 1000, 4000) on that dataset, 64x64 networks, seed 0;
+//!    `--checkpoints` updates (default 25, 250, 1000, 4000) on that dataset, trained by
+//!    `orl_algos::Trainer` with each algorithm's recipe (IQL's reward scaling included) and the
+//!    benchmark's reduced protocol at 64x64, seed 0;
 //! 3. each policy's true discounted value: `--truth-episodes` (default 200) stochastic rollouts in
 //!    Pendulum-v1 from fresh reset seeds (the same initial-state distribution as the data);
 //! 4. every estimator on the dataset (`orl_ope::evaluate`), gamma `--gamma` (default 0.95: the
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use orl_algos::{Agent, AlgoKind, Spec, build};
-use orl_data::{Dataset, Replay, ReplayConfig};
+use orl_algos::{Agent, AlgoKind, Hooks, Recipe, RecipeRequest, Schedule, Trainer};
+use orl_data::Dataset;
 use orl_envs::{Env, make};
 use orl_nets::Device;
 use orl_ope::{Estimator, OpeConfig, OpeReport, evaluate, rank_metrics};
@@ -66,88 +68,84 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
-const ALGOS: [AlgoKind; 3] = [AlgoKind::Bc, AlgoKind::Iql, AlgoKind::Cql];
+const ALGOS: [AlgoKind; 3] = [AlgoKind::BC, AlgoKind::IQL, AlgoKind::CQL];
 
+/// The benchmark's settings of each policy: the reduced protocol at 64x64, BC as a Gaussian
+/// (IS needs a density).
 fn algo_config(kind: AlgoKind, last: usize) -> Value {
-    let h = json!([64, 64]);
-    match kind {
-        AlgoKind::Bc => json!({"hidden": h, "loss": "nll"}),
-        AlgoKind::Iql => json!({"hidden": h, "actor_cosine_steps": last}),
-        AlgoKind::Cql => json!({"hidden": h, "n_actions": 4}),
-        _ => json!({"hidden": h}),
+    let mut cfg = kind.reduced_config(64, last);
+    if kind == AlgoKind::BC {
+        cfg["loss"] = json!("nll");
+    }
+    cfg
+}
+
+/// A trained snapshot: its name and checkpoint (which holds the recipe and the normalisation).
+struct Snapshot {
+    name: String,
+    path: PathBuf,
+}
+
+/// Saves a checkpoint at each requested update count.
+struct SnapshotHooks<'a> {
+    at: &'a [(usize, PathBuf)],
+}
+
+impl Hooks for SnapshotHooks<'_> {
+    type Error = anyhow::Error;
+    fn on_update(&mut self, t: &Trainer) -> Result<()> {
+        if let Some((_, p)) = self.at.iter().find(|(s, _)| *s == t.step()) {
+            t.save_checkpoint(p)?;
+        }
+        Ok(())
     }
 }
 
-/// A trained snapshot: its name, checkpoint and the observation normalisation.
-struct Snapshot {
-    name: String,
-    kind: AlgoKind,
-    path: PathBuf,
-    norm: Option<(Vec<f32>, Vec<f32>)>,
-}
-
+/// Trains each algorithm once through `orl_algos::Trainer` (its recipe: normalisation, IQL's
+/// reward scaling, batch size), saving the requested snapshots.
 fn train(o: &Opts, data: &Path) -> Result<Vec<Snapshot>> {
     let dir = o.out.join("policies");
     std::fs::create_dir_all(&dir)?;
     let last = *o.checkpoints.last().unwrap_or(&0);
     let mut out = Vec::new();
     for kind in ALGOS {
-        let rcfg = ReplayConfig {
-            normalize_observations: kind.normalizes_observations(),
-            ..ReplayConfig::default()
-        };
-        let mut replay = Replay::new(Dataset::open(data)?, rcfg, 0)?;
-        let norm = replay.obs_stats().map(|s| (s.mean.clone(), s.std.clone()));
-        let cfg = algo_config(kind, last);
-        let paths: Vec<PathBuf> = o
+        let at: Vec<(usize, PathBuf)> = o
             .checkpoints
             .iter()
-            .map(|s| dir.join(format!("{}-{s:06}.safetensors", kind.name())))
+            .map(|&s| (s, dir.join(format!("{}-{s:06}.safetensors", kind.name()))))
             .collect();
-        if paths.iter().any(|p| !p.exists()) {
+        if at.iter().any(|(_, p)| !p.exists()) {
             let t = Instant::now();
-            let mut algo = build(kind, spec(), Some(&cfg), 0, &Device::Cpu)?;
-            let mut done = 0;
-            for (s, p) in o.checkpoints.iter().zip(&paths) {
-                while done < *s {
-                    algo.update(&replay.sample(kind.default_batch_size()))?;
-                    done += 1;
-                }
-                algo.save(p, &Default::default())?;
-            }
+            let ds = Dataset::open(data)?;
+            let req = RecipeRequest {
+                protocol: Some(algo_config(kind, last)),
+                eval_env: Some("Pendulum-v1".into()),
+                dataset_path: Some(data.display().to_string()),
+                ..RecipeRequest::new(last, 0)
+            };
+            let recipe = Recipe::new(kind, &ds, &req)?;
+            let mut trainer = Trainer::new(recipe, ds, &Device::Cpu)?;
+            trainer.run(&Schedule::quiet(last), &mut SnapshotHooks { at: &at })?;
             println!(
                 "  trained {} to {last} updates in {:.0} s",
                 kind.name(),
                 t.elapsed().as_secs_f64()
             );
         }
-        for (s, p) in o.checkpoints.iter().zip(paths) {
+        for (s, p) in at {
             out.push(Snapshot {
                 name: format!("{}@{s}", kind.name()),
-                kind,
                 path: p,
-                norm: norm.clone(),
             });
         }
     }
     Ok(out)
 }
 
-fn spec() -> Spec {
-    Spec::continuous(3, 1, 2.0)
-}
-
-fn load(s: &Snapshot, last: usize) -> Result<Agent> {
-    let mut algo = build(
-        s.kind,
-        spec(),
-        Some(&algo_config(s.kind, last)),
-        0,
-        &Device::Cpu,
-    )?;
-    algo.load(&s.path)
+/// The snapshot as a stochastic agent (OPE evaluates the policy's distribution).
+fn load(s: &Snapshot) -> Result<Agent> {
+    let (mut agent, _, _) = Agent::from_checkpoint(&s.path, &Device::Cpu)
         .with_context(|| format!("loading {}", s.path.display()))?;
-    let mut agent = Agent::new(algo, s.norm.clone(), Device::Cpu);
     agent.deterministic = false;
     Ok(agent)
 }
@@ -225,9 +223,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut rows = Vec::new();
     for s in &snaps {
         let t = Instant::now();
-        let mut agent = load(s, last)?;
+        let mut agent = load(s)?;
         let (truth, truth_se) = true_value(&mut agent, o.truth_episodes, o.gamma)?;
-        let mut agent = load(s, last)?;
+        let mut agent = load(s)?;
         let rep: OpeReport =
             evaluate(&ds, &mut agent, &cfg).with_context(|| format!("estimating {}", s.name))?;
         println!(

@@ -20,6 +20,11 @@ use crate::common::{
     plain_policy, record,
 };
 use crate::error::Result;
+use crate::registry::{
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
+    resolve,
+};
+use crate::validate as v;
 
 /// Loss for continuous actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +59,40 @@ impl Default for BcConfig {
     }
 }
 
+impl AlgoConfig for BcConfig {
+    fn validate(&self) -> Result<()> {
+        v::hidden("bc.hidden", &self.hidden)?;
+        v::positive("bc.lr", self.lr)
+    }
+}
+
+/// The registry entry of BC.
+pub static INFO: AlgoInfo = AlgoInfo {
+    name: "bc",
+    summary: "behavioural cloning (MSE or Gaussian NLL; cross-entropy for discrete actions)",
+    discrete: true,
+    continuous: true,
+    // CORL `any_percent_bc.py`: batch 256.
+    batch_size: 256,
+    // CORL `any_percent_bc.py` normalises states.
+    normalize_observations: true,
+    reward: RewardRecipe::AsStored,
+    relative_cost: 3,
+    defaults: defaults_of::<BcConfig>,
+    reduced: reduced_width,
+    fit_to_run: fixed_length,
+    test_config: || serde_json::json!({"hidden": [32, 32]}),
+    resolve: |v| resolve::<BcConfig>("bc", v),
+    build: |spec, cfg, seed, device| {
+        Ok(Box::new(Bc::new(
+            spec,
+            parse_config("bc", cfg)?,
+            seed,
+            device,
+        )?))
+    },
+};
+
 enum Net {
     Mse(DeterministicActor),
     Nll(GaussianActor),
@@ -72,6 +111,7 @@ pub struct Bc {
 impl Bc {
     /// Builds the policy network for `spec`, initialised from `seed`.
     pub fn new(spec: Spec, cfg: BcConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+        cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let mut store = ParamStore::new(device.clone());
         let net = {
@@ -143,10 +183,10 @@ impl Algorithm for Bc {
         Ok(match &self.net {
             Net::Mse(p) => p.forward(s)?,
             Net::Nll(p) if deterministic => p.deterministic(s)?,
-            Net::Nll(p) => p.sample(s, &mut self.core.noise)?,
+            Net::Nll(p) => p.sample(s, &mut self.core.act_noise)?,
             Net::Discrete(p) if deterministic => p.greedy(s)?,
             Net::Discrete(p) => {
-                crate::common::sample_categorical(&p.log_probs(s)?, &mut self.core.noise)?
+                crate::common::sample_categorical(&p.log_probs(s)?, &mut self.core.act_noise)?
             }
         })
     }

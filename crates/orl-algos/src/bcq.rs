@@ -36,6 +36,11 @@ use crate::common::{
     mlp_layer_names, record, repeat_rows, target_of,
 };
 use crate::error::Result;
+use crate::registry::{
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config,
+    resolve,
+};
+use crate::validate as v;
 
 /// BCQ settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +93,51 @@ impl Default for BcqConfig {
         }
     }
 }
+
+impl AlgoConfig for BcqConfig {
+    fn validate(&self) -> Result<()> {
+        v::hidden("bcq.hidden", &self.hidden)?;
+        v::hidden("bcq.vae_hidden", &self.vae_hidden)?;
+        v::positive("bcq.actor_lr", self.actor_lr)?;
+        v::positive("bcq.critic_lr", self.critic_lr)?;
+        v::positive("bcq.vae_lr", self.vae_lr)?;
+        v::unit_open_closed("bcq.tau", self.tau)?;
+        v::non_negative("bcq.phi", self.phi)?;
+        v::unit_closed("bcq.lambda", self.lambda)?;
+        v::count("bcq.n_samples", self.n_samples, v::MAX_SAMPLES)?;
+        v::count("bcq.n_act_samples", self.n_act_samples, v::MAX_SAMPLES)?;
+        v::unit_closed("bcq.threshold", self.threshold)
+    }
+}
+
+/// The registry entry of BCQ.
+pub static INFO: AlgoInfo = AlgoInfo {
+    name: "bcq",
+    summary: "batch-constrained Q-learning (VAE-generated, perturbed actions)",
+    discrete: true,
+    continuous: true,
+    // Fujimoto et al. 2019, appendix D: batch 100.
+    batch_size: 100,
+    // The reference code (`sfujim/BCQ`) uses raw states.
+    normalize_observations: false,
+    reward: RewardRecipe::AsStored,
+    relative_cost: 40,
+    defaults: defaults_of::<BcqConfig>,
+    reduced: |h, _| serde_json::json!({"hidden": [h, h], "vae_hidden": [h, h]}),
+    fit_to_run: fixed_length,
+    test_config: || {
+        serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10})
+    },
+    resolve: |v| resolve::<BcqConfig>("bcq", v),
+    build: |spec, cfg, seed, device| {
+        Ok(Box::new(Bcq::new(
+            spec,
+            parse_config("bcq", cfg)?,
+            seed,
+            device,
+        )?))
+    },
+};
 
 /// BCQ's perturbation model `xi(s, a) = Phi max_action tanh(mlp(s, a))`; returns `clip(a + xi)`.
 #[derive(Debug, Clone)]
@@ -158,6 +208,7 @@ impl Bcq {
         seed: u64,
         device: &candle_core::Device,
     ) -> Result<Self> {
+        cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let od = spec.obs_dim;
         let h = cfg.hidden.clone();
@@ -420,7 +471,7 @@ impl Algorithm for Bcq {
         let (bsz, n) = (s.dim(0)?, self.cfg.n_act_samples);
         let z = self
             .core
-            .noise
+            .act_noise
             .normal(&[bsz * n, c.vae.latent()])?
             .clamp(-0.5f32, 0.5f32)?;
         self.act_with_latents(s, &z)
@@ -436,7 +487,7 @@ impl Algorithm for Bcq {
     fn log_prob(&mut self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
-    /// The export stores one draw of `n_act_samples` latents (from a copy of the run's noise
+    /// The export stores one draw of `n_act_samples` latents (from a copy of the acting noise
     /// stream), so the exported policy is deterministic; `Agent::act` draws fresh ones per call.
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
@@ -447,7 +498,7 @@ impl Algorithm for Bcq {
                 let max_action = self.core.spec.continuous_parts("BCQ")?.1;
                 let latents = self
                     .core
-                    .noise
+                    .act_noise
                     .clone()
                     .normal(&[self.cfg.n_act_samples, c.vae.latent()])?
                     .clamp(-0.5f32, 0.5f32)?;

@@ -53,6 +53,18 @@ impl Spec {
             action: ActionSpec::Discrete { n },
         }
     }
+    /// Checks the dimensions and the bound: `obs_dim`, the action dimension and `n` at least
+    /// 1, `max_action` finite and > 0.
+    pub fn validate(&self) -> Result<()> {
+        crate::validate::count("spec.obs_dim", self.obs_dim, usize::MAX)?;
+        match self.action {
+            ActionSpec::Continuous { dim, max_action } => {
+                crate::validate::count("spec.action.dim", dim, usize::MAX)?;
+                crate::validate::positive("spec.action.max_action", max_action)
+            }
+            ActionSpec::Discrete { n } => crate::validate::count("spec.action.n", n, usize::MAX),
+        }
+    }
     /// Whether actions are discrete.
     pub fn is_discrete(&self) -> bool {
         matches!(self.action, ActionSpec::Discrete { .. })
@@ -158,14 +170,19 @@ impl BatchTensors {
     }
 }
 
-/// What every algorithm holds besides its networks: spaces, the seeded noise source, the update
+/// What every algorithm holds besides its networks: spaces, the seeded noise sources, the update
 /// counter and the device.
 #[derive(Debug, Clone)]
 pub struct Core {
     /// Observation and action spaces.
     pub spec: Spec,
-    /// Every random draw of the algorithm (seeded, checkpointed).
+    /// Every random draw of training (seeded, checkpointed).
     pub noise: Noise,
+    /// Every random draw of acting for evaluation (stochastic policies, BCQ's latents): apart
+    /// from [`Core::noise`] so that evaluating never moves the training stream, and reseeded by
+    /// whoever evaluates ([`Algorithm::reseed_acting`]) so that an evaluation's result does not
+    /// depend on when or how often the policy was evaluated before. Not checkpointed.
+    pub act_noise: Noise,
     /// Updates taken.
     pub steps: usize,
     /// Where the tensors live.
@@ -178,6 +195,7 @@ impl Core {
         Self {
             spec,
             noise: Noise::new(seed ^ 0x5eed, device.clone()),
+            act_noise: Noise::new(seed ^ 0xac7, device.clone()),
             steps: 0,
             device: device.clone(),
         }
@@ -267,6 +285,20 @@ pub trait Algorithm: Send {
     fn log_prob(&mut self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    /// A sample `a ~ pi(.|s)` with its own log-probability, for logging behaviour
+    /// probabilities. The default recomputes it with [`Algorithm::log_prob`]; policies whose
+    /// samples can saturate (tanh-squashed Gaussians) return the sample's exact value instead,
+    /// since inverting a clamped `tanh` is wrong at the bounds.
+    fn act_with_log_prob(&mut self, s: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let a = self.act(s, false)?;
+        let lp = self.log_prob(s, &a)?;
+        Ok((a, lp))
+    }
+    /// Restarts the acting stream ([`Core::act_noise`]) from `seed`.
+    fn reseed_acting(&mut self, seed: u64) {
+        let device = self.core().device.clone();
+        self.core_mut().act_noise = Noise::new(seed, device);
+    }
     /// The critic's value `Q(s, a)` `[B]` (minimum over the ensemble), if the algorithm has one.
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>>;
 
@@ -331,33 +363,32 @@ pub trait Algorithm: Send {
         let get = |k: &str| {
             meta.get(k)
                 .cloned()
-                .ok_or_else(|| AlgoError::Checkpoint(format!("{}: no `{k}`", path.display())))
+                .ok_or_else(|| AlgoError::checkpoint(path, format!("no `{k}` in its metadata")))
         };
         let algo = get("orl.algo")?;
         if algo != self.name() {
-            return Err(AlgoError::Checkpoint(format!(
-                "{} holds {algo}, not {}",
-                path.display(),
-                self.name()
-            )));
+            return Err(AlgoError::checkpoint(
+                path,
+                format!("holds {algo}, not {}", self.name()),
+            ));
         }
         let spec: Spec = serde_json::from_str(&get("orl.spec")?)
-            .map_err(|e| AlgoError::Checkpoint(e.to_string()))?;
+            .map_err(|e| AlgoError::checkpoint(path, format!("bad `orl.spec`: {e}")))?;
         if &spec != self.spec() {
-            return Err(AlgoError::Checkpoint(format!(
-                "{}: spaces {spec:?} differ from {:?}",
-                path.display(),
-                self.spec()
-            )));
+            return Err(AlgoError::checkpoint(
+                path,
+                format!("spaces {spec:?} differ from {:?}", self.spec()),
+            ));
         }
         for (name, store) in self.nets() {
             store.load_named(&tensors, &format!("{name}."))?;
         }
         let mut ts = Vec::new();
         for (name, _) in self.optims() {
-            let t: usize = get(&format!("orl.optim.{name}.t"))?
+            let key = format!("orl.optim.{name}.t");
+            let t: usize = get(&key)?
                 .parse()
-                .map_err(|_| AlgoError::Checkpoint("bad optimizer step".into()))?;
+                .map_err(|_| AlgoError::checkpoint(path, format!("`{key}` is not a step count")))?;
             ts.push(t);
         }
         for ((name, opt), t) in self.optims_mut().into_iter().zip(ts) {
@@ -366,7 +397,7 @@ pub trait Algorithm: Send {
         self.noise_mut().restore(&get("orl.noise")?)?;
         let steps = get("orl.steps")?
             .parse()
-            .map_err(|_| AlgoError::Checkpoint("bad step count".into()))?;
+            .map_err(|_| AlgoError::checkpoint(path, "`orl.steps` is not a step count"))?;
         self.set_steps(steps);
         Ok(meta)
     }

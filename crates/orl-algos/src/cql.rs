@@ -9,7 +9,7 @@
 //! logsumexp_a Q(s, a) ~= T log sum_j exp( (Q(s, a_j) - log mu(a_j)) / T )   over the 3N samples
 //!     with log mu = log 0.5^A (uniform), log pi(a_j|s) or log pi(a_j|s') (detached)
 //! R_CQL(Q_i) = alpha_cql * E_s[ logsumexp_a Q_i(s, a) - E_(a~D) Q_i(s, a) ]
-//! L(Q_i) = 1/2 E (Q_i(s, a) - y)^2 + R_CQL(Q_i),   y = r + gamma (1 - d) min_k Q'_k(s', a'), a' ~ pi(s')
+//! L(Q_i) = E (Q_i(s, a) - y)^2 + R_CQL(Q_i),   y = r + gamma (1 - d) min_k Q'_k(s', a'), a' ~ pi(s')
 //! Lagrange (optional, eq. 5): alpha_cql = clip(exp(log alpha'), 0, 1e6) * (gap - target_action_gap),
 //!     log alpha' maximises the penalty
 //! actor: L(pi) = E_s[ alpha log pi(a|s) - min_i Q_i(s, a) ],  a ~ pi(s)
@@ -32,6 +32,11 @@ use crate::common::{
     min_over_ensemble, mlp_layer_names, plain_policy, record, repeat_rows, target_of,
 };
 use crate::error::Result;
+use crate::registry::{
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config,
+    resolve,
+};
+use crate::validate as v;
 
 /// CQL settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,8 +52,11 @@ pub struct CqlConfig {
     pub alpha_lr: f64,
     /// Polyak coefficient of the target critics (continuous).
     pub tau: f64,
-    /// Weight `alpha` of the CQL regulariser (fixed-alpha version).
+    /// Weight `alpha` of the CQL regulariser (fixed-alpha version), continuous actions, in the
+    /// units of a TD loss that is a plain mean squared error.
     pub cql_alpha: f64,
+    /// Weight `alpha` of the CQL regulariser for discrete actions.
+    pub discrete_cql_alpha: f64,
     /// Sampled actions per source (uniform, pi(s), pi(s')).
     pub n_actions: usize,
     /// Temperature `T` of the logsumexp.
@@ -65,8 +73,11 @@ impl Default for CqlConfig {
     /// Continuous: the paper's Gym-MuJoCo settings and reference code (rlkit `cql`):
     /// 256x256x256 networks, policy lr 1e-4, critic lr 3e-4, tau 0.005, alpha 5.0, 10 sampled
     /// actions, temperature 1, fixed alpha, no entropy backup; the temperature's lr is the
-    /// policy's. Discrete: alpha 1.0 and a target update every 8000 updates (d3rlpy
-    /// `DiscreteCQLConfig`); the critic uses `critic_lr`.
+    /// policy's. Alpha 5.0 is rlkit's `min_q_weight` for Gym-MuJoCo and d3rlpy's
+    /// `CQLConfig.conservative_weight`, both beside an MSE TD loss (`nn.MSELoss`,
+    /// `F.mse_loss`), the convention used here (CORL's 10.0 is the same loss with a heavier
+    /// weight). Discrete: alpha 1.0 and a target update every 8000 updates (d3rlpy
+    /// `DiscreteCQLConfig.alpha`, `target_update_interval`); the critic uses `critic_lr`.
     fn default() -> Self {
         Self {
             hidden: vec![256, 256, 256],
@@ -75,6 +86,7 @@ impl Default for CqlConfig {
             alpha_lr: 1e-4,
             tau: 0.005,
             cql_alpha: 5.0,
+            discrete_cql_alpha: 1.0,
             n_actions: 10,
             temperature: 1.0,
             target_action_gap: None,
@@ -82,6 +94,68 @@ impl Default for CqlConfig {
             target_update_interval: 8000,
         }
     }
+}
+
+impl AlgoConfig for CqlConfig {
+    fn validate(&self) -> Result<()> {
+        v::hidden("cql.hidden", &self.hidden)?;
+        v::positive("cql.actor_lr", self.actor_lr)?;
+        v::positive("cql.critic_lr", self.critic_lr)?;
+        v::positive("cql.alpha_lr", self.alpha_lr)?;
+        v::unit_open_closed("cql.tau", self.tau)?;
+        v::non_negative("cql.cql_alpha", self.cql_alpha)?;
+        v::non_negative("cql.discrete_cql_alpha", self.discrete_cql_alpha)?;
+        v::count("cql.n_actions", self.n_actions, v::MAX_SAMPLES)?;
+        v::positive("cql.temperature", self.temperature)?;
+        if let Some(g) = self.target_action_gap {
+            v::finite("cql.target_action_gap", g)?;
+        }
+        v::count(
+            "cql.target_update_interval",
+            self.target_update_interval,
+            usize::MAX,
+        )
+    }
+}
+
+/// The registry entry of CQL.
+pub static INFO: AlgoInfo = AlgoInfo {
+    name: "cql",
+    summary: "conservative Q-learning (SAC with the CQL(H) regulariser; DQN-based for discrete)",
+    discrete: true,
+    continuous: true,
+    // The paper's reference code (rlkit) and CORL `cql.py`: batch 256.
+    batch_size: 256,
+    // CORL `cql.py` (`normalize: True`) standardises states.
+    normalize_observations: true,
+    reward: RewardRecipe::AsStored,
+    relative_cost: 120,
+    defaults: defaults_of::<CqlConfig>,
+    reduced: reduced,
+    fit_to_run: fixed_length,
+    test_config: || {
+        serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20})
+    },
+    resolve: |v| resolve::<CqlConfig>("cql", v),
+    build: |spec, cfg, seed, device| {
+        Ok(Box::new(Cql::new(
+            spec,
+            parse_config("cql", cfg)?,
+            seed,
+            device,
+        )?))
+    },
+};
+
+/// The reduced protocol's CQL: `hidden` x `hidden` networks and the paper's 10 sampled actions;
+/// discrete CQL copies its target every `steps / 10` updates, at most d3rlpy's 8000 (sized for
+/// Atari runs of millions of updates: at 10 000 updates it copies once, and CQL stayed at BC's
+/// level on cartpole-v1-medium-replay; `docs/benchmarks/classic-medium-replay.md`).
+fn reduced(hidden: usize, steps: usize) -> serde_json::Value {
+    serde_json::json!({
+        "hidden": [hidden, hidden],
+        "target_update_interval": (steps / 10).clamp(1, 8000),
+    })
 }
 
 struct Continuous {
@@ -127,6 +201,7 @@ impl Cql {
         seed: u64,
         device: &candle_core::Device,
     ) -> Result<Self> {
+        cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let od = spec.obs_dim;
         let h = cfg.hidden.clone();
@@ -228,7 +303,7 @@ fn critic_loss(
     };
     let q = t.critic.q(&b.s, &b.a)?; // [2, B]
     let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    let td_loss = (diff.sqr()?.mean(1)? * 0.5)?; // [2]
+    let td_loss = diff.sqr()?.mean(1)?; // [2]: MSE per member (rlkit, CORL, d3rlpy)
     // CQL(H): Q at 3N sampled actions per state.
     let s_rep = repeat_rows(&b.s, n)?; // [B*N, obs]
     let s2_rep = repeat_rows(&b.s2, n)?;
@@ -309,7 +384,7 @@ fn discrete_loss(t: &Cql, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor, T
     };
     let td = huber_loss(&q, &y)?;
     let gap = (q_all.log_sum_exp(D::Minus1)? - &q)?.mean_all()?;
-    let loss = (td + (&gap * t.cfg.cql_alpha)?)?;
+    let loss = (td + (&gap * t.cfg.discrete_cql_alpha)?)?;
     Ok((loss, q.mean_all()?, (&q - &y)?.abs()?.mean_all()?, gap))
 }
 
@@ -410,7 +485,7 @@ impl Algorithm for Cql {
         match &self.cont {
             Some(c) if deterministic => Ok(c.actor.deterministic(s)?),
             Some(c) => {
-                let eps = self.core.noise.normal(&[s.dim(0)?, c.act_dim])?;
+                let eps = self.core.act_noise.normal(&[s.dim(0)?, c.act_dim])?;
                 Ok(c.actor.sample_with(s, &eps)?.0)
             }
             None => Ok(self.critic.q_all(s)?.get(0)?.argmax(D::Minus1)?),

@@ -29,6 +29,10 @@ use crate::common::{
     min_over_ensemble, mlp_layer_names, plain_policy, record, sample_categorical, target_of,
 };
 use crate::error::Result;
+use crate::registry::{
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, parse_config, reduced_width, resolve,
+};
+use crate::validate as v;
 
 /// IQL settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,14 +54,19 @@ pub struct IqlConfig {
     pub beta: f64,
     /// Cap of `exp(beta * A)`.
     pub max_weight: f64,
-    /// Cosine decay of the policy learning rate over this many updates (`None`: constant).
+    /// Cosine decay of the policy learning rate over this many updates (`None`: constant). A
+    /// training [`crate::Recipe`] sets it to the run's length unless it is given explicitly.
     pub actor_cosine_steps: Option<usize>,
+    /// Floor of the policy's state-independent `log std`.
+    pub log_std_min: f64,
 }
 
 impl Default for IqlConfig {
     /// The paper's locomotion settings (appendix B): 256x256, Adam 3e-4 everywhere, tau 0.005,
     /// expectile 0.7, beta 3.0, weights capped at 100, cosine policy schedule over 1M steps
-    /// (also CORL `iql.py`).
+    /// (also CORL `iql.py`); `log std` floored at -5 as the authors' code
+    /// (`implicit_q_learning/learner.py`, `log_std_min=-5.0`) and d3rlpy's IQL (CORL uses -20,
+    /// which lets the std collapse and the importance weights of OPE explode).
     fn default() -> Self {
         Self {
             hidden: vec![256, 256],
@@ -69,9 +78,60 @@ impl Default for IqlConfig {
             beta: 3.0,
             max_weight: 100.0,
             actor_cosine_steps: Some(1_000_000),
+            log_std_min: -5.0,
         }
     }
 }
+
+impl AlgoConfig for IqlConfig {
+    fn validate(&self) -> Result<()> {
+        v::hidden("iql.hidden", &self.hidden)?;
+        v::positive("iql.actor_lr", self.actor_lr)?;
+        v::positive("iql.critic_lr", self.critic_lr)?;
+        v::positive("iql.value_lr", self.value_lr)?;
+        v::unit_open_closed("iql.tau", self.tau)?;
+        v::unit_open("iql.expectile", self.expectile)?;
+        v::non_negative("iql.beta", self.beta)?;
+        v::positive("iql.max_weight", self.max_weight)?;
+        if let Some(n) = self.actor_cosine_steps {
+            v::count("iql.actor_cosine_steps", n, usize::MAX)?;
+        }
+        v::ordered("iql.log_std_min", self.log_std_min, 2.0)
+    }
+}
+
+/// The registry entry of IQL.
+pub static INFO: AlgoInfo = AlgoInfo {
+    name: "iql",
+    summary: "implicit Q-learning (expectile value, advantage-weighted regression)",
+    discrete: true,
+    continuous: true,
+    // The paper's appendix B and CORL `iql.py`: batch 256.
+    batch_size: 256,
+    // CORL `iql.py` (`normalize: True`) and the authors' code standardise states.
+    normalize_observations: true,
+    // Appendix B: rewards scaled by 1000 / (max return - min return) on locomotion.
+    reward: RewardRecipe::ReturnRange,
+    relative_cost: 18,
+    defaults: defaults_of::<IqlConfig>,
+    reduced: reduced_width,
+    // The authors and CORL anneal the policy's learning rate over the run's own length.
+    fit_to_run: |cfg, steps| {
+        if let Some(m) = cfg.as_object_mut() {
+            m.entry("actor_cosine_steps").or_insert(serde_json::json!(steps));
+        }
+    },
+    test_config: || serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": 1000}),
+    resolve: |v| resolve::<IqlConfig>("iql", v),
+    build: |spec, cfg, seed, device| {
+        Ok(Box::new(Iql::new(
+            spec,
+            parse_config("iql", cfg)?,
+            seed,
+            device,
+        )?))
+    },
+};
 
 /// Builds a critic ensemble of the right shape (for the target network).
 type CriticBuilder = Box<dyn Fn(&mut orl_nets::Vb<'_>) -> orl_nets::Result<QEnsemble>>;
@@ -106,6 +166,7 @@ impl Iql {
         seed: u64,
         device: &candle_core::Device,
     ) -> Result<Self> {
+        cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let h = cfg.hidden.clone();
         let od = spec.obs_dim;
@@ -114,13 +175,16 @@ impl Iql {
         let mut value_store = ParamStore::new(device.clone());
         let (actor, critic, build_critic): (Actor, QEnsemble, CriticBuilder) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => (
-                Actor::Gaussian(GaussianActor::new(
-                    &mut actor_store.builder("", &mut rng),
-                    od,
-                    dim,
-                    &h,
-                    max_action,
-                )?),
+                Actor::Gaussian(
+                    GaussianActor::new(
+                        &mut actor_store.builder("", &mut rng),
+                        od,
+                        dim,
+                        &h,
+                        max_action,
+                    )?
+                    .with_log_std_min(cfg.log_std_min as f32),
+                ),
                 QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?,
                 Box::new(move |vb| QEnsemble::continuous(vb, 2, od, dim, &h)),
             ),
@@ -262,9 +326,9 @@ impl Algorithm for Iql {
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
         Ok(match &self.actor {
             Actor::Gaussian(p) if deterministic => p.deterministic(s)?,
-            Actor::Gaussian(p) => p.sample(s, &mut self.core.noise)?,
+            Actor::Gaussian(p) => p.sample(s, &mut self.core.act_noise)?,
             Actor::Categorical(p) if deterministic => p.greedy(s)?,
-            Actor::Categorical(p) => sample_categorical(&p.log_probs(s)?, &mut self.core.noise)?,
+            Actor::Categorical(p) => sample_categorical(&p.log_probs(s)?, &mut self.core.act_noise)?,
         })
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {

@@ -36,10 +36,14 @@ mod dqn;
 mod error;
 mod iql;
 mod online;
+mod recipe;
+mod registry;
 mod sac;
 mod td3bc;
+mod trainer;
+pub mod validate;
 
-pub use agent::{Agent, AlgoKind, build, normalize_observations};
+pub use agent::{Agent, normalize_observations};
 pub use bc::{Bc, BcConfig, BcLoss};
 pub use bcq::{Bcq, BcqConfig};
 pub use collect::{Behavior, collect, pendulum_controller};
@@ -55,5 +59,16 @@ pub use iql::{Iql, IqlConfig};
 pub use online::{
     OnlineCheckpoint, OnlineConfig, OnlineEvent, OnlineReport, train_online, train_online_resumable,
 };
+pub use recipe::{
+    DEFAULT_REPLAY_SEGMENT, DatasetRef, FINAL_EVAL, Recipe, RecipeRequest, RewardChoice,
+    check_env, eval_env_of, spec_of,
+};
+pub use registry::{
+    ALGORITHMS, AlgoConfig, AlgoInfo, AlgoKind, RewardRecipe, build, parse_config,
+};
 pub use sac::{Sac, SacConfig};
 pub use td3bc::{Td3Bc, Td3BcConfig};
+pub use trainer::{
+    DIAGNOSTIC_ROWS, DiagnosticProbe, EvalPlan, EvalSummary, Hooks, LogRow, NoHooks, Schedule,
+    Trainer, keys,
+};

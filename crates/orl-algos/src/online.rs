@@ -212,10 +212,9 @@ pub fn train_online_resumable(
                 } else {
                     let s =
                         candle_core::Tensor::from_slice(&o32, (1, od), &candle_core::Device::Cpu)?;
-                    let a = algo.act(&s, false)?;
+                    let (a, lp) = algo.act_with_log_prob(&s)?;
                     st.logp.push(
-                        algo.log_prob(&s, &a)?
-                            .map(|t| t.to_vec1::<f32>())
+                        lp.map(|t| t.to_vec1::<f32>())
                             .transpose()?
                             .map(|v| f64::from(v[0])),
                     );
@@ -347,7 +346,7 @@ struct OnlineState {
 }
 
 fn ck_err(path: &Path, what: impl std::fmt::Display) -> AlgoError {
-    AlgoError::Checkpoint(format!("{}: {what}", path.display()))
+    AlgoError::checkpoint(path, what.to_string())
 }
 
 impl OnlineState {

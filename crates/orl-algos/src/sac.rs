@@ -205,6 +205,13 @@ impl Algorithm for Sac {
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(self.actor.log_prob(s, a)?))
     }
+    /// The sample's own log-probability (from its pre-tanh value), exact even where
+    /// `tanh` saturates. Online acting is part of training: it draws from the training stream.
+    fn act_with_log_prob(&mut self, s: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let eps = self.core.noise.normal(&[s.dim(0)?, self.act_dim])?;
+        let (a, lp) = self.actor.sample_with(s, &eps)?;
+        Ok((a, Some(lp)))
+    }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
     }

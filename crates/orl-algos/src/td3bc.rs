@@ -34,6 +34,11 @@ use crate::common::{
     record, target_of,
 };
 use crate::error::Result;
+use crate::registry::{
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
+    resolve,
+};
+use crate::validate as v;
 
 /// TD3+BC settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +84,46 @@ impl Default for Td3BcConfig {
     }
 }
 
+impl AlgoConfig for Td3BcConfig {
+    fn validate(&self) -> Result<()> {
+        v::hidden("td3bc.hidden", &self.hidden)?;
+        v::positive("td3bc.actor_lr", self.actor_lr)?;
+        v::positive("td3bc.critic_lr", self.critic_lr)?;
+        v::unit_open_closed("td3bc.tau", self.tau)?;
+        v::non_negative("td3bc.alpha", self.alpha)?;
+        v::non_negative("td3bc.policy_noise", self.policy_noise)?;
+        v::non_negative("td3bc.noise_clip", self.noise_clip)?;
+        v::count("td3bc.policy_freq", self.policy_freq, 1_000_000)
+    }
+}
+
+/// The registry entry of TD3+BC.
+pub static INFO: AlgoInfo = AlgoInfo {
+    name: "td3bc",
+    summary: "TD3+BC: TD3 with a behaviour-cloning term (continuous actions only)",
+    discrete: false,
+    continuous: true,
+    // The paper's table 3: batch 256.
+    batch_size: 256,
+    // The paper, section 5: states normalised with the dataset's mean and std.
+    normalize_observations: true,
+    reward: RewardRecipe::AsStored,
+    relative_cost: 10,
+    defaults: defaults_of::<Td3BcConfig>,
+    reduced: reduced_width,
+    fit_to_run: fixed_length,
+    test_config: || serde_json::json!({"hidden": [32, 32]}),
+    resolve: |v| resolve::<Td3BcConfig>("td3bc", v),
+    build: |spec, cfg, seed, device| {
+        Ok(Box::new(Td3Bc::new(
+            spec,
+            parse_config("td3bc", cfg)?,
+            seed,
+            device,
+        )?))
+    },
+};
+
 /// TD3+BC.
 pub struct Td3Bc {
     cfg: Td3BcConfig,
@@ -105,6 +150,7 @@ impl Td3Bc {
         device: &candle_core::Device,
     ) -> Result<Self> {
         let (act_dim, max_action) = spec.continuous_parts("TD3+BC")?;
+        cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let mut actor_store = ParamStore::new(device.clone());
         let actor = DeterministicActor::new(

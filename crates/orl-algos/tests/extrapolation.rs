@@ -135,12 +135,12 @@ fn discrete_unseen_action_is_overvalued_by_dqn_and_avoided_by_offline_methods() 
         );
     }
 
-    for kind in [AlgoKind::Cql, AlgoKind::Iql, AlgoKind::Bcq] {
-        let cfg = match kind {
-            AlgoKind::Cql => {
-                serde_json::json!({"hidden": [32, 32], "critic_lr": 1e-3, "cql_alpha": 1.0, "target_update_interval": 50})
+    for kind in [AlgoKind::CQL, AlgoKind::IQL, AlgoKind::BCQ] {
+        let cfg = match kind.name() {
+            "cql" => {
+                serde_json::json!({"hidden": [32, 32], "critic_lr": 1e-3, "discrete_cql_alpha": 1.0, "target_update_interval": 50})
             }
-            AlgoKind::Iql => serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": null}),
+            "iql" => serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": null}),
             _ => serde_json::json!({"hidden": [32, 32], "critic_lr": 1e-3}),
         };
         let mut algo = build(kind, Spec::discrete(2, 3), Some(&cfg), 0, &Device::Cpu).unwrap();
@@ -156,7 +156,7 @@ fn discrete_unseen_action_is_overvalued_by_dqn_and_avoided_by_offline_methods() 
             g.iter().all(|&a| a != 2),
             "{kind:?} chose the unseen action: {g:?}"
         );
-        if kind == AlgoKind::Cql {
+        if kind == AlgoKind::CQL {
             let (q0, q1, q2) = (q_of(&*algo, 0), q_of(&*algo, 1), q_of(&*algo, 2));
             for s in 0..2 {
                 assert!(
@@ -212,12 +212,12 @@ fn continuous_policies_stay_inside_the_data_sub_box() {
         .map(|i| ((i * 7919 % 200) as f32 / 100.0) - 1.0)
         .collect();
     let probe = Tensor::from_vec(probe, (20, 3), &Device::Cpu).unwrap();
-    for kind in [AlgoKind::Cql, AlgoKind::Iql, AlgoKind::Bcq] {
-        let cfg = match kind {
-            AlgoKind::Cql => {
+    for kind in [AlgoKind::CQL, AlgoKind::IQL, AlgoKind::BCQ] {
+        let cfg = match kind.name() {
+            "cql" => {
                 serde_json::json!({"hidden": [64, 64], "n_actions": 4, "actor_lr": 3e-4})
             }
-            AlgoKind::Iql => serde_json::json!({"hidden": [64, 64], "actor_cosine_steps": null}),
+            "iql" => serde_json::json!({"hidden": [64, 64], "actor_cosine_steps": null}),
             _ => {
                 serde_json::json!({"hidden": [64, 64], "vae_hidden": [64, 64], "n_act_samples": 10})
             }
@@ -255,7 +255,7 @@ fn an_unconstrained_actor_leaves_the_sub_box() {
     let probe = Tensor::from_vec(vec![0.0f32; 3], (1, 3), &Device::Cpu).unwrap();
     let cfg = serde_json::json!({"hidden": [64, 64], "alpha": 1e6});
     let mut algo = build(
-        AlgoKind::Td3Bc,
+        AlgoKind::TD3BC,
         Spec::continuous(3, 2, 1.0),
         Some(&cfg),
         0,

@@ -49,7 +49,10 @@ fn probe_obs() -> Tensor {
     Tensor::from_vec(v, (5, 4), &Device::Cpu).unwrap()
 }
 
+/// Actions at the probe with the acting stream restarted from a fixed seed (BCQ draws latents
+/// even when greedy; the acting stream is not part of a checkpoint, evaluators reseed it).
 fn actions(algo: &mut Box<dyn Algorithm>) -> Vec<f32> {
+    algo.reseed_acting(7);
     common::greedy_actions(&mut **algo, &probe_obs())
 }
 
@@ -168,13 +171,13 @@ fn same_seed_same_numbers_other_seed_other_numbers() {
 #[test]
 fn loading_another_algorithms_checkpoint_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let (iql, _) = setup(AlgoKind::Iql, false, 0);
+    let (iql, _) = setup(AlgoKind::IQL, false, 0);
     let path = dir.path().join("iql.safetensors");
     iql.save(&path, &HashMap::new()).unwrap();
-    let (mut cql, _) = setup(AlgoKind::Cql, false, 0);
+    let (mut cql, _) = setup(AlgoKind::CQL, false, 0);
     let err = cql.load(&path).unwrap_err().to_string();
     assert!(err.contains("iql"), "{err}");
-    let (mut disc, _) = setup(AlgoKind::Iql, true, 0);
+    let (mut disc, _) = setup(AlgoKind::IQL, true, 0);
     assert!(disc.load(&path).is_err(), "spaces differ");
 }
 
@@ -267,13 +270,13 @@ fn iql_scales_rewards_only_where_the_return_range_is_defined() {
     let (lo, hi) = ds.return_range().unwrap();
     assert!(hi > lo, "the synthetic episodes differ in return");
     assert_eq!(
-        AlgoKind::Iql.reward_transform(&ds, 200),
+        AlgoKind::IQL.reward_transform(&ds, 200),
         orl_data::RewardTransform::ReturnRange {
             max_episode_steps: 200.0
         }
     );
     assert_eq!(
-        AlgoKind::Cql.reward_transform(&ds, 200),
+        AlgoKind::CQL.reward_transform(&ds, 200),
         orl_data::RewardTransform::None
     );
     // Every episode with the same return (e.g. a buffer that never reached the goal): the
@@ -284,13 +287,13 @@ fn iql_scales_rewards_only_where_the_return_range_is_defined() {
     let (lo, hi) = flat.return_range().unwrap();
     assert_eq!(lo, hi);
     assert_eq!(
-        AlgoKind::Iql.reward_transform(&flat, 200),
+        AlgoKind::IQL.reward_transform(&flat, 200),
         orl_data::RewardTransform::None
     );
     Replay::new(
         flat,
         ReplayConfig {
-            reward_transform: AlgoKind::Iql.reward_transform(&ds, 200),
+            reward_transform: AlgoKind::IQL.reward_transform(&ds, 200),
             ..ReplayConfig::default()
         },
         0,
@@ -314,7 +317,7 @@ fn td3bc_measures_its_bc_term_in_unit_actions() {
     let bc_term = |max_action: f64, unit: bool| {
         let cfg = serde_json::json!({"hidden": [32, 32], "bc_unit_actions": unit});
         let spec = Spec::continuous(4, 2, max_action);
-        let mut a = build(AlgoKind::Td3Bc, spec, Some(&cfg), 3, &Device::Cpu).unwrap();
+        let mut a = build(AlgoKind::TD3BC, spec, Some(&cfg), 3, &Device::Cpu).unwrap();
         a.update(&batch).unwrap()["bc_mse"]
     };
     let (unit, raw) = (bc_term(2.0, true), bc_term(2.0, false));

@@ -1,13 +1,15 @@
 //! `orl diagnose RUN`: over-estimation (Q on dataset pairs vs the observed discounted
-//! return-to-go) and divergence of the policy from the data, now and over training.
+//! return-to-go) and divergence of the policy from the data, now and over training. The
+//! return-to-go is computed as training computed it (`orl_algos::DiagnosticProbe` from the
+//! run's recipe: its reward transform, discount and probe rows).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
-use orl_algos::{diagnose, normalize_observations, probe_rows, returns_to_go};
+use orl_algos::{AlgoKind, DIAGNOSTIC_ROWS, DiagnosticProbe, Recipe, RecipeRequest};
 use orl_data::Dataset;
 
-use crate::agent_io::{DATASET, load_agent};
+use crate::agent_io::load_agent_with_recipe;
 use crate::run_dir::{RunDir, read_rows};
 
 /// Arguments of `orl diagnose`.
@@ -20,9 +22,9 @@ pub struct Args {
     pub dataset: Option<PathBuf>,
     /// Discount of the return-to-go (default: the run's).
     #[arg(long)]
-    pub gamma: Option<f64>,
-    /// Rows to evaluate.
-    #[arg(long, default_value_t = 5000)]
+    pub gamma: Option<f32>,
+    /// Rows to evaluate (default: the rows training logs its `diag_*` columns on).
+    #[arg(long, default_value_t = DIAGNOSTIC_ROWS)]
     pub rows: usize,
     /// Print JSON.
     #[arg(long)]
@@ -31,51 +33,37 @@ pub struct Args {
 
 /// Runs `orl diagnose`.
 pub fn run(args: &Args) -> Result<()> {
-    let (mut agent, meta) = load_agent(&args.run)?;
-    let run_json: Option<serde_json::Value> = args
-        .run
-        .is_dir()
-        .then(|| std::fs::read(RunDir::new(&args.run).run_json()).ok())
-        .flatten()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let (mut agent, recipe, _) = load_agent_with_recipe(&args.run)?;
     let dataset = args
         .dataset
         .clone()
-        .or_else(|| meta.get(DATASET).map(PathBuf::from))
+        .or_else(|| {
+            recipe
+                .as_ref()
+                .and_then(|r| r.dataset.path.clone())
+                .map(PathBuf::from)
+        })
         .ok_or_else(|| anyhow!("the checkpoint names no dataset: pass --dataset"))?;
     let ds = Dataset::open(&dataset).with_context(|| format!("opening {}", dataset.display()))?;
-    let gamma = args
-        .gamma
-        .or_else(|| {
-            run_json
-                .as_ref()
-                .and_then(|r| r["replay"]["gamma"].as_f64())
-        })
-        .unwrap_or(0.99);
-    let scale = match run_json
-        .as_ref()
-        .and_then(|r| r["replay"]["reward_transform"].as_str())
-    {
-        Some("return-range") => {
-            let stats = orl_data::Replay::new(
-                ds.clone(),
-                orl_data::ReplayConfig {
-                    reward_transform: orl_data::RewardTransform::ReturnRange {
-                        max_episode_steps: 1000.0,
-                    },
-                    ..Default::default()
-                },
-                0,
-            )?;
-            stats.reward_scale()
+    let mut recipe = match recipe {
+        Some(r) => r,
+        None => {
+            // A checkpoint without a recipe (not from `orl train`): the algorithm's defaults.
+            let kind: AlgoKind = agent.algo.name().parse()?;
+            eprintln!(
+                "note: the checkpoint holds no recipe; using {kind}'s default reward transform and discount"
+            );
+            Recipe::new(kind, &ds, &RecipeRequest::new(1, 0))?
         }
-        _ => 1.0,
     };
-    let (rtg, truncated) = returns_to_go(&ds, gamma, |r| f64::from(r * scale));
-    let norm = agent.obs_norm.clone();
-    let f = move |o: &[f32]| normalize_observations(o, norm.as_ref());
-    let probe = probe_rows(ds.len(), args.rows);
-    let d = diagnose(&mut *agent.algo, &ds, &probe, &f, &rtg, &truncated)?;
+    if let Some(g) = args.gamma {
+        orl_algos::validate::unit_open_closed("gamma", f64::from(g))?;
+        recipe.gamma = g;
+    }
+    orl_algos::validate::count("rows", args.rows, usize::MAX)?;
+    let probe = DiagnosticProbe::new(&recipe, &ds, args.rows)?;
+    let d = probe.run(&mut agent, &ds)?;
+    let gamma = recipe.gamma;
     let history = if args.run.is_dir() {
         read_rows(&RunDir::new(&args.run).metrics_jsonl())?
     } else {
@@ -84,7 +72,8 @@ pub fn run(args: &Args) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"diagnostics": d, "history": history.iter().map(|r| serde_json::json!({
+            serde_json::json!({"diagnostics": d, "gamma": gamma, "reward_transform": recipe.reward_transform,
+            "history": history.iter().map(|r| serde_json::json!({
             "step": r.get("step"), "overestimation_ratio": r.get("diag_overestimation_ratio"),
             "action_divergence": r.get("diag_action_divergence")})).collect::<Vec<_>>()})
         );
@@ -101,8 +90,9 @@ pub fn run(args: &Args) -> Result<()> {
     );
     match (d.q_mean, d.overestimation_ratio) {
         (Some(q), r) => println!(
-            "Q on data          mean {q:.3} vs return-to-go {:.3} (gamma {gamma}): ratio {}",
+            "Q on data          mean {q:.3} vs return-to-go {:.3} (gamma {gamma}, rewards {:?}): ratio {}",
             d.return_mean,
+            recipe.reward_transform,
             r.map(|r| format!("{r:.3}")).unwrap_or_else(|| "n/a".into())
         ),
         (None, _) => println!(

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use orl_data::Dataset;
 use orl_ope::{Estimator, OpeConfig, evaluate};
 
-use crate::agent_io::load_agent;
+use crate::agent_io::load_agent_with_recipe;
 
 /// Arguments of `orl ope`.
 #[derive(Debug, clap::Args)]
@@ -21,7 +21,8 @@ pub struct Args {
     /// `all` or a comma-separated list of is, wis, pdis, wpdis, dr, wdr, ris, fqe, model.
     #[arg(long, default_value = "all")]
     pub estimators: String,
-    /// Discount factor.
+    /// Discount factor (default: the `--config` file's, else the policy's training discount
+    /// from its recipe, else 0.99).
     #[arg(long)]
     pub gamma: Option<f64>,
     /// Clip cumulative importance weights at this value.
@@ -50,12 +51,18 @@ pub struct Args {
 
 /// Runs `orl ope`.
 pub fn run(args: &Args) -> Result<()> {
+    let (mut agent, recipe, _) = load_agent_with_recipe(&args.policy)?;
     let mut cfg = match &args.config {
         Some(p) => toml::from_str::<OpeConfig>(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         )
         .with_context(|| format!("{}: not an OPE configuration", p.display()))?,
-        None => OpeConfig::default(),
+        None => OpeConfig {
+            gamma: recipe
+                .as_ref()
+                .map_or(OpeConfig::default().gamma, |r| f64::from(r.gamma)),
+            ..OpeConfig::default()
+        },
     };
     cfg.estimators = Estimator::parse_list(&args.estimators)?;
     if let Some(g) = args.gamma {
@@ -78,7 +85,6 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let ds = Dataset::open(&args.dataset)
         .with_context(|| format!("reading {}", args.dataset.display()))?;
-    let (mut agent, _) = load_agent(&args.policy)?;
     let report = evaluate(&ds, &mut agent, &cfg).with_context(|| {
         format!(
             "off-policy evaluation of {} on {}",

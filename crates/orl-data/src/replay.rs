@@ -40,7 +40,8 @@ pub enum Sampling {
 }
 
 /// Reward transform applied to every reward before n-step summation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RewardTransform {
     /// Leave rewards as stored.
     None,

@@ -121,13 +121,16 @@ fn atanh(y: &Tensor) -> Result<Tensor> {
 
 /// Gaussian policy with a state-independent log-std and a tanh-bounded mean, as IQL's reference
 /// code and CORL `iql.py` (`GaussianPolicy`): `mean = max_action * tanh(mlp(s))`,
-/// `log_std` a free parameter (init 0) clamped to `[-20, 2]`; `log pi(a|s)` is the plain
-/// Gaussian density of the data action (no tanh correction). Deterministic action: the mean.
+/// `log_std` a free parameter (init 0) clamped to `[log_std_min, 2]` (`log_std_min` -20 as
+/// CORL by default; [`GaussianActor::with_log_std_min`] sets another floor, e.g. IQL's -5);
+/// `log pi(a|s)` is the plain Gaussian density of the data action (no tanh correction).
+/// Deterministic action: the mean.
 #[derive(Debug, Clone)]
 pub struct GaussianActor {
     net: Mlp,
     log_std: Var,
     max_action: f64,
+    log_std_min: f32,
 }
 
 impl GaussianActor {
@@ -143,7 +146,17 @@ impl GaussianActor {
             net: Mlp::new(&mut vb.pp("net"), obs_dim, hidden, act_dim)?,
             log_std: vb.constant("log_std", &[act_dim], 0.0)?,
             max_action,
+            log_std_min: -20.0,
         })
+    }
+    /// The same actor with `log std` clamped from below at `min` (must be below 2).
+    pub fn with_log_std_min(mut self, min: f32) -> Self {
+        self.log_std_min = min.min(2.0);
+        self
+    }
+    /// `log std` as used: the parameter clamped to `[log_std_min, 2]`, `[act]`.
+    pub fn log_std(&self) -> Result<Tensor> {
+        Ok(self.log_std.as_tensor().clamp(self.log_std_min, 2f32)?)
     }
     /// `[B, act]` means.
     pub fn deterministic(&self, s: &Tensor) -> Result<Tensor> {
@@ -152,17 +165,13 @@ impl GaussianActor {
     /// `log pi(a|s)`: `[B]`.
     pub fn log_prob(&self, s: &Tensor, a: &Tensor) -> Result<Tensor> {
         let mean = self.deterministic(s)?;
-        let log_std = self
-            .log_std
-            .as_tensor()
-            .clamp(-20f32, 2f32)?
-            .broadcast_as(mean.dims())?;
+        let log_std = self.log_std()?.broadcast_as(mean.dims())?;
         normal_log_prob(a, &mean, &log_std)
     }
     /// A sample `mean + std * eps`, clipped to `[-max_action, max_action]`.
     pub fn sample(&self, s: &Tensor, noise: &mut Noise) -> Result<Tensor> {
         let mean = self.deterministic(s)?;
-        let std = self.log_std.as_tensor().clamp(-20f32, 2f32)?.exp()?;
+        let std = self.log_std()?.exp()?;
         let eps = noise.normal(mean.dims())?;
         Ok((mean + eps.broadcast_mul(&std)?)?.clamp(-self.max_action, self.max_action)?)
     }

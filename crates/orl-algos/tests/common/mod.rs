@@ -71,25 +71,15 @@ pub fn synthetic(
     Dataset::new(meta, cols, &eps).unwrap()
 }
 
-/// Small networks so that tests run in seconds.
+/// Small networks so that tests run in seconds (each algorithm's `AlgoInfo::test_config`).
 pub fn small_config(kind: AlgoKind) -> serde_json::Value {
-    match kind {
-        AlgoKind::Bc => serde_json::json!({"hidden": [32, 32]}),
-        AlgoKind::Td3Bc => serde_json::json!({"hidden": [32, 32]}),
-        AlgoKind::Iql => serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": 1000}),
-        AlgoKind::Cql => {
-            serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20})
-        }
-        AlgoKind::Bcq => {
-            serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10})
-        }
-    }
+    (kind.info().test_config)()
 }
 
 /// Every (algorithm, discrete?) pair orl supports.
 pub fn cases() -> Vec<(AlgoKind, bool)> {
     let mut v = Vec::new();
-    for k in AlgoKind::ALL {
+    for k in AlgoKind::all() {
         v.push((k, false));
         if k.supports_discrete() {
             v.push((k, true));
