@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss,
-    mlp_layer_names, record, repeat_rows, target_of,
+    mlp_layer_names, record, repeat_rows, soft_clipped_double_q, target_of,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -301,8 +301,7 @@ fn critic_loss(
         let s2 = repeat_rows(&b.s2, n)?;
         let a2 = c.actor_target.forward(&s2, &c.vae.decode_z(&s2, z_next)?)?;
         let q2 = t.critic_target.q(&s2, &a2)?; // [2, B*n]
-        let (qmin, qmax) = (q2.min(0)?, q2.max(0)?);
-        let soft = ((qmin * t.cfg.lambda)? + (qmax * (1.0 - t.cfg.lambda))?)?;
+        let soft = soft_clipped_double_q(&q2, t.cfg.lambda)?;
         let v2 = soft.reshape((bsz, n))?.max(1)?;
         b.td_target(&v2)?.detach()
     };

@@ -227,6 +227,64 @@ pub fn expectile_loss(u: &Tensor, tau: f64) -> Result<Tensor> {
     Ok((w * u.sqr()?)?.mean_all()?)
 }
 
+/// Mean squared TD error of each ensemble member: `q: [E, B]`, `y: [B]` -> `[E]` with
+/// `L_i = mean_b (q_ib - y_b)^2` (a plain MSE, no 1/2: PyTorch's `mse_loss`, as rlkit, CORL and
+/// d3rlpy write every critic loss orl implements).
+pub fn mse_per_member(q: &Tensor, y: &Tensor) -> Result<Tensor> {
+    Ok(q.broadcast_sub(&y.unsqueeze(0)?)?.sqr()?.mean(1)?)
+}
+
+/// IQL's advantage weights (Kostrikov et al. 2021, eq. 7): `min(exp(beta A), max_weight)`.
+pub fn advantage_weights(adv: &Tensor, beta: f64, max_weight: f64) -> Result<Tensor> {
+    Ok((adv * beta)?.exp()?.clamp(0.0, max_weight)?)
+}
+
+/// BCQ's soft clipped double Q (Fujimoto et al. 2019, eq. 13): `q: [2, N]` ->
+/// `lambda min(q_1, q_2) + (1 - lambda) max(q_1, q_2)`, `[N]`.
+pub fn soft_clipped_double_q(q: &Tensor, lambda: f64) -> Result<Tensor> {
+    let (qmin, qmax) = (q.min(0)?, q.max(0)?);
+    Ok(((qmin * lambda)? + (qmax * (1.0 - lambda))?)?)
+}
+
+/// TD3+BC's `lambda = alpha / mean |Q(s, pi(s))|` (Fujimoto & Gu 2021, eq. 3), detached:
+/// `q: [B]` -> scalar.
+pub fn td3bc_lambda(q: &Tensor, alpha: f64) -> Result<Tensor> {
+    Ok((q.abs()?.mean_all()?.detach().recip()? * alpha)?)
+}
+
+/// CQL(H)'s importance-sampled `T log sum_a exp(Q(s, a) / T)` (Kumar et al. 2020, appendix F)
+/// over `3 N` actions per state: `N` uniform (density `exp(log_unif)`), `N` from `pi(.|s')`
+/// and `N` from `pi(.|s)`, each value divided by its proposal density:
+/// `T logsumexp_j ((Q(s, a_j) - log mu(a_j)) / T)`. Shapes: `q_*: [E, B * N]` (rows
+/// `b * N + j`), `lp_*: [B * N]` -> `[E, B]`.
+#[allow(clippy::too_many_arguments)]
+pub fn cql_logsumexp(
+    q_rand: &Tensor,
+    q_next: &Tensor,
+    q_cur: &Tensor,
+    lp_next: &Tensor,
+    lp_cur: &Tensor,
+    log_unif: f64,
+    n: usize,
+    temperature: f64,
+) -> Result<Tensor> {
+    let (e, bn) = q_rand.dims2()?;
+    let bsz = bn / n.max(1);
+    let cat = Tensor::cat(
+        &[
+            (q_rand - log_unif)?,
+            q_next.broadcast_sub(&lp_next.detach().unsqueeze(0)?)?,
+            q_cur.broadcast_sub(&lp_cur.detach().unsqueeze(0)?)?,
+        ],
+        1,
+    )?; // [E, 3*B*N] laid out source-major; regroup per state:
+    let cat = cat
+        .reshape((e, 3, bsz, n))?
+        .transpose(1, 2)?
+        .reshape((e, bsz, 3 * n))?;
+    Ok(((cat / temperature)?.log_sum_exp(candle_core::D::Minus1)? * temperature)?)
+}
+
 /// Huber loss with threshold 1 (PyTorch's `smooth_l1_loss`), averaged.
 pub fn huber_loss(x: &Tensor, target: &Tensor) -> Result<Tensor> {
     let d = (x - target)?;

@@ -28,8 +28,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss,
-    min_over_ensemble, mlp_layer_names, plain_policy, record, repeat_rows, target_of,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, cql_logsumexp, gather_actions,
+    huber_loss, min_over_ensemble, mlp_layer_names, mse_per_member, plain_policy, record,
+    repeat_rows, target_of,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -290,7 +291,6 @@ fn critic_loss(
     d: &Draws,
 ) -> Result<(Tensor, Tensor, Tensor, Tensor, Option<Tensor>)> {
     let n = t.cfg.n_actions;
-    let bsz = b.s.dim(0)?;
     let alpha = param(&c.log_alpha, "log_alpha")?.exp()?.detach();
     // TD target.
     let y = {
@@ -303,7 +303,7 @@ fn critic_loss(
     };
     let q = t.critic.q(&b.s, &b.a)?; // [2, B]
     let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    let td_loss = diff.sqr()?.mean(1)?; // [2]: MSE per member (rlkit, CORL, d3rlpy)
+    let td_loss = mse_per_member(&q, &y)?; // [2]: MSE per member (rlkit, CORL, d3rlpy)
     // CQL(H): Q at 3N sampled actions per state.
     let s_rep = repeat_rows(&b.s, n)?; // [B*N, obs]
     let s2_rep = repeat_rows(&b.s2, n)?;
@@ -313,19 +313,16 @@ fn critic_loss(
     let q_cur = t.critic.q(&s_rep, &a_cur.detach())?;
     let q_next = t.critic.q(&s_rep, &a_next.detach())?;
     let log_unif = (c.act_dim as f64) * (0.5f64 / c.max_action).ln();
-    let cat = Tensor::cat(
-        &[
-            (q_rand - log_unif)?,
-            q_next.broadcast_sub(&lp_next.detach().unsqueeze(0)?)?,
-            q_cur.broadcast_sub(&lp_cur.detach().unsqueeze(0)?)?,
-        ],
-        1,
-    )?; // [2, 3*B*N] laid out source-major; regroup per state:
-    let cat = cat
-        .reshape((2, 3, bsz, n))?
-        .transpose(1, 2)?
-        .reshape((2, bsz, 3 * n))?;
-    let lse = ((cat / t.cfg.temperature)?.log_sum_exp(D::Minus1)? * t.cfg.temperature)?; // [2, B]
+    let lse = cql_logsumexp(
+        &q_rand,
+        &q_next,
+        &q_cur,
+        &lp_next,
+        &lp_cur,
+        log_unif,
+        n,
+        t.cfg.temperature,
+    )?; // [2, B]
     let gap = (lse - &q)?.mean(1)?; // [2]
     let (penalty, lagrange) = match t.cfg.target_action_gap {
         None => ((&gap * t.cfg.cql_alpha)?, None),

@@ -25,7 +25,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, expectile_loss, gather_actions,
+    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, advantage_weights, expectile_loss,
+    gather_actions, mse_per_member,
     min_over_ensemble, mlp_layer_names, plain_policy, record, sample_categorical, target_of,
 };
 use crate::error::Result;
@@ -262,7 +263,7 @@ fn critic_loss(t: &Iql, b: &BatchTensors, v_next: &Tensor) -> Result<(Tensor, Te
     let q = t.q_members(&t.critic, &b.s, &b.a)?;
     let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
     Ok((
-        diff.sqr()?.mean(1)?.sum_all()?,
+        mse_per_member(&q, &y)?.sum_all()?,
         q.mean_all()?,
         diff.get(0)?.abs()?.mean_all()?,
     ))
@@ -270,7 +271,7 @@ fn critic_loss(t: &Iql, b: &BatchTensors, v_next: &Tensor) -> Result<(Tensor, Te
 
 /// Eq. 7: advantage-weighted log-likelihood; returns `(loss, mean weight)`.
 fn actor_loss(t: &Iql, b: &BatchTensors, adv: &Tensor) -> Result<(Tensor, Tensor)> {
-    let w = (adv * t.cfg.beta)?.exp()?.clamp(0.0, t.cfg.max_weight)?;
+    let w = advantage_weights(adv, t.cfg.beta, t.cfg.max_weight)?;
     let log_prob = match &t.actor {
         Actor::Gaussian(p) => p.log_prob(&b.s, &b.a)?,
         Actor::Categorical(p) => gather_actions(&p.log_probs(&b.s)?, &b.a)?,

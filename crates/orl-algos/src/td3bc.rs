@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, mlp_layer_names, plain_policy,
-    record, target_of,
+    record, target_of, td3bc_lambda,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -221,7 +221,7 @@ fn critic_loss(t: &Td3Bc, b: &BatchTensors, eps: &Tensor) -> Result<(Tensor, Ten
 fn actor_loss(t: &Td3Bc, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor)> {
     let pi = t.actor.forward(&b.s)?;
     let q1 = t.critic.q(&b.s, &pi)?.get(0)?;
-    let lambda = (q1.abs()?.mean_all()?.detach().recip()? * t.cfg.alpha)?;
+    let lambda = td3bc_lambda(&q1, t.cfg.alpha)?;
     let m = if t.cfg.bc_unit_actions {
         t.max_action
     } else {
