@@ -245,10 +245,10 @@ fn run_cell(
     let schedule = Schedule {
         log_every: every,
         diagnostics: false,
-        eval: recipe.env_id.is_some().then_some(EvalPlan {
-            every,
-            episodes: 5,
-        }),
+        eval: recipe
+            .env_id
+            .is_some()
+            .then_some(EvalPlan { every, episodes: 5 }),
         checkpoint_every: None,
     };
     let mut trainer = Trainer::new(recipe, ds, &Device::Cpu)?;

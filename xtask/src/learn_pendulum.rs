@@ -20,8 +20,8 @@
 
 use anyhow::{Context, Result, bail};
 use orl_algos::{
-    AlgoKind, FINAL_EVAL, NoHooks, Recipe, RecipeRequest, RewardChoice, Schedule, Trainer,
-    collect, pendulum_controller,
+    AlgoKind, FINAL_EVAL, NoHooks, Recipe, RecipeRequest, RewardChoice, Schedule, Trainer, collect,
+    pendulum_controller,
 };
 use orl_data::Dataset;
 use orl_envs::{OwnedAction, make};

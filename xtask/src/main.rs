@@ -9,6 +9,8 @@
 //! - `gen-datasets`: the dataset suite of `datasets/manifest.json`, sha256-checked.
 //! - `setup-mujoco`: fetch the MuJoCo 3.17.0 shared library for the `mujoco` feature.
 
+#[cfg(test)]
+mod architecture;
 mod behaviour_policy;
 mod bench_d4rl;
 mod gen_datasets;

@@ -37,8 +37,7 @@ use crate::common::{
 };
 use crate::error::Result;
 use crate::registry::{
-    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config,
-    resolve,
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
 };
 use crate::validate as v;
 
@@ -125,9 +124,7 @@ pub static INFO: AlgoInfo = AlgoInfo {
     defaults: defaults_of::<BcqConfig>,
     reduced: |h, _| serde_json::json!({"hidden": [h, h], "vae_hidden": [h, h]}),
     fit_to_run: fixed_length,
-    test_config: || {
-        serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10})
-    },
+    test_config: || serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10}),
     resolve: |v| resolve::<BcqConfig>("bcq", v),
     build: |spec, cfg, seed, device| {
         Ok(Box::new(Bcq::new(

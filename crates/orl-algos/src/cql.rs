@@ -34,8 +34,7 @@ use crate::common::{
 };
 use crate::error::Result;
 use crate::registry::{
-    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config,
-    resolve,
+    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
 };
 use crate::validate as v;
 
@@ -134,9 +133,7 @@ pub static INFO: AlgoInfo = AlgoInfo {
     defaults: defaults_of::<CqlConfig>,
     reduced: reduced,
     fit_to_run: fixed_length,
-    test_config: || {
-        serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20})
-    },
+    test_config: || serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20}),
     resolve: |v| resolve::<CqlConfig>("cql", v),
     build: |spec, cfg, seed, device| {
         Ok(Box::new(Cql::new(

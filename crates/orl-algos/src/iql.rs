@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, advantage_weights, expectile_loss,
-    gather_actions, mse_per_member,
-    min_over_ensemble, mlp_layer_names, plain_policy, record, sample_categorical, target_of,
+    gather_actions, min_over_ensemble, mlp_layer_names, mse_per_member, plain_policy, record,
+    sample_categorical, target_of,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -119,7 +119,8 @@ pub static INFO: AlgoInfo = AlgoInfo {
     // The authors and CORL anneal the policy's learning rate over the run's own length.
     fit_to_run: |cfg, steps| {
         if let Some(m) = cfg.as_object_mut() {
-            m.entry("actor_cosine_steps").or_insert(serde_json::json!(steps));
+            m.entry("actor_cosine_steps")
+                .or_insert(serde_json::json!(steps));
         }
     },
     test_config: || serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": 1000}),
@@ -329,7 +330,9 @@ impl Algorithm for Iql {
             Actor::Gaussian(p) if deterministic => p.deterministic(s)?,
             Actor::Gaussian(p) => p.sample(s, &mut self.core.act_noise)?,
             Actor::Categorical(p) if deterministic => p.greedy(s)?,
-            Actor::Categorical(p) => sample_categorical(&p.log_probs(s)?, &mut self.core.act_noise)?,
+            Actor::Categorical(p) => {
+                sample_categorical(&p.log_probs(s)?, &mut self.core.act_noise)?
+            }
         })
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {

@@ -61,12 +61,10 @@ pub use online::{
     OnlineCheckpoint, OnlineConfig, OnlineEvent, OnlineReport, train_online, train_online_resumable,
 };
 pub use recipe::{
-    DEFAULT_REPLAY_SEGMENT, DatasetRef, FINAL_EVAL, Recipe, RecipeRequest, RewardChoice,
-    check_env, eval_env_of, spec_of,
+    DEFAULT_REPLAY_SEGMENT, DatasetRef, FINAL_EVAL, Recipe, RecipeRequest, RewardChoice, check_env,
+    eval_env_of, spec_of,
 };
-pub use registry::{
-    ALGORITHMS, AlgoConfig, AlgoInfo, AlgoKind, RewardRecipe, build, parse_config,
-};
+pub use registry::{ALGORITHMS, AlgoConfig, AlgoInfo, AlgoKind, RewardRecipe, build, parse_config};
 pub use sac::{Sac, SacConfig};
 pub use td3bc::{Td3Bc, Td3BcConfig};
 pub use trainer::{

@@ -207,7 +207,10 @@ pub fn check_env(key: &str, id: &str) -> Result<()> {
         Err(_) => Err(AlgoError::setting(
             key,
             id,
-            &format!("a registered environment id ({}; `orl envs` lists them)", known()),
+            &format!(
+                "a registered environment id ({}; `orl envs` lists them)",
+                known()
+            ),
         )),
         Ok(s) if s.needs_mujoco && !orl_envs::MUJOCO_ENABLED => Err(AlgoError::setting(
             key,
@@ -231,7 +234,11 @@ fn merge(a: &mut Value, b: &Value, what: &str) -> Result<()> {
             }
             Ok(())
         }
-        other => Err(AlgoError::setting(what, other, "a table of configuration keys")),
+        other => Err(AlgoError::setting(
+            what,
+            other,
+            "a table of configuration keys",
+        )),
     }
 }
 
@@ -281,7 +288,11 @@ impl Recipe {
             ));
         }
         if ds.is_empty() {
-            return Err(AlgoError::setting("dataset", "0 rows", "at least one transition"));
+            return Err(AlgoError::setting(
+                "dataset",
+                "0 rows",
+                "at least one transition",
+            ));
         }
         let env_id = req.eval_env.clone().or_else(|| eval_env_of(ds));
         let horizon = match env_id.as_deref().and_then(|id| orl_envs::spec(id).ok()) {

@@ -192,7 +192,11 @@ impl std::str::FromStr for AlgoKind {
             .find(|i| i.name == key)
             .map(|i| AlgoKind(i))
             .ok_or_else(|| {
-                AlgoError::setting("algo", s, &format!("one of {}", AlgoKind::names().join(", ")))
+                AlgoError::setting(
+                    "algo",
+                    s,
+                    &format!("one of {}", AlgoKind::names().join(", ")),
+                )
             })
     }
 }

@@ -212,10 +212,9 @@ impl DiagnosticProbe {
     }
     fn from_replay(recipe: &Recipe, replay: &Replay, rows: usize) -> Self {
         let (scale, shift) = (replay.reward_scale(), replay.reward_shift());
-        let (returns, truncated) =
-            returns_to_go(replay.dataset(), f64::from(recipe.gamma), |r| {
-                f64::from(r * scale + shift)
-            });
+        let (returns, truncated) = returns_to_go(replay.dataset(), f64::from(recipe.gamma), |r| {
+            f64::from(r * scale + shift)
+        });
         Self {
             rows: probe_rows(replay.dataset().len(), rows),
             returns,
@@ -283,8 +282,8 @@ impl Trainer {
     pub fn resume(&mut self, path: &Path) -> Result<()> {
         let meta = self.agent.algo.load(path)?;
         if let Some(text) = meta.get(keys::RECIPE) {
-            let saved = Recipe::from_json(text)
-                .map_err(|e| AlgoError::checkpoint(path, e.to_string()))?;
+            let saved =
+                Recipe::from_json(text).map_err(|e| AlgoError::checkpoint(path, e.to_string()))?;
             if let Some(d) = self.recipe.differs_from(&saved) {
                 return Err(AlgoError::checkpoint(
                     path,
@@ -370,7 +369,10 @@ impl Trainer {
                 DIAGNOSTIC_ROWS,
             ));
         }
-        let probe = self.probe.as_ref().ok_or_else(|| AlgoError::Config("no probe".into()))?;
+        let probe = self
+            .probe
+            .as_ref()
+            .ok_or_else(|| AlgoError::Config("no probe".into()))?;
         probe.run(&mut self.agent, self.replay.dataset())
     }
 

@@ -92,7 +92,11 @@ pub fn count(key: &str, v: usize, max: usize) -> Result<()> {
     if (1..=max).contains(&v) {
         Ok(())
     } else {
-        Err(AlgoError::setting(key, v, &format!("an integer from 1 to {max}")))
+        Err(AlgoError::setting(
+            key,
+            v,
+            &format!("an integer from 1 to {max}"),
+        ))
     }
 }
 

@@ -58,10 +58,7 @@ fn td_loss_is_a_plain_mse_per_member() {
 #[test]
 fn iql_weights_are_capped_exponentiated_advantages() {
     let w = advantage_weights(&t1(&[0.0, 1.0, -1.0, 10.0]), 3.0, 100.0).unwrap();
-    close(
-        &vec(&w),
-        &[1.0, 3f64.exp(), (-3f64).exp(), 100.0],
-    );
+    close(&vec(&w), &[1.0, 3f64.exp(), (-3f64).exp(), 100.0]);
 }
 
 /// BCQ eq. 13: `lambda min + (1 - lambda) max` over the two critics. q_1 = [1, 4],

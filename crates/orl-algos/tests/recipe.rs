@@ -43,8 +43,14 @@ fn discrete_cql_default_alpha_is_one() {
         for (k, v) in extra.as_object().unwrap() {
             cfg[k] = v.clone();
         }
-        let mut algo = build(AlgoKind::CQL, Spec::discrete(4, 3), Some(&cfg), 0, &Device::Cpu)
-            .unwrap();
+        let mut algo = build(
+            AlgoKind::CQL,
+            Spec::discrete(4, 3),
+            Some(&cfg),
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
         let mut replay = Replay::new(ds.clone(), ReplayConfig::default(), 1).unwrap();
         (0..5)
             .map(|_| algo.update(&replay.sample(32)).unwrap()["critic_loss"])
@@ -128,7 +134,10 @@ fn evaluation_never_moves_training_and_does_not_depend_on_its_schedule() {
     evaluated.run(&schedule, &mut NoHooks).unwrap();
     let mut plain = Trainer::new(recipe, ds, &Device::Cpu).unwrap();
     plain.run(&Schedule::quiet(20), &mut NoHooks).unwrap();
-    assert_eq!(params(&*evaluated.agent().algo), params(&*plain.agent().algo));
+    assert_eq!(
+        params(&*evaluated.agent().algo),
+        params(&*plain.agent().algo)
+    );
     let a = evaluated.evaluate(2, FINAL_EVAL).unwrap().unwrap();
     let b = plain.evaluate(2, FINAL_EVAL).unwrap().unwrap();
     assert_eq!(a.returns, b.returns);
@@ -175,7 +184,13 @@ fn out_of_range_settings_name_their_key() {
         (AlgoKind::BC, "hidden", serde_json::json!([0])),
     ] {
         let cfg = serde_json::json!({ key: value });
-        let err = match build(kind, Spec::continuous(3, 1, 1.0), Some(&cfg), 0, &Device::Cpu) {
+        let err = match build(
+            kind,
+            Spec::continuous(3, 1, 1.0),
+            Some(&cfg),
+            0,
+            &Device::Cpu,
+        ) {
             Ok(_) if key == "lr" => continue, // f64::MAX is finite and > 0: accepted
             Ok(_) => panic!("{kind}.{key} = {value} accepted"),
             Err(e) => e.to_string(),

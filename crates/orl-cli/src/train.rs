@@ -142,7 +142,11 @@ impl Hooks for RunHooks {
             self.bar.set_message(format!("return {:.1}", e.mean));
         }
         self.rows.push(row.to_json());
-        write_rows(&self.run.metrics_jsonl(), &self.run.metrics_csv(), &self.rows)
+        write_rows(
+            &self.run.metrics_jsonl(),
+            &self.run.metrics_csv(),
+            &self.rows,
+        )
     }
     fn on_checkpoint(&mut self, t: &Trainer) -> Result<()> {
         t.save_checkpoint(&self.run.checkpoint())?;

@@ -35,7 +35,10 @@ fn train(dir: &Path, algo: &str, config: Option<&str>, extra: &[&str]) -> (Optio
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = orl(&refs);
-    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn assert_setting_error(code: Option<i32>, err: &str, names: &[&str]) {
@@ -65,7 +68,12 @@ fn bad_settings_exit_1_naming_the_setting() {
     assert_setting_error(c, &e, &["bcq.tau", "(0, 1]"]);
     let (c, e) = train(d, "iql", None, &["--gamma", "1.5"]);
     assert_setting_error(c, &e, &["gamma", "1.5"]);
-    let (c, e) = train(d, "iql", None, &["--eval-env", "Pendulum-v1", "--eval-episodes", "0"]);
+    let (c, e) = train(
+        d,
+        "iql",
+        None,
+        &["--eval-env", "Pendulum-v1", "--eval-episodes", "0"],
+    );
     assert_setting_error(c, &e, &["eval_episodes", "0"]);
     let (c, e) = train(d, "iql", None, &["--log-every", "0"]);
     assert_setting_error(c, &e, &["log_every"]);
@@ -74,7 +82,11 @@ fn bad_settings_exit_1_naming_the_setting() {
     // Nothing was trained: no run folder holds a checkpoint.
     for entry in std::fs::read_dir(d).unwrap() {
         let p = entry.unwrap().path();
-        assert!(!p.join("checkpoint.safetensors").exists(), "{}", p.display());
+        assert!(
+            !p.join("checkpoint.safetensors").exists(),
+            "{}",
+            p.display()
+        );
     }
 }
 
@@ -107,9 +119,15 @@ fn diagnose_reports_the_ratio_training_logged() {
     let run_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     let recipe = &run_json["recipe"];
-    assert_eq!(recipe["reward_transform"]["kind"], "return_range", "{recipe}");
+    assert_eq!(
+        recipe["reward_transform"]["kind"], "return_range",
+        "{recipe}"
+    );
     assert_eq!(recipe["horizon"], 200);
-    assert_eq!(recipe["config"]["actor_cosine_steps"], 60, "schedule over --steps");
+    assert_eq!(
+        recipe["config"]["actor_cosine_steps"], 60,
+        "schedule over --steps"
+    );
     let rows = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(rows.lines().last().unwrap()).unwrap();
     let logged = last["diag_overestimation_ratio"].as_f64().unwrap();

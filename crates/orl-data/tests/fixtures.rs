@@ -3,7 +3,8 @@
 //! relative 1e-9 for sums and means, 1e-6 for standard deviations).
 //!
 //! The fixtures root is `$ORL_FIXTURES` (the folder that contains `datasets/`), defaulting to
-//! `../shared/fixtures` beside the project root. Files are discovered, not listed.
+//! `../shared/fixtures` beside the project root. Files are discovered, not listed. When `CI` or
+//! `ORL_FIXTURES` is set, a missing folder fails the tests instead of skipping them.
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the assertion
 
@@ -28,6 +29,11 @@ fn fixtures_root() -> Option<PathBuf> {
     };
     if root.is_dir() {
         Some(root)
+    } else if std::env::var_os("CI").is_some() || std::env::var_os("ORL_FIXTURES").is_some() {
+        panic!(
+            "fixtures folder {} is absent, but CI or ORL_FIXTURES is set: the fixture tests must run",
+            root.display()
+        );
     } else {
         eprintln!(
             "SKIP: fixtures folder {} is absent (set ORL_FIXTURES to the folder holding datasets/)",
