@@ -205,15 +205,17 @@ fn cell_file(dir: &Path, key: &Value) -> PathBuf {
 struct CellHooks<'a> {
     bar: &'a ProgressBar,
     curve: Vec<Value>,
+    /// Updates already counted on the bar.
+    counted: usize,
 }
 
 impl Hooks for CellHooks<'_> {
     type Error = anyhow::Error;
-    fn on_update(&mut self, _: &Trainer) -> Result<()> {
-        self.bar.inc(1);
-        Ok(())
-    }
+    /// The bar advances by log rows (every tenth of the run): the grid's bar counts the updates
+    /// of every cell, so per-update ticks would only add lock traffic between the jobs.
     fn on_log(&mut self, _: &Trainer, row: &LogRow) -> Result<()> {
+        self.bar.inc((row.step - self.counted) as u64);
+        self.counted = row.step;
         if let Some(e) = &row.eval {
             self.curve.push(
                 json!({"step": row.step, "return": e.mean, "normalized": e.normalized, "first_seed": e.first_seed}),
@@ -255,6 +257,7 @@ fn run_cell(
     let mut hooks = CellHooks {
         bar,
         curve: Vec::new(),
+        counted: 0,
     };
     trainer.run(&schedule, &mut hooks)?;
     let train_s = trainer.update_seconds();

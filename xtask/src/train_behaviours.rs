@@ -437,36 +437,9 @@ fn remove_checkpoints(work: &Path) -> Result<()> {
 
 /// The first `n` rows of `ds` (the last episode may be cut, as in D4RL).
 pub fn prefix(ds: &Dataset, n: usize) -> Result<Dataset> {
-    let n = n.min(ds.len());
-    let (meta, cols, eps) = ds.clone().into_parts();
-    let od = ds.obs_dim();
-    let actions = match cols.actions {
-        orl_data::Actions::Continuous { dim, values } => orl_data::Actions::Continuous {
-            dim,
-            values: values[..n * dim].to_vec(),
-        },
-        orl_data::Actions::Discrete(v) => orl_data::Actions::Discrete(v[..n].to_vec()),
-    };
-    let cols = orl_data::Columns {
-        observations: cols.observations[..n * od].to_vec(),
-        next_observations: cols.next_observations[..n * od].to_vec(),
-        next_valid: cols.next_valid.map(|v| v[..n].to_vec()),
-        actions,
-        rewards: cols.rewards[..n].to_vec(),
-        terminals: cols.terminals[..n].to_vec(),
-        timeouts: cols.timeouts[..n].to_vec(),
-        behavior_log_prob: cols.behavior_log_prob.map(|v| v[..n].to_vec()),
-    };
-    let mut kept = Vec::new();
-    let mut rows = 0;
-    for (id, len) in eps {
-        if rows >= n {
-            break;
-        }
-        kept.push((id, len.min(n - rows)));
-        rows += len;
-    }
-    Ok(Dataset::new(meta, cols, &kept)?)
+    let mut buf = orl_data::TransitionBuffer::from_dataset(ds);
+    buf.truncate(n);
+    Ok(buf.to_dataset()?)
 }
 
 /// Runs the task.

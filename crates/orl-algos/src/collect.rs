@@ -3,7 +3,7 @@
 //! with each action's log-probability under the behaviour policy logged for off-policy
 //! evaluation.
 
-use orl_data::{ActionSpace, Actions, Columns, Dataset, DatasetMeta, ObservationSpace};
+use orl_data::{ActionSpace, Dataset, Transition, TransitionAction, TransitionBuffer};
 use orl_envs::{Env, OwnedAction, Space};
 
 use crate::error::{AlgoError, Result};
@@ -31,86 +31,52 @@ pub fn collect(
     seed: u64,
 ) -> Result<Dataset> {
     let od = env.observation_space().dim();
-    let (act_space, discrete) = match env.action_space() {
-        Space::Discrete { n } => (ActionSpace::Discrete { n: *n }, true),
-        Space::Box { low, high, .. } => (
-            ActionSpace::Continuous {
-                dim: low.len(),
-                low: Some(low.clone()),
-                high: Some(high.clone()),
-            },
-            false,
-        ),
+    let act_space = match env.action_space() {
+        Space::Discrete { n } => ActionSpace::Discrete { n: *n },
+        Space::Box { low, high, .. } => ActionSpace::Continuous {
+            dim: low.len(),
+            low: Some(low.clone()),
+            high: Some(high.clone()),
+        },
     };
-    let (mut obs, mut next, mut cont, mut disc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut rewards, mut terminals, mut timeouts, mut logp) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut episodes: Vec<(i64, usize)> = Vec::new();
-    let mut o = Vec::new();
-    let mut o2 = Vec::new();
+    let mut buf = TransitionBuffer::for_spaces(od, act_space);
+    buf.meta_mut().env_id = Some(env.id().to_string());
+    buf.meta_mut().seed = Some(seed as i64);
+    buf.meta_mut().max_episode_steps = env.max_episode_steps().map(|m| m as u64);
+    let (mut o, mut o2) = (Vec::new(), Vec::new());
+    let (mut o32, mut next32) = (Vec::new(), Vec::new());
     let mut k = 0u64;
-    while rewards.len() < transitions {
+    while buf.len() < transitions {
         env.reset_into(Some(seed + k), &mut o);
-        let mut len = 0;
         loop {
-            let o32: Vec<f32> = o.iter().map(|&v| v as f32).collect();
+            o32.clear();
+            o32.extend(o.iter().map(|&v| v as f32));
             let (a, lp) = behavior.act(&o32)?;
             let out = env.step_into(a.as_action(), &mut o2)?;
-            obs.extend_from_slice(&o32);
-            next.extend(o2.iter().map(|&v| v as f32));
-            match a {
-                OwnedAction::Discrete(i) => disc.push(i),
-                OwnedAction::Continuous(v) => cont.extend(v),
-            }
-            rewards.push(out.reward as f32);
-            terminals.push(out.terminated);
-            timeouts.push(out.truncated && !out.terminated);
-            logp.push(lp);
-            len += 1;
+            next32.clear();
+            next32.extend(o2.iter().map(|&v| v as f32));
+            buf.push(Transition {
+                observation: &o32,
+                action: match &a {
+                    OwnedAction::Discrete(i) => TransitionAction::Discrete(*i),
+                    OwnedAction::Continuous(v) => TransitionAction::Continuous(v),
+                },
+                reward: out.reward as f32,
+                next_observation: &next32,
+                terminal: out.terminated,
+                timeout: out.truncated,
+                log_prob: lp,
+            })
+            .map_err(|e| AlgoError::Config(format!("collected data is invalid: {e}")))?;
             std::mem::swap(&mut o, &mut o2);
-            if out.terminated || out.truncated || rewards.len() >= transitions {
+            if out.terminated || out.truncated || buf.len() >= transitions {
                 break;
             }
         }
-        episodes.push((k as i64, len));
+        buf.end_episode();
         k += 1;
     }
-    let n = rewards.len();
-    let mut meta = DatasetMeta::new(
-        ObservationSpace {
-            dim: od,
-            low: None,
-            high: None,
-        },
-        act_space.clone(),
-    );
-    meta.env_id = Some(env.id().to_string());
-    meta.seed = Some(seed as i64);
-    meta.max_episode_steps = env.max_episode_steps().map(|m| m as u64);
-    let behavior_log_prob = if logp.iter().all(Option::is_some) {
-        Some(logp.into_iter().flatten().collect())
-    } else {
-        None
-    };
-    let cols = Columns {
-        observations: obs,
-        next_observations: next,
-        next_valid: None,
-        actions: if discrete {
-            Actions::Discrete(disc)
-        } else {
-            Actions::Continuous {
-                dim: act_space.width(),
-                values: cont,
-            }
-        },
-        rewards,
-        terminals,
-        timeouts,
-        behavior_log_prob,
-    };
-    debug_assert_eq!(episodes.iter().map(|e| e.1).sum::<usize>(), n);
-    Dataset::new(meta, cols, &episodes)
+    buf.to_dataset()
         .map_err(|e| AlgoError::Config(format!("collected data is invalid: {e}")))
 }
 

@@ -17,7 +17,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use orl_data::{ActionSpace, Actions, Batch, Columns, Dataset, DatasetMeta, ObservationSpace};
+use orl_data::{
+    ActionSpace, Batch, Dataset, DatasetMeta, ObservationSpace, Transition, TransitionAction,
+    TransitionBuffer,
+};
 use orl_envs::{Env, Space};
 use orl_nets::checkpoint::{Array, load_arrays, save_arrays};
 use rand::{RngExt, SeedableRng};
@@ -104,13 +107,17 @@ pub struct OnlineCheckpoint {
 
 impl OnlineCheckpoint {
     fn algo_path(&self, step: usize) -> PathBuf {
+        self.side_path("algo", step, "safetensors")
+    }
+    /// `<stem>.<what>-<step>.<ext>` beside the state file.
+    fn side_path(&self, what: &str, step: usize, ext: &str) -> PathBuf {
         let stem = self
             .path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         self.path
-            .with_file_name(format!("{stem}.algo-{step:09}.safetensors"))
+            .with_file_name(format!("{stem}.{what}-{step:09}.{ext}"))
     }
 }
 
@@ -152,20 +159,35 @@ pub fn train_online_resumable(
     }
     let (mut o, mut o2) = (Vec::new(), Vec::new());
     let mut batch = Batch::default();
-    let (mut ep_len, mut ep_ret) = (0usize, 0.0f64);
+    let mut ep_ret = 0.0f64;
+    let act_space = match discrete_n {
+        Some(n) => ActionSpace::Discrete { n },
+        None => ActionSpace::Continuous {
+            dim: act_dim,
+            low: Some(low.clone()),
+            high: Some(high.clone()),
+        },
+    };
+    let mut meta = DatasetMeta::new(
+        ObservationSpace {
+            dim: od,
+            low: None,
+            high: None,
+        },
+        act_space,
+    );
+    meta.env_id = Some(env.id().to_string());
+    meta.seed = Some(seed as i64);
+    meta.max_episode_steps = env.max_episode_steps().map(|m| m as u64);
+    meta.generator_policy = Some(format!("{} online training buffer", algo.name()));
     let mut st = match ck.filter(|c| c.path.exists()) {
-        Some(ck) => OnlineState::load(
-            ck,
-            algo,
-            env.id(),
-            seed,
-            (od, act_dim, discrete_n.is_some()),
-        )?,
-        None => OnlineState::new(seed),
+        Some(ck) => OnlineState::load(ck, algo, env.id(), seed, &meta)?,
+        None => OnlineState::new(seed, TransitionBuffer::new(meta)),
     };
     let t0 = st.t;
     let mut last_ck = t0;
     env.reset_into(Some(seed + st.k as u64), &mut o);
+    let mut next32: Vec<f32> = Vec::new();
     for t in t0..cfg.steps {
         let o32: Vec<f32> = o.iter().map(|&v| v as f32).collect();
         let random = t < cfg.start_steps;
@@ -189,53 +211,62 @@ pub fn train_online_resumable(
                     _ => st.rng.random_range(0..n as i64),
                 };
                 let nf = n as f64;
-                st.logp.push(Some(match greedy {
+                let lp = match greedy {
                     None => -nf.ln(),
                     Some(g) if g == a => (1.0 - eps + eps / nf).ln(),
                     Some(_) => (eps / nf).ln(),
-                }));
-                st.disc.push(a);
-                orl_envs::OwnedAction::Discrete(a)
+                };
+                (orl_envs::OwnedAction::Discrete(a), Some(lp))
             }
             None => {
-                let a: Vec<f32> = if random {
-                    st.logp.push(Some(
-                        -low.iter()
-                            .zip(&high)
-                            .map(|(&l, &h)| (h - l).ln())
-                            .sum::<f64>(),
-                    ));
-                    low.iter()
+                if random {
+                    let lp = -low
+                        .iter()
+                        .zip(&high)
+                        .map(|(&l, &h)| (h - l).ln())
+                        .sum::<f64>();
+                    let a = low
+                        .iter()
                         .zip(&high)
                         .map(|(&l, &h)| st.rng.random_range(l as f32..h as f32))
-                        .collect()
+                        .collect();
+                    (orl_envs::OwnedAction::Continuous(a), Some(lp))
                 } else {
                     let s =
                         candle_core::Tensor::from_slice(&o32, (1, od), &candle_core::Device::Cpu)?;
                     let (a, lp) = algo.act_with_log_prob(&s)?;
-                    st.logp.push(
-                        lp.map(|t| t.to_vec1::<f32>())
-                            .transpose()?
-                            .map(|v| f64::from(v[0])),
-                    );
-                    a.flatten_all()?.to_vec1()?
-                };
-                st.cont.extend_from_slice(&a);
-                orl_envs::OwnedAction::Continuous(a)
+                    let lp = lp
+                        .map(|t| t.to_vec1::<f32>())
+                        .transpose()?
+                        .map(|v| f64::from(v[0]));
+                    (
+                        orl_envs::OwnedAction::Continuous(a.flatten_all()?.to_vec1()?),
+                        lp,
+                    )
+                }
             }
         };
+        let (action, log_prob) = action;
         let out = env.step_into(action.as_action(), &mut o2)?;
-        st.obs.extend_from_slice(&o32);
-        st.next.extend(o2.iter().map(|&v| v as f32));
-        st.rewards.push(out.reward as f32);
-        st.terminals.push(out.terminated);
-        st.timeouts.push(out.truncated && !out.terminated);
-        ep_len += 1;
+        next32.clear();
+        next32.extend(o2.iter().map(|&v| v as f32));
+        st.buf.push(Transition {
+            observation: &o32,
+            action: match &action {
+                orl_envs::OwnedAction::Discrete(i) => TransitionAction::Discrete(*i),
+                orl_envs::OwnedAction::Continuous(v) => TransitionAction::Continuous(v),
+            },
+            reward: out.reward as f32,
+            next_observation: &next32,
+            terminal: out.terminated,
+            timeout: out.truncated,
+            log_prob,
+        })?;
         ep_ret += out.reward;
         std::mem::swap(&mut o, &mut o2);
         let episode_end = out.terminated || out.truncated;
         if episode_end {
-            st.episodes.push((st.k as i64, ep_len));
+            st.buf.end_episode();
             st.returns.push(ep_ret);
             on_event(OnlineEvent::Episode {
                 k: st.k,
@@ -243,28 +274,12 @@ pub fn train_online_resumable(
                 ret: ep_ret,
             })?;
             st.k += 1;
-            ep_len = 0;
             ep_ret = 0.0;
             env.reset_into(Some(seed + st.k as u64), &mut o);
         }
         if t + 1 >= cfg.start_steps {
-            sample(
-                &mut batch,
-                &mut st.rng,
-                cfg,
-                od,
-                act_dim,
-                discrete_n.is_some(),
-                (
-                    &st.obs,
-                    &st.next,
-                    &st.cont,
-                    &st.disc,
-                    &st.rewards,
-                    &st.terminals,
-                    &st.timeouts,
-                ),
-            );
+            st.buf
+                .sample_uniform_into(&mut batch, cfg.batch_size, cfg.gamma, &mut st.rng);
             algo.update(&batch)?;
         }
         on_event(OnlineEvent::Step {
@@ -281,46 +296,10 @@ pub fn train_online_resumable(
             last_ck = t + 1;
         }
     }
-    if ep_len > 0 {
-        st.episodes.push((st.k as i64, ep_len));
-    }
-    let act_space = match discrete_n {
-        Some(n) => ActionSpace::Discrete { n },
-        None => ActionSpace::Continuous {
-            dim: act_dim,
-            low: Some(low),
-            high: Some(high),
-        },
-    };
-    let mut meta = DatasetMeta::new(
-        ObservationSpace {
-            dim: od,
-            low: None,
-            high: None,
-        },
-        act_space,
-    );
-    meta.env_id = Some(env.id().to_string());
-    meta.seed = Some(seed as i64);
-    meta.max_episode_steps = env.max_episode_steps().map(|m| m as u64);
-    meta.generator_policy = Some(format!("{} online training buffer", algo.name()));
-    let cols = Columns {
-        observations: st.obs,
-        next_observations: st.next,
-        next_valid: None,
-        actions: match discrete_n {
-            Some(_) => Actions::Discrete(st.disc),
-            None => Actions::Continuous {
-                dim: act_dim,
-                values: st.cont,
-            },
-        },
-        rewards: st.rewards,
-        terminals: st.terminals,
-        timeouts: st.timeouts,
-        behavior_log_prob: st.logp.iter().copied().collect::<Option<Vec<f64>>>(),
-    };
-    let buffer = Dataset::new(meta, cols, &st.episodes)
+    // An unfinished last episode stays in the buffer, unterminated.
+    let buffer = st
+        .buf
+        .to_dataset()
         .map_err(|e| AlgoError::Config(format!("replay buffer: {e}")))?;
     Ok(OnlineReport {
         episode_returns: st.returns,
@@ -333,15 +312,7 @@ struct OnlineState {
     t: usize,
     k: usize,
     rng: rand_pcg::Pcg64Mcg,
-    obs: Vec<f32>,
-    next: Vec<f32>,
-    cont: Vec<f32>,
-    disc: Vec<i64>,
-    rewards: Vec<f32>,
-    terminals: Vec<bool>,
-    timeouts: Vec<bool>,
-    logp: Vec<Option<f64>>,
-    episodes: Vec<(i64, usize)>,
+    buf: TransitionBuffer,
     returns: Vec<f64>,
 }
 
@@ -351,20 +322,12 @@ fn ck_err(path: &Path, what: impl std::fmt::Display) -> AlgoError {
 
 impl OnlineState {
     /// A fresh run: empty buffer, the sampling RNG seeded from `seed`.
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, buf: TransitionBuffer) -> Self {
         Self {
             t: 0,
             k: 0,
             rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x000a_11ce),
-            obs: Vec::new(),
-            next: Vec::new(),
-            cont: Vec::new(),
-            disc: Vec::new(),
-            rewards: Vec::new(),
-            terminals: Vec::new(),
-            timeouts: Vec::new(),
-            logp: Vec::new(),
-            episodes: Vec::new(),
+            buf,
             returns: Vec::new(),
         }
     }
@@ -382,42 +345,16 @@ impl OnlineState {
         // leaves the previous state file pointing at the previous (still present) algorithm file.
         let algo_path = ck.algo_path(t);
         algo.save(&algo_path, &HashMap::new())?;
-        let b = |v: &[bool]| Array::U8(v.iter().map(|&x| u8::from(x)).collect());
-        let arrays = vec![
-            ("observations".to_string(), Array::F32(self.obs.clone())),
-            (
-                "next_observations".to_string(),
-                Array::F32(self.next.clone()),
-            ),
-            ("actions".to_string(), Array::F32(self.cont.clone())),
-            (
-                "discrete_actions".to_string(),
-                Array::I64(self.disc.clone()),
-            ),
-            ("rewards".to_string(), Array::F32(self.rewards.clone())),
-            ("terminals".to_string(), b(&self.terminals)),
-            ("timeouts".to_string(), b(&self.timeouts)),
-            (
-                "behavior_log_prob".to_string(),
-                Array::F64(self.logp.iter().map(|x| x.unwrap_or(f64::NAN)).collect()),
-            ),
-            (
-                "behavior_log_prob_valid".to_string(),
-                Array::U8(self.logp.iter().map(|x| u8::from(x.is_some())).collect()),
-            ),
-            (
-                "episode_ids".to_string(),
-                Array::I64(self.episodes.iter().map(|e| e.0).collect()),
-            ),
-            (
-                "episode_lengths".to_string(),
-                Array::I64(self.episodes.iter().map(|e| e.1 as i64).collect()),
-            ),
-            (
-                "episode_returns".to_string(),
-                Array::F64(self.returns.clone()),
-            ),
-        ];
+        let buffer_path = ck.side_path("buffer", t, "parquet");
+        self.buf.save(&buffer_path)?;
+        let arrays = vec![(
+            "episode_returns".to_string(),
+            Array::F64(self.returns.clone()),
+        )];
+        let buffer_file = buffer_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let algo_file = algo_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -430,6 +367,7 @@ impl OnlineState {
             ("episode".to_string(), k.to_string()),
             ("algo_steps".to_string(), algo.steps().to_string()),
             ("algo_file".to_string(), algo_file.clone()),
+            ("buffer_file".to_string(), buffer_file.clone()),
             (
                 "rng".to_string(),
                 serde_json::to_string(&self.rng).map_err(|e| ck_err(&ck.path, e))?,
@@ -440,26 +378,9 @@ impl OnlineState {
             ),
         ]);
         save_arrays(&ck.path, &arrays, &meta)?;
-        // Now that the state names the new algorithm file, older ones are garbage.
-        let prefix = algo_file
-            .split(".algo-")
-            .next()
-            .unwrap_or_default()
-            .to_string()
-            + ".algo-";
-        let dir = algo_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let f = e.file_name().to_string_lossy().into_owned();
-                if f.starts_with(&prefix) && f != algo_file {
-                    std::fs::remove_file(e.path())
-                        .map_err(|err| ck_err(&e.path(), format!("cannot remove: {err}")))?;
-                }
-            }
-        }
+        // Now that the state names the new files, older ones are garbage.
+        remove_older(&algo_path, &algo_file, ".algo-")?;
+        remove_older(&buffer_path, &buffer_file, ".buffer-")?;
         Ok(())
     }
 
@@ -468,7 +389,7 @@ impl OnlineState {
         algo: &mut dyn Algorithm,
         env_id: &str,
         seed: u64,
-        (od, ad, discrete): (usize, usize, bool),
+        want: &DatasetMeta,
     ) -> Result<Self> {
         let p = &ck.path;
         let (mut arrays, meta) = load_arrays(p)?;
@@ -510,136 +431,45 @@ impl OnlineState {
         }
         let rng = serde_json::from_str(&get("rng")?)
             .map_err(|e| ck_err(p, format!("bad RNG state: {e}")))?;
-        let mut take = |name: &str| {
-            arrays
-                .remove(name)
-                .ok_or_else(|| ck_err(p, format!("no array `{name}`")))
+        let returns = match arrays.remove("episode_returns") {
+            Some(Array::F64(v)) => v,
+            Some(_) => return Err(ck_err(p, "array `episode_returns` has the wrong dtype")),
+            None => return Err(ck_err(p, "no array `episode_returns`")),
         };
-        let wrong = |name: &str| ck_err(p, format!("array `{name}` has the wrong dtype"));
-        macro_rules! typed {
-            ($name:literal, $variant:ident) => {
-                match take($name)? {
-                    Array::$variant(v) => v,
-                    _ => return Err(wrong($name)),
-                }
-            };
-        }
-        let obs = typed!("observations", F32);
-        let next = typed!("next_observations", F32);
-        let cont = typed!("actions", F32);
-        let disc = typed!("discrete_actions", I64);
-        let rewards = typed!("rewards", F32);
-        let terminals: Vec<bool> = typed!("terminals", U8).iter().map(|&x| x != 0).collect();
-        let timeouts: Vec<bool> = typed!("timeouts", U8).iter().map(|&x| x != 0).collect();
-        let lp = typed!("behavior_log_prob", F64);
-        let lp_ok = typed!("behavior_log_prob_valid", U8);
-        let ids = typed!("episode_ids", I64);
-        let lens = typed!("episode_lengths", I64);
-        let returns = typed!("episode_returns", F64);
-        let n = rewards.len();
-        let (n_disc, n_cont) = if discrete { (n, 0) } else { (0, n * ad) };
-        let consistent = n == t
-            && obs.len() == n * od
-            && next.len() == n * od
-            && disc.len() == n_disc
-            && cont.len() == n_cont
-            && terminals.len() == n
-            && timeouts.len() == n
-            && lp.len() == n
-            && lp_ok.len() == n
-            && ids.len() == lens.len()
-            && ids.len() == k
-            && returns.len() == k
-            && lens.iter().sum::<i64>() == t as i64;
-        if !consistent {
+        let buf = TransitionBuffer::load(&p.with_file_name(get("buffer_file")?))?;
+        let spaces_match = buf.meta().observation_space.dim == want.observation_space.dim
+            && buf.meta().action_space == want.action_space;
+        if !spaces_match || buf.len() != t || buf.num_episodes() != k || returns.len() != k {
             return Err(ck_err(
                 p,
-                "its arrays disagree with its step and episode counts",
+                "its buffer disagrees with its spaces, step and episode counts",
             ));
         }
         Ok(Self {
             t,
             k,
             rng,
-            obs,
-            next,
-            cont,
-            disc,
-            rewards,
-            terminals,
-            timeouts,
-            logp: lp
-                .into_iter()
-                .zip(lp_ok)
-                .map(|(v, ok)| (ok != 0).then_some(v))
-                .collect(),
-            episodes: ids
-                .into_iter()
-                .zip(lens)
-                .map(|(i, l)| (i, l as usize))
-                .collect(),
+            buf,
             returns,
         })
     }
 }
 
-type Buffers<'a> = (
-    &'a [f32],
-    &'a [f32],
-    &'a [f32],
-    &'a [i64],
-    &'a [f32],
-    &'a [bool],
-    &'a [bool],
-);
-
-/// A uniform batch from the buffer so far.
-#[allow(clippy::too_many_arguments)]
-fn sample(
-    batch: &mut Batch,
-    rng: &mut rand_pcg::Pcg64Mcg,
-    cfg: &OnlineConfig,
-    od: usize,
-    ad: usize,
-    discrete: bool,
-    (obs, next, cont, disc, rewards, terminals, timeouts): Buffers<'_>,
-) {
-    let n = rewards.len();
-    let b = cfg.batch_size;
-    batch.batch_size = b;
-    batch.obs_dim = od;
-    batch.act_dim = ad;
-    for v in [
-        &mut batch.observations,
-        &mut batch.next_observations,
-        &mut batch.actions,
-        &mut batch.rewards,
-        &mut batch.terminals,
-        &mut batch.timeouts,
-        &mut batch.discounts,
-    ] {
-        v.clear();
-    }
-    batch.discrete_actions.clear();
-    batch.indices.clear();
-    for _ in 0..b {
-        let i = rng.random_range(0..n);
-        batch.indices.push(i);
-        batch
-            .observations
-            .extend_from_slice(&obs[i * od..(i + 1) * od]);
-        batch
-            .next_observations
-            .extend_from_slice(&next[i * od..(i + 1) * od]);
-        if discrete {
-            batch.discrete_actions.push(disc[i]);
-            batch.actions.push(disc[i] as f32);
-        } else {
-            batch.actions.extend_from_slice(&cont[i * ad..(i + 1) * ad]);
+/// Removes the files beside `path` named like `keep` up to `marker` but not `keep` itself.
+fn remove_older(path: &Path, keep: &str, marker: &str) -> Result<()> {
+    let prefix = keep.split(marker).next().unwrap_or_default().to_string() + marker;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.starts_with(&prefix) && f != keep {
+                std::fs::remove_file(e.path())
+                    .map_err(|err| ck_err(&e.path(), format!("cannot remove: {err}")))?;
+            }
         }
-        batch.rewards.push(rewards[i]);
-        batch.terminals.push(if terminals[i] { 1.0 } else { 0.0 });
-        batch.timeouts.push(if timeouts[i] { 1.0 } else { 0.0 });
-        batch.discounts.push(cfg.gamma);
     }
+    Ok(())
 }

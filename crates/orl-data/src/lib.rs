@@ -43,6 +43,7 @@
 //! # Ok::<(), orl_data::DataError>(())
 //! ```
 
+mod buffer;
 pub mod convert;
 mod dataset;
 mod error;
@@ -52,6 +53,7 @@ mod parquet_io;
 mod replay;
 pub mod report;
 
+pub use buffer::{Transition, TransitionAction, TransitionBuffer};
 pub use convert::{ConvertOptions, Format, OutputFormat};
 pub use dataset::{Actions, Columns, Dataset, Episode};
 pub use error::{DataError, Result};
