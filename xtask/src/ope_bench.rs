@@ -193,7 +193,6 @@ fn ope_config(gamma: f64) -> OpeConfig {
         ..OpeConfig::default()
     };
     cfg.fqe.hidden = vec![64, 64];
-    cfg.fqe.steps = 5000;
     cfg.fqe.lr = 1e-3;
     cfg.model.hidden = vec![64, 64];
     cfg.model.steps = 3000;

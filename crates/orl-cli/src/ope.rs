@@ -34,7 +34,7 @@ pub struct Args {
     /// Seed of the fits and the bootstrap.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// FQE gradient steps.
+    /// FQE gradient steps (default: enough for the discount's horizon).
     #[arg(long)]
     pub fqe_steps: Option<usize>,
     /// Dynamics-model gradient steps.
@@ -78,7 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
         cfg.seed = s;
     }
     if let Some(s) = args.fqe_steps {
-        cfg.fqe.steps = s;
+        cfg.fqe.steps = Some(s);
     }
     if let Some(s) = args.model_steps {
         cfg.model.steps = s;
@@ -96,6 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    println!("estimating the {}", report.target);
     println!(
         "{} episodes ({} cut episodes left out), {} transitions, gamma {}; behaviour probabilities: {}",
         report.episodes,

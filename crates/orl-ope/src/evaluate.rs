@@ -11,7 +11,7 @@ use crate::behavior::{BehaviorConfig, BehaviorModel};
 use crate::bootstrap::{Interval, bootstrap, bootstrap_mean};
 use crate::error::{OpeError, Result};
 use crate::estimators::{IsKind, Trajectory, Undefined, estimate, weight_stats};
-use crate::fqe::{Fqe, FqeConfig};
+use crate::fqe::{Fqe, FqeConfig, FqeFit};
 use crate::logged::{Logged, check_policy, policy_log_probs};
 use crate::model::{ModelConfig, ProbabilisticEnsemble, rollout_values};
 
@@ -174,6 +174,13 @@ pub struct Estimate {
 /// The result of [`evaluate`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OpeReport {
+    /// What every estimate estimates: the expected discounted return of the first `horizon`
+    /// steps from the data's initial states.
+    pub target: String,
+    /// The time limit `T` the value is cut at.
+    pub horizon: usize,
+    /// How the FQE fit went (FQE, DR, WDR), where one was made.
+    pub fqe_fit: Option<FqeFit>,
     /// Kept episodes.
     pub episodes: usize,
     /// Episodes left out (cut by the end of the data).
@@ -240,6 +247,7 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
     } else {
         None
     };
+    let fqe_fit = fqe.as_ref().and_then(|f| f.fit.clone());
     let (q, v) = match &fqe {
         Some(f) => f.q_and_v(&data)?,
         None => (Vec::new(), Vec::new()),
@@ -280,20 +288,19 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
                     .as_ref()
                     .ok_or_else(|| OpeError::Config("FQE not fitted".into()))?;
                 let vals = f.initial_values(&data)?;
-                unit_estimate(
+                let mut est = unit_estimate(
                     e,
                     &vals,
                     cfg,
                     seed,
                     "the interval resamples initial states; it does not include FQE's fitting error",
-                )
+                );
+                fit_note(&mut est, fqe_fit.as_ref());
+                est
             }
             Estimator::Model => {
                 let mut m = ProbabilisticEnsemble::fit(&data, &cfg.model, cfg.seed)?;
-                let horizon = cfg
-                    .model
-                    .horizon
-                    .unwrap_or_else(|| data.episodes.iter().map(|r| r.len()).max().unwrap_or(1));
+                let horizon = cfg.model.horizon.unwrap_or(data.horizon);
                 let vals = rollout_values(
                     &mut m,
                     policy,
@@ -331,13 +338,25 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
                             "undefined: the policy has no density (deterministic continuous actions), so importance weights do not exist; use fqe or model".into(),
                         ],
                     },
-                    Some(t) => weighted_estimate(e, t, cfg, seed, source),
+                    Some(t) => {
+                        let mut est = weighted_estimate(e, t, cfg, seed, source);
+                        if matches!(e, Estimator::Dr | Estimator::Wdr) {
+                            fit_note(&mut est, fqe_fit.as_ref());
+                        }
+                        est
+                    }
                 }
             }
         };
         estimates.push(est);
     }
     Ok(OpeReport {
+        target: format!(
+            "expected discounted return (gamma {}) of the first {} steps (the time limit) from the data's initial states",
+            cfg.gamma, data.horizon
+        ),
+        horizon: data.horizon,
+        fqe_fit,
         episodes: data.episodes.len(),
         dropped_episodes: data.dropped_episodes,
         transitions: data.len(),
@@ -345,6 +364,13 @@ pub fn evaluate(ds: &Dataset, policy: &mut dyn Policy, cfg: &OpeConfig) -> Resul
         estimates,
         config: cfg.clone(),
     })
+}
+
+/// Adds how the FQE fit went to an estimate that rests on it.
+fn fit_note(est: &mut Estimate, fit: Option<&FqeFit>) {
+    if let Some(f) = fit {
+        est.warnings.push(f.describe());
+    }
 }
 
 /// An estimate that is the mean of per-unit values (FQE, model-based).

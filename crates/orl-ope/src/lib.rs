@@ -42,7 +42,7 @@ pub use bootstrap::{Interval, bootstrap, bootstrap_mean};
 pub use error::{OpeError, Result};
 pub use estimators::{IsKind, Trajectory, Undefined, estimate, weight_stats};
 pub use evaluate::{Estimate, Estimator, OpeConfig, OpeReport, evaluate};
-pub use fqe::{Fqe, FqeConfig};
+pub use fqe::{Fqe, FqeConfig, FqeFit};
 pub use logged::{ActionKind, Logged};
 pub use metrics::{RankMetrics, rank_metrics, spearman};
 pub use model::{DynamicsModel, ModelConfig, ProbabilisticEnsemble, rollout_values};

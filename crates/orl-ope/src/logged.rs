@@ -40,6 +40,13 @@ pub struct Logged {
     pub rewards: Vec<f64>,
     /// `[N]` MDP termination.
     pub terminals: Vec<bool>,
+    /// `[N]` the episode was cut by its time limit after this row.
+    pub timeouts: Vec<bool>,
+    /// `[N]` the row's step within its episode (0 for the first).
+    pub steps: Vec<u32>,
+    /// The time limit `T` every estimator values up to: the dataset's `max_episode_steps`,
+    /// else its longest episode.
+    pub horizon: usize,
     /// `[N]` logged `log mu(a|s)`, if the dataset has the column.
     pub behavior_log_prob: Option<Vec<f64>>,
     /// Row ranges of the kept episodes.
@@ -96,6 +103,18 @@ impl Logged {
                 lp[i]
             )));
         }
+        let mut steps = vec![0u32; ds.len()];
+        for e in ds.episodes() {
+            for (t, i) in e.rows.clone().enumerate() {
+                steps[i] = t as u32;
+            }
+        }
+        let longest = ds.episodes().map(|e| e.rows.len()).max().unwrap_or(1);
+        let horizon = ds
+            .meta()
+            .max_episode_steps
+            .map_or(longest, |m| (m as usize).max(longest))
+            .max(1);
         let mut episodes = Vec::new();
         let mut dropped = 0;
         for e in ds.episodes() {
@@ -119,6 +138,9 @@ impl Logged {
             act_u32,
             rewards: c.rewards.iter().map(|&r| f64::from(r)).collect(),
             terminals: c.terminals.clone(),
+            timeouts: c.timeouts.clone(),
+            steps,
+            horizon,
             behavior_log_prob: c.behavior_log_prob.clone(),
             episodes,
             dropped_episodes: dropped,

@@ -102,7 +102,8 @@ pub struct ModelConfig {
     pub batch_size: usize,
     /// Adam learning rate.
     pub lr: f64,
-    /// Rollout horizon `H`; `None`: the dataset's longest episode.
+    /// Rollout horizon `H`; `None`: the dataset's time limit (`Logged::horizon`), so that the
+    /// estimate is the time-limited value every estimator reports.
     pub horizon: Option<usize>,
     /// Rollouts per initial state.
     pub rollouts: usize,

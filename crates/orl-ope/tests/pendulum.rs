@@ -152,7 +152,7 @@ fn estimates_of_the_behaviour_policy_cover_its_true_value() {
         ..OpeConfig::default()
     };
     cfg.fqe.hidden = vec![64, 64];
-    cfg.fqe.steps = 6000;
+    cfg.fqe.steps = Some(6000);
     cfg.fqe.lr = 1e-3;
     cfg.model.hidden = vec![64, 64];
     cfg.model.steps = 3000;

@@ -293,7 +293,7 @@ fn fqe_converges_to_the_exact_q() {
     // A linear Q over one-hot states is a table.
     let cfg = FqeConfig {
         hidden: vec![],
-        steps: 6000,
+        steps: Some(6000),
         batch_size: 256,
         lr: 5e-3,
         target_update_interval: 100,
@@ -383,7 +383,7 @@ fn evaluate_runs_every_estimator_and_names_the_behaviour_source() {
         ..OpeConfig::default()
     };
     cfg.fqe.hidden = vec![32];
-    cfg.fqe.steps = 1500;
+    cfg.fqe.steps = Some(1500);
     cfg.fqe.lr = 1e-2;
     cfg.fqe.target_update_interval = 50;
     cfg.model.hidden = vec![32];
