@@ -423,11 +423,12 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
     Ok(())
 }
 
-/// Removes an online run's checkpoint files (`online.safetensors`, `online.algo-*`) from `work`.
+/// Removes an online run's checkpoint files (`online.safetensors`, `online.algo-*`,
+/// `online.buffer-*`) from `work`.
 fn remove_checkpoints(work: &Path) -> Result<()> {
     for e in std::fs::read_dir(work)?.flatten() {
         let f = e.file_name().to_string_lossy().into_owned();
-        if f.starts_with("online.") && f.ends_with(".safetensors") {
+        if f.starts_with("online.") && (f.ends_with(".safetensors") || f.ends_with(".parquet")) {
             std::fs::remove_file(e.path())
                 .with_context(|| format!("removing {}", e.path().display()))?;
         }

@@ -6,7 +6,7 @@
 use orl_data::{ActionSpace, Dataset, Transition, TransitionAction, TransitionBuffer};
 use orl_envs::{Env, OwnedAction, Space};
 
-use crate::error::{AlgoError, Result};
+use crate::error::Result;
 
 /// A behaviour policy: an action for a raw observation and its log-probability (`None` when the
 /// policy has no density, e.g. a deterministic controller).
@@ -66,8 +66,7 @@ pub fn collect(
                 terminal: out.terminated,
                 timeout: out.truncated,
                 log_prob: lp,
-            })
-            .map_err(|e| AlgoError::Config(format!("collected data is invalid: {e}")))?;
+            })?;
             std::mem::swap(&mut o, &mut o2);
             if out.terminated || out.truncated || buf.len() >= transitions {
                 break;
@@ -76,8 +75,7 @@ pub fn collect(
         buf.end_episode();
         k += 1;
     }
-    buf.to_dataset()
-        .map_err(|e| AlgoError::Config(format!("collected data is invalid: {e}")))
+    Ok(buf.to_dataset()?)
 }
 
 /// A swing-up-and-balance controller for `Pendulum-v1` (energy pumping far from the top, PD

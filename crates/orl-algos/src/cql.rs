@@ -17,7 +17,14 @@
 //! ```
 //!
 //! The regulariser is a term of the critic loss (as the paper defines it), not a change to the
-//! TD target. Discrete actions: CQL on a double-DQN critic (the paper's section 4 with a
+//! TD target. The TD loss is the plain MSE of rlkit (`nn.MSELoss`), CORL (`F.mse_loss`) and
+//! d3rlpy, so that `cql_alpha` means what it means there (an earlier orl halved the TD loss,
+//! which doubled the regulariser's effective weight). Choices checked against the references:
+//! the backup action is a sample `a' ~ pi(s')` (rlkit `new_next_actions`, CORL and d3rlpy
+//! alike; only the deterministic-backup variants use `tanh(mu(s'))`); initialisation is
+//! PyTorch's `nn.Linear` default, as d3rlpy (rlkit draws the last layers from `U(-3e-3, 3e-3)`,
+//! CORL uses orthogonal init: not replicated); `n_actions` is the paper's 10 also in the
+//! benchmarks' reduced protocol (they used 4 to save time until this version). Discrete actions: CQL on a double-DQN critic (the paper's section 4 with a
 //! QR-DQN base; orl uses the mean-value Q-network d3rlpy ships as `DiscreteCQL`):
 //! `L = huber(Q(s, a), r + gamma (1 - d) Q'(s', argmax_a Q(s', a))) + alpha (logsumexp_a Q(s, a) - Q(s, a_data))`.
 

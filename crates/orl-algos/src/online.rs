@@ -297,10 +297,7 @@ pub fn train_online_resumable(
         }
     }
     // An unfinished last episode stays in the buffer, unterminated.
-    let buffer = st
-        .buf
-        .to_dataset()
-        .map_err(|e| AlgoError::Config(format!("replay buffer: {e}")))?;
+    let buffer = st.buf.to_dataset()?;
     Ok(OnlineReport {
         episode_returns: st.returns,
         buffer,

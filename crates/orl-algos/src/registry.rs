@@ -7,23 +7,16 @@
 //! `--steps`, a small test configuration, the relative cost used for scheduling, and how to
 //! build it from a JSON configuration) lives in that [`AlgoInfo`], so that the CLI, the
 //! benchmarks and the tests ask the registry instead of matching on names. Adding an
-//! algorithm is one new file with its `INFO` and one line in [`ALGORITHMS`]
+//! algorithm is one new file with its `INFO` and its module name in the `algorithms!` line of
+//! `lib.rs`, which declares the module and lists it in [`crate::ALGORITHMS`]
 //! (`docs/ARCHITECTURE.md`, "Adding an algorithm").
 
 use candle_core::Device;
 use serde_json::Value;
 
+use crate::ALGORITHMS;
 use crate::common::{Algorithm, Spec};
 use crate::error::{AlgoError, Result};
-
-/// Every offline algorithm, in the order reports list them. **The registry line.**
-pub static ALGORITHMS: &[&AlgoInfo] = &[
-    &crate::cql::INFO,
-    &crate::iql::INFO,
-    &crate::bcq::INFO,
-    &crate::td3bc::INFO,
-    &crate::bc::INFO,
-];
 
 /// How the published recipe of an algorithm treats rewards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +83,7 @@ impl AlgoKind {
     /// Behavioural cloning.
     pub const BC: AlgoKind = AlgoKind(&crate::bc::INFO);
 
-    /// Every registered algorithm, in [`ALGORITHMS`] order.
+    /// Every registered algorithm, in [`crate::ALGORITHMS`] order.
     pub fn all() -> Vec<AlgoKind> {
         ALGORITHMS.iter().map(|i| AlgoKind(i)).collect()
     }

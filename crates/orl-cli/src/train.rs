@@ -16,11 +16,15 @@ use serde_json::{Value, json};
 
 use crate::run_dir::{RunDir, atomic_write, read_rows, write_rows};
 
-/// The algorithm names of the registry, parsed into an [`AlgoKind`].
+/// The algorithms of the registry (names and one-line summaries), parsed into an [`AlgoKind`].
 fn algo_parser() -> impl clap::builder::TypedValueParser<Value = AlgoKind> {
-    use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(AlgoKind::names())
-        .try_map(|s: String| s.parse::<AlgoKind>())
+    use clap::builder::{PossibleValue, TypedValueParser};
+    clap::builder::PossibleValuesParser::new(
+        orl_algos::ALGORITHMS
+            .iter()
+            .map(|i| PossibleValue::new(i.name).help(i.summary)),
+    )
+    .try_map(|s: String| s.parse::<AlgoKind>())
 }
 
 /// Arguments of `orl train`.
