@@ -138,7 +138,7 @@ pub static INFO: AlgoInfo = AlgoInfo {
     reward: RewardRecipe::AsStored,
     relative_cost: 120,
     defaults: defaults_of::<CqlConfig>,
-    reduced: reduced,
+    reduced: reduced_protocol,
     fit_to_run: fixed_length,
     test_config: || serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20}),
     resolve: |v| resolve::<CqlConfig>("cql", v),
@@ -156,7 +156,7 @@ pub static INFO: AlgoInfo = AlgoInfo {
 /// discrete CQL copies its target every `steps / 10` updates, at most d3rlpy's 8000 (sized for
 /// Atari runs of millions of updates: at 10 000 updates it copies once, and CQL stayed at BC's
 /// level on cartpole-v1-medium-replay; `docs/benchmarks/classic-medium-replay.md`).
-fn reduced(hidden: usize, steps: usize) -> serde_json::Value {
+fn reduced_protocol(hidden: usize, steps: usize) -> serde_json::Value {
     serde_json::json!({
         "hidden": [hidden, hidden],
         "target_update_interval": (steps / 10).clamp(1, 8000),

@@ -29,6 +29,9 @@ pub enum RewardRecipe {
     ReturnRange,
 }
 
+/// `(spec, config, seed, device) -> algorithm`: how a registry entry builds its algorithm.
+pub type BuildFn = fn(Spec, &Value, u64, &Device) -> Result<Box<dyn Algorithm>>;
+
 /// What the registry knows of one algorithm. Each algorithm file declares its own
 /// `pub static INFO: AlgoInfo`.
 #[derive(Debug)]
@@ -64,7 +67,7 @@ pub struct AlgoInfo {
     pub resolve: fn(&Value) -> Result<Value>,
     /// Builds the algorithm for `spec` from a configuration (defaults overridden by the JSON
     /// object; unknown keys are errors) and a seed.
-    pub build: fn(Spec, &Value, u64, &Device) -> Result<Box<dyn Algorithm>>,
+    pub build: BuildFn,
 }
 
 /// A registered algorithm: a handle on its [`AlgoInfo`]. Compared and hashed by name.
