@@ -244,7 +244,6 @@ pub struct Trainer {
     batch: Batch,
     probe: Option<DiagnosticProbe>,
     update_s: f64,
-    extra_meta: HashMap<String, String>,
 }
 
 impl Trainer {
@@ -273,7 +272,6 @@ impl Trainer {
             batch: Batch::default(),
             probe: None,
             update_s: 0.0,
-            extra_meta: HashMap::new(),
         })
     }
 
@@ -324,15 +322,10 @@ impl Trainer {
     pub fn update_seconds(&self) -> f64 {
         self.update_s
     }
-    /// Extra metadata written into every checkpoint (besides the recipe and normalisation).
-    pub fn set_checkpoint_meta(&mut self, key: &str, value: String) {
-        self.extra_meta.insert(key.to_string(), value);
-    }
-
     /// The metadata [`Trainer::save_checkpoint`] adds: recipe, normalisation, environment,
     /// reference scores, dataset path.
     pub fn checkpoint_meta(&self) -> HashMap<String, String> {
-        let mut m = self.extra_meta.clone();
+        let mut m = HashMap::new();
         m.insert(keys::RECIPE.into(), self.recipe.to_json());
         if let Some(n) = &self.agent.obs_norm {
             m.insert(
