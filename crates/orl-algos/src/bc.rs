@@ -8,16 +8,26 @@
 //!
 //! The baseline every offline method must beat. Defaults follow CORL `any_percent_bc.py`
 //! (MSE, 256x256, Adam 3e-4).
+//!
+//! Gradients with respect to the network outputs (`B` rows, `A` action dimensions), which the
+//! engine's heads carry back to the parameters:
+//!
+//! ```text
+//! MSE:  dL/dpi_bj = 2 (pi_bj - a_bj) / (B A)
+//! NLL:  dL/d log pi(a_b|s_b) = -1 / B          (GaussianHead::log_prob_backward)
+//! CE:   dL/d log pi(a_b|s_b) = -1 / B          (CategoricalHead::log_prob_backward)
+//! ```
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, CategoricalActor, DeterministicActor, GaussianActor, ParamStore};
+use orl_nets::engine::{CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params};
+use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, mlp_layer_names,
-    plain_policy, record,
+    ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, discrete_indices, host_rows,
+    mlp_layer_names, plain_policy, record_value,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -94,9 +104,21 @@ pub static INFO: AlgoInfo = AlgoInfo {
 };
 
 enum Net {
-    Mse(DeterministicActor),
-    Nll(GaussianActor),
-    Discrete(CategoricalActor),
+    Mse(DeterministicHead),
+    Nll(GaussianHead),
+    Discrete(CategoricalHead),
+}
+
+/// Buffers reused by every update (sized by the first one).
+#[derive(Default)]
+struct Scratch {
+    cache: MlpCache,
+    /// Actions, means or log-probabilities of the batch.
+    out: Vec<f32>,
+    /// `dL/d(output)` or `dL/d log pi`.
+    dout: Vec<f32>,
+    lp: Vec<f32>,
+    idx: Vec<u32>,
 }
 
 /// Behavioural cloning.
@@ -104,8 +126,10 @@ pub struct Bc {
     cfg: BcConfig,
     core: Core,
     net: Net,
-    store: ParamStore,
-    opt: Adam,
+    params: Params,
+    opt: FlatAdam,
+    scratch: Scratch,
+    act_cache: MlpCache,
 }
 
 impl Bc {
@@ -113,53 +137,116 @@ impl Bc {
     pub fn new(spec: Spec, cfg: BcConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
         cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-        let mut store = ParamStore::new(device.clone());
+        let mut params = Params::new();
         let net = {
-            let mut vb = store.builder("policy", &mut rng);
+            let mut pb = params.builder("policy", &mut rng);
             match spec.action {
                 ActionSpec::Continuous { dim, max_action } => match cfg.loss {
-                    BcLoss::Mse => Net::Mse(DeterministicActor::new(
-                        &mut vb,
+                    BcLoss::Mse => Net::Mse(DeterministicHead::new(
+                        &mut pb,
                         spec.obs_dim,
                         dim,
                         &cfg.hidden,
                         max_action,
                     )?),
-                    BcLoss::Nll => Net::Nll(GaussianActor::new(
-                        &mut vb,
+                    BcLoss::Nll => Net::Nll(GaussianHead::new(
+                        &mut pb,
                         spec.obs_dim,
                         dim,
                         &cfg.hidden,
                         max_action,
+                        // GaussianActor's default floor (CORL).
+                        -20.0,
                     )?),
                 },
-                ActionSpec::Discrete { n } => Net::Discrete(CategoricalActor::new(
-                    &mut vb,
+                ActionSpec::Discrete { n } => Net::Discrete(CategoricalHead::new(
+                    &mut pb,
                     spec.obs_dim,
                     n,
                     &cfg.hidden,
                 )?),
             }
         };
-        let opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
+        let opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             net,
-            store,
+            params,
             opt,
+            scratch: Scratch::default(),
+            act_cache: MlpCache::new(),
         })
     }
 
-    /// The imitation loss on a batch (`[]` scalar).
-    fn loss(&self, b: &BatchTensors) -> Result<Tensor> {
+    /// The imitation loss on `batch` at the current parameters; its gradient is left in the
+    /// optimizer's gradient buffer.
+    fn loss_and_grad(&mut self, batch: &Batch) -> Result<f64> {
+        check_batch(batch, &self.core.spec)?;
+        let bsz = batch.batch_size;
+        let (s, a) = (&batch.observations, &batch.actions);
+        let sc = &mut self.scratch;
+        let g = self.opt.zero_grad();
+        let p = &self.params;
         Ok(match &self.net {
-            Net::Mse(p) => (p.forward(&b.s)? - &b.a)?.sqr()?.mean_all()?,
-            Net::Nll(p) => p.log_prob(&b.s, &b.a)?.neg()?.mean_all()?,
-            Net::Discrete(p) => gather_actions(&p.log_probs(&b.s)?, &b.a)?
-                .neg()?
-                .mean_all()?,
+            Net::Mse(h) => {
+                let d = h.act_dim();
+                sc.out.resize(bsz * d, 0.0);
+                sc.dout.resize(bsz * d, 0.0);
+                h.forward(p, s, bsz, &mut sc.cache, &mut sc.out);
+                let scale = 1.0 / (bsz * d) as f32;
+                let mut loss = 0.0f64;
+                for ((dout, &pi), &a) in sc.dout.iter_mut().zip(&sc.out).zip(a) {
+                    let diff = pi - a;
+                    loss += f64::from(diff * diff);
+                    *dout = 2.0 * diff * scale;
+                }
+                h.backward(p, s, &sc.dout, &mut sc.cache, g);
+                loss * f64::from(scale)
+            }
+            Net::Nll(h) => {
+                let d = h.act_dim();
+                sc.out.resize(bsz * d, 0.0);
+                sc.lp.resize(bsz, 0.0);
+                sc.dout.clear();
+                sc.dout.resize(bsz, -1.0 / bsz as f32);
+                h.mean(p, s, bsz, &mut sc.cache, &mut sc.out);
+                h.log_prob(p, a, &sc.cache, &mut sc.lp);
+                h.log_prob_backward(p, s, a, &sc.dout, &mut sc.cache, g);
+                -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64
+            }
+            Net::Discrete(h) => {
+                let n = h.n();
+                discrete_indices(batch, n, &mut sc.idx)?;
+                sc.out.resize(bsz * n, 0.0);
+                sc.dout.clear();
+                sc.dout.resize(bsz, -1.0 / bsz as f32);
+                h.log_probs(p, s, bsz, &mut sc.cache, &mut sc.out);
+                let loss = -sc
+                    .idx
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &k)| f64::from(sc.out[b * n + k as usize]))
+                    .sum::<f64>()
+                    / bsz as f64;
+                h.log_prob_backward(p, s, &sc.idx, &sc.dout, &sc.out, &mut sc.cache, g);
+                loss
+            }
         })
+    }
+
+    /// Every loss of an update and its gradients at the current parameters, without changing
+    /// any state: `(loss name, value, network, named parameter gradients)`. For the parity
+    /// tests against candle's autograd.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<crate::common::Probe>> {
+        let loss = self.loss_and_grad(batch)?;
+        Ok(vec![crate::common::Probe::new(
+            "actor_loss",
+            loss,
+            "policy",
+            &self.params,
+            self.opt.grad(),
+        )])
     }
 }
 
@@ -171,30 +258,77 @@ impl Algorithm for Bc {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
-        let loss = self.loss(&b)?;
+        let loss = self.loss_and_grad(batch)?;
         let mut m = Metrics::new();
-        record(&mut m, self.core.steps, "actor_loss", &loss)?;
-        self.opt.backward_step(&loss)?;
+        record_value(&mut m, self.core.steps, "actor_loss", loss)?;
+        self.opt.step(&mut self.params)?;
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
+        let (x, b) = host_rows(s)?;
+        let dev = s.device();
+        let p = &self.params;
         Ok(match &self.net {
-            Net::Mse(p) => p.forward(s)?,
-            Net::Nll(p) if deterministic => p.deterministic(s)?,
-            Net::Nll(p) => p.sample(s, &mut self.core.act_noise)?,
-            Net::Discrete(p) if deterministic => p.greedy(s)?,
-            Net::Discrete(p) => {
-                crate::common::sample_categorical(&p.log_probs(s)?, &mut self.core.act_noise)?
+            Net::Mse(h) => {
+                let mut a = vec![0.0; b * h.act_dim()];
+                h.forward(p, &x, b, &mut self.act_cache, &mut a);
+                Tensor::from_vec(a, (b, h.act_dim()), dev)?
+            }
+            Net::Nll(h) => {
+                let d = h.act_dim();
+                let mut a = vec![0.0; b * d];
+                h.mean(p, &x, b, &mut self.act_cache, &mut a);
+                if !deterministic {
+                    let mut eps = vec![0.0; b * d];
+                    self.core.act_noise.normal_into(&mut eps);
+                    for (k, (a, e)) in a.iter_mut().zip(&eps).enumerate() {
+                        let std = h.log_std(p, k % d).exp();
+                        *a = (*a + e * std).clamp(-h.max_action, h.max_action);
+                    }
+                }
+                Tensor::from_vec(a, (b, d), dev)?
+            }
+            Net::Discrete(h) => {
+                let n = h.n();
+                let mut lp = vec![0.0; b * n];
+                h.log_probs(p, &x, b, &mut self.act_cache, &mut lp);
+                if deterministic {
+                    let idx: Vec<u32> = lp.chunks_exact(n).map(argmax).collect();
+                    Tensor::from_vec(idx, b, dev)?
+                } else {
+                    let lp = Tensor::from_vec(lp, (b, n), dev)?;
+                    crate::common::sample_categorical(&lp, &mut self.core.act_noise)?
+                }
             }
         })
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
+        let (x, b) = host_rows(s)?;
+        let dev = s.device();
+        let p = &self.params;
         Ok(match &self.net {
             Net::Mse(_) => None,
-            Net::Nll(p) => Some(p.log_prob(s, a)?),
-            Net::Discrete(p) => Some(gather_actions(&p.log_probs(s)?, a)?),
+            Net::Nll(h) => {
+                let (a, _) = host_rows(a)?;
+                let mut mean = vec![0.0; b * h.act_dim()];
+                let mut lp = vec![0.0; b];
+                h.mean(p, &x, b, &mut self.act_cache, &mut mean);
+                h.log_prob(p, &a, &self.act_cache, &mut lp);
+                Some(Tensor::from_vec(lp, b, dev)?)
+            }
+            Net::Discrete(h) => {
+                let n = h.n();
+                let idx: Vec<u32> = a.to_dtype(candle_core::DType::U32)?.flatten_all()?.to_vec1()?;
+                let mut lps = vec![0.0; b * n];
+                h.log_probs(p, &x, b, &mut self.act_cache, &mut lps);
+                let lp: Vec<f32> = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &k)| lps[r * n + (k as usize).min(n - 1)])
+                    .collect();
+                Some(Tensor::from_vec(lp, b, dev)?)
+            }
         })
     }
     fn q_value(&self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
@@ -203,18 +337,21 @@ impl Algorithm for Bc {
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let names = mlp_layer_names("policy.net.", self.cfg.hidden.len() + 1);
         Ok(Some(plain_policy(
-            &self.store.named_tensors(""),
+            &self.params.named_tensors(""),
             &names,
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
-        vec![("policy", &self.store)]
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
+        vec![("policy", &self.params)]
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        vec![("policy", &mut self.params)]
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         vec![("policy", &self.opt)]
     }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         vec![("policy", &mut self.opt)]
     }
     fn core(&self) -> &Core {
@@ -223,4 +360,15 @@ impl Algorithm for Bc {
     fn core_mut(&mut self) -> &mut Core {
         &mut self.core
     }
+}
+
+/// Index of the largest value (the first of ties, as candle's `argmax`).
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
 }

@@ -27,6 +27,7 @@
 
 use candle_core::{D, DType, Tensor};
 use orl_data::Batch;
+use orl_nets::{NetState, OptimState};
 use orl_nets::{Adam, AdamConfig, CategoricalActor, Mlp, ParamStore, QEnsemble, Vae, Vb};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -527,37 +528,52 @@ impl Algorithm for Bcq {
             (None, None) => return Ok(None),
         }))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
-        let mut v = vec![
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
+        let mut v: Vec<(&'static str, &dyn NetState)> = vec![
             ("critic", &self.critic_store),
             ("critic_target", &self.critic_target_store),
         ];
         if let Some(c) = &self.cont {
-            v.extend([
-                ("actor", &c.actor_store),
-                ("actor_target", &c.actor_target_store),
-                ("vae", &c.vae_store),
-            ]);
+            v.push(("actor", &c.actor_store));
+            v.push(("actor_target", &c.actor_target_store));
+            v.push(("vae", &c.vae_store));
         }
         if let Some(d) = &self.disc {
             v.push(("imitation", &d.imitation_store));
         }
         v
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
-        let mut v = vec![("critic", &self.critic_opt)];
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        let mut v: Vec<(&'static str, &mut dyn NetState)> = vec![
+            ("critic", &mut self.critic_store),
+            ("critic_target", &mut self.critic_target_store),
+        ];
+        if let Some(c) = &mut self.cont {
+            v.push(("actor", &mut c.actor_store));
+            v.push(("actor_target", &mut c.actor_target_store));
+            v.push(("vae", &mut c.vae_store));
+        }
+        if let Some(d) = &mut self.disc {
+            v.push(("imitation", &mut d.imitation_store));
+        }
+        v
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
+        let mut v: Vec<(&'static str, &dyn OptimState)> = vec![("critic", &self.critic_opt)];
         if let Some(c) = &self.cont {
-            v.extend([("actor", &c.actor_opt), ("vae", &c.vae_opt)]);
+            v.push(("actor", &c.actor_opt));
+            v.push(("vae", &c.vae_opt));
         }
         if let Some(d) = &self.disc {
             v.push(("imitation", &d.imitation_opt));
         }
         v
     }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
-        let mut v = vec![("critic", &mut self.critic_opt)];
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
+        let mut v: Vec<(&'static str, &mut dyn OptimState)> = vec![("critic", &mut self.critic_opt)];
         if let Some(c) = &mut self.cont {
-            v.extend([("actor", &mut c.actor_opt), ("vae", &mut c.vae_opt)]);
+            v.push(("actor", &mut c.actor_opt));
+            v.push(("vae", &mut c.vae_opt));
         }
         if let Some(d) = &mut self.disc {
             v.push(("imitation", &mut d.imitation_opt));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use orl_data::Batch;
-use orl_nets::{Adam, Noise, ParamStore, checkpoint};
+use orl_nets::{NetState, Noise, OptimState, ParamStore, checkpoint};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AlgoError, Result};
@@ -107,50 +107,75 @@ pub struct BatchTensors {
     pub discount: Tensor,
 }
 
+/// Checks that `batch` fits `spec`: observation width, and continuous actions of the right
+/// width, or discrete ones (one per row) where `spec` is discrete.
+pub fn check_batch(batch: &Batch, spec: &Spec) -> Result<()> {
+    let b = batch.batch_size;
+    if batch.obs_dim != spec.obs_dim
+        || batch.observations.len() != b * spec.obs_dim
+        || batch.next_observations.len() != b * spec.obs_dim
+    {
+        return Err(AlgoError::Config(format!(
+            "batch has observation dimension {}, the algorithm was built for {}",
+            batch.obs_dim, spec.obs_dim
+        )));
+    }
+    match spec.action {
+        ActionSpec::Continuous { dim, .. } => {
+            if batch.act_dim != dim
+                || batch.actions.len() != b * dim
+                || !batch.discrete_actions.is_empty()
+            {
+                return Err(AlgoError::Config(format!(
+                    "batch has action dimension {}, the algorithm was built for {dim}",
+                    batch.act_dim
+                )));
+            }
+        }
+        ActionSpec::Discrete { .. } => {
+            if batch.discrete_actions.len() != b {
+                return Err(AlgoError::Config(
+                    "the algorithm needs discrete actions; the batch has continuous ones".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The batch's discrete actions as `u32` indices into `out` (reused), each checked to lie in
+/// `0..n`.
+pub fn discrete_indices(batch: &Batch, n: usize, out: &mut Vec<u32>) -> Result<()> {
+    out.clear();
+    for &x in &batch.discrete_actions {
+        if x < 0 || x as usize >= n {
+            return Err(AlgoError::Config(format!(
+                "discrete action {x} outside 0..{n}"
+            )));
+        }
+        out.push(x as u32);
+    }
+    Ok(())
+}
+
+/// The rows of `t: [B, d]` (or `[B]`, `d = 1`) as one host buffer and `B`.
+pub fn host_rows(t: &Tensor) -> Result<(Vec<f32>, usize)> {
+    let b = t.dims().first().copied().unwrap_or(1);
+    Ok((t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, b))
+}
+
 impl BatchTensors {
     /// Copies `batch` to `device`.
     pub fn new(batch: &Batch, spec: &Spec, device: &Device) -> Result<Self> {
         let b = batch.batch_size;
-        if batch.obs_dim != spec.obs_dim {
-            return Err(AlgoError::Config(format!(
-                "batch has observation dimension {}, the algorithm was built for {}",
-                batch.obs_dim, spec.obs_dim
-            )));
-        }
+        check_batch(batch, spec)?;
         let a = match spec.action {
             ActionSpec::Continuous { dim, .. } => {
-                if batch.act_dim != dim
-                    || batch.actions.len() != b * dim
-                    || !batch.discrete_actions.is_empty()
-                {
-                    return Err(AlgoError::Config(format!(
-                        "batch has action dimension {}, the algorithm was built for {dim}",
-                        batch.act_dim
-                    )));
-                }
                 Tensor::from_slice(&batch.actions, (b, dim), device)?
             }
             ActionSpec::Discrete { n } => {
-                if batch.discrete_actions.len() != b {
-                    return Err(AlgoError::Config(
-                        "the algorithm needs discrete actions; the batch has continuous ones"
-                            .into(),
-                    ));
-                }
-                let idx: Vec<u32> = batch
-                    .discrete_actions
-                    .iter()
-                    .map(|&x| {
-                        if x >= 0 && (x as usize) < n {
-                            Ok(x as u32)
-                        } else {
-                            Err(x)
-                        }
-                    })
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|x| {
-                        AlgoError::Config(format!("discrete action {x} outside 0..{n}"))
-                    })?;
+                let mut idx = Vec::with_capacity(b);
+                discrete_indices(batch, n, &mut idx)?;
                 Tensor::from_vec(idx, b, device)?
             }
         };
@@ -202,21 +227,133 @@ impl Core {
     }
 }
 
-/// Named scalar metrics of one update (losses, mean Q, alpha, ...), in name order.
-pub type Metrics = BTreeMap<String, f64>;
+/// One loss of an update and the gradients of one network's parameters, computed at the
+/// current parameters without stepping ([`crate::Bc::probe`] and the other engine
+/// algorithms' `probe`): what the parity tests compare with candle's autograd.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The loss's metric name.
+    pub loss: &'static str,
+    /// Its value.
+    pub value: f64,
+    /// The network whose parameters the gradients are of (its checkpoint prefix).
+    pub net: &'static str,
+    /// `(parameter name, dL/dparameter)`, names as in checkpoints without the net prefix.
+    pub grads: Vec<(String, Vec<f32>)>,
+}
+
+impl Probe {
+    /// A probe of `loss = value` with the gradient buffer `grad` laid out as `params`.
+    pub fn new(
+        loss: &'static str,
+        value: f64,
+        net: &'static str,
+        params: &orl_nets::engine::Params,
+        grad: &[f32],
+    ) -> Self {
+        Self {
+            loss,
+            value,
+            net,
+            grads: params
+                .segments()
+                .iter()
+                .map(|s| (s.name.clone(), grad[s.offset..s.offset + s.len].to_vec()))
+                .collect(),
+        }
+    }
+}
+
+/// Most metrics one update reports.
+pub const MAX_METRICS: usize = 24;
+
+/// Named scalar metrics of one update (losses, mean Q, alpha, ...), in insertion order.
+///
+/// Held inline (names are `&'static str`), so that reporting them allocates nothing: an
+/// engine update allocates nothing on the heap in steady state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metrics {
+    len: usize,
+    items: [(&'static str, f64); MAX_METRICS],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// No metrics.
+    pub fn new() -> Self {
+        Self {
+            len: 0,
+            items: [("", 0.0); MAX_METRICS],
+        }
+    }
+    /// Sets `name = value` (replacing an earlier value; beyond [`MAX_METRICS`] names the
+    /// value is dropped, which a test of every algorithm rules out).
+    pub fn insert(&mut self, name: &'static str, value: f64) {
+        if let Some(slot) = self.items[..self.len].iter_mut().find(|(k, _)| *k == name) {
+            slot.1 = value;
+        } else if self.len < MAX_METRICS {
+            self.items[self.len] = (name, value);
+            self.len += 1;
+        }
+    }
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+    /// `(name, value)` pairs in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.items[..self.len].iter().copied()
+    }
+    /// The values.
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.iter().map(|(_, v)| v)
+    }
+    /// Number of metrics.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// As a map from name to value.
+    pub fn to_map(&self) -> BTreeMap<String, f64> {
+        self.iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+impl std::ops::Index<&str> for Metrics {
+    type Output = f64;
+    fn index(&self, name: &str) -> &f64 {
+        match self.items[..self.len].iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => v,
+            None => panic!("no metric `{name}`"),
+        }
+    }
+}
 
 /// Adds `name = t` (a scalar tensor) to `m`, failing with [`AlgoError::Diverged`] when it is
 /// NaN or infinite.
-pub fn record(m: &mut Metrics, step: usize, name: &str, t: &Tensor) -> Result<()> {
+pub fn record(m: &mut Metrics, step: usize, name: &'static str, t: &Tensor) -> Result<()> {
     let v = t.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    record_value(m, step, name, f64::from(v))
+}
+
+/// Adds `name = v` to `m`, failing with [`AlgoError::Diverged`] when it is NaN or infinite.
+pub fn record_value(m: &mut Metrics, step: usize, name: &'static str, v: f64) -> Result<()> {
     if !v.is_finite() {
         return Err(AlgoError::Diverged {
             step,
             name: name.to_string(),
-            value: v,
+            value: v as f32,
         });
     }
-    m.insert(name.to_string(), f64::from(v));
+    m.insert(name, v);
     Ok(())
 }
 
@@ -366,11 +503,13 @@ pub trait Algorithm: Send {
     }
 
     /// Networks by name (tensor prefix in checkpoints).
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)>;
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)>;
+    /// Networks by name, mutable (restoring), in the order of [`Algorithm::nets`].
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)>;
     /// Optimizers by name.
-    fn optims(&self) -> Vec<(&'static str, &Adam)>;
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)>;
     /// Optimizers by name, mutable (restoring).
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)>;
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)>;
     /// The algorithm's noise source.
     fn noise(&self) -> &Noise {
         &self.core().noise
@@ -412,12 +551,7 @@ pub trait Algorithm: Send {
     /// Restores everything [`Algorithm::save`] wrote; returns the metadata. The checkpoint must
     /// come from the same algorithm, spaces and configuration.
     fn load(&mut self, path: &Path) -> Result<HashMap<String, String>> {
-        let device = self
-            .nets()
-            .first()
-            .map(|(_, s)| s.device().clone())
-            .unwrap_or(Device::Cpu);
-        let (tensors, meta) = checkpoint::load(path, &device)?;
+        let (tensors, meta) = checkpoint::load(path, &Device::Cpu)?;
         let get = |k: &str| {
             meta.get(k)
                 .cloned()
@@ -438,7 +572,7 @@ pub trait Algorithm: Send {
                 format!("spaces {spec:?} differ from {:?}", self.spec()),
             ));
         }
-        for (name, store) in self.nets() {
+        for (name, store) in self.nets_mut() {
             store.load_named(&tensors, &format!("{name}."))?;
         }
         let mut ts = Vec::new();

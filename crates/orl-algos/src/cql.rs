@@ -30,6 +30,7 @@
 
 use candle_core::{D, Tensor};
 use orl_data::Batch;
+use orl_nets::{NetState, OptimState};
 use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble, TanhGaussianActor};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -519,39 +520,45 @@ impl Algorithm for Cql {
             )?,
         }))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
-        let mut v = vec![
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
+        let mut v: Vec<(&'static str, &dyn NetState)> = vec![
             ("critic", &self.critic_store),
             ("critic_target", &self.critic_target_store),
         ];
         if let Some(c) = &self.cont {
-            v.extend([
-                ("actor", &c.actor_store),
-                ("log_alpha", &c.log_alpha),
-                ("log_alpha_prime", &c.log_alpha_prime),
-            ]);
+            v.push(("actor", &c.actor_store));
+            v.push(("log_alpha", &c.log_alpha));
+            v.push(("log_alpha_prime", &c.log_alpha_prime));
         }
         v
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
-        let mut v = vec![("critic", &self.critic_opt)];
-        if let Some(c) = &self.cont {
-            v.extend([
-                ("actor", &c.actor_opt),
-                ("log_alpha", &c.alpha_opt),
-                ("log_alpha_prime", &c.alpha_prime_opt),
-            ]);
-        }
-        v
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
-        let mut v = vec![("critic", &mut self.critic_opt)];
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        let mut v: Vec<(&'static str, &mut dyn NetState)> = vec![
+            ("critic", &mut self.critic_store),
+            ("critic_target", &mut self.critic_target_store),
+        ];
         if let Some(c) = &mut self.cont {
-            v.extend([
-                ("actor", &mut c.actor_opt),
-                ("log_alpha", &mut c.alpha_opt),
-                ("log_alpha_prime", &mut c.alpha_prime_opt),
-            ]);
+            v.push(("actor", &mut c.actor_store));
+            v.push(("log_alpha", &mut c.log_alpha));
+            v.push(("log_alpha_prime", &mut c.log_alpha_prime));
+        }
+        v
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
+        let mut v: Vec<(&'static str, &dyn OptimState)> = vec![("critic", &self.critic_opt)];
+        if let Some(c) = &self.cont {
+            v.push(("actor", &c.actor_opt));
+            v.push(("log_alpha", &c.alpha_opt));
+            v.push(("log_alpha_prime", &c.alpha_prime_opt));
+        }
+        v
+    }
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
+        let mut v: Vec<(&'static str, &mut dyn OptimState)> = vec![("critic", &mut self.critic_opt)];
+        if let Some(c) = &mut self.cont {
+            v.push(("actor", &mut c.actor_opt));
+            v.push(("log_alpha", &mut c.alpha_opt));
+            v.push(("log_alpha_prime", &mut c.alpha_prime_opt));
         }
         v
     }

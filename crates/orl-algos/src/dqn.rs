@@ -13,6 +13,7 @@
 use candle_core::{D, Tensor};
 use orl_data::Batch;
 use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble};
+use orl_nets::{NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -153,16 +154,22 @@ impl Algorithm for Dqn {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
             ("critic", &self.q_store),
             ("critic_target", &self.q_target_store),
         ]
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        vec![
+            ("critic", &mut self.q_store),
+            ("critic_target", &mut self.q_target_store),
+        ]
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         vec![("critic", &self.opt)]
     }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         vec![("critic", &mut self.opt)]
     }
     fn core(&self) -> &Core {

@@ -18,6 +18,7 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
+use orl_nets::{NetState, OptimState};
 use orl_nets::{
     Adam, AdamConfig, CategoricalActor, CosineSchedule, GaussianActor, Mlp, ParamStore, QEnsemble,
 };
@@ -302,7 +303,7 @@ impl Iql {
         let (loss, w) = actor_loss(self, b, adv)?;
         record(m, self.core.steps, "actor_loss", &loss)?;
         record(m, self.core.steps, "adv_weight_mean", &w)?;
-        m.insert("actor_lr".into(), self.actor_opt.lr());
+        m.insert("actor_lr", self.actor_opt.lr());
         self.actor_opt.backward_step(&loss)?;
         Ok(())
     }
@@ -356,7 +357,7 @@ impl Algorithm for Iql {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
             ("actor", &self.actor_store),
             ("critic", &self.critic_store),
@@ -364,14 +365,22 @@ impl Algorithm for Iql {
             ("value", &self.value_store),
         ]
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        vec![
+            ("actor", &mut self.actor_store),
+            ("critic", &mut self.critic_store),
+            ("critic_target", &mut self.critic_target_store),
+            ("value", &mut self.value_store),
+        ]
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         vec![
             ("actor", &self.actor_opt),
             ("critic", &self.critic_opt),
             ("value", &self.value_opt),
         ]
     }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         vec![
             ("actor", &mut self.actor_opt),
             ("critic", &mut self.critic_opt),

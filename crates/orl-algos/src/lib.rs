@@ -56,9 +56,9 @@ pub use bc::{Bc, BcConfig, BcLoss};
 pub use bcq::{Bcq, BcqConfig};
 pub use collect::{Behavior, collect, pendulum_controller};
 pub use common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, advantage_weights, cql_logsumexp,
-    expectile_loss, gather_actions, huber_loss, mse_per_member, record, soft_clipped_double_q,
-    td3bc_lambda,
+    ActionSpec, Algorithm, BatchTensors, Core, MAX_METRICS, Metrics, Probe, Spec,
+    advantage_weights, cql_logsumexp, expectile_loss, gather_actions, huber_loss, mse_per_member,
+    record, soft_clipped_double_q, td3bc_lambda,
 };
 pub use cql::{Cql, CqlConfig};
 pub use diagnostics::{Diagnostics, diagnose, probe_rows, returns_to_go};

@@ -15,6 +15,7 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble, TanhGaussianActor};
+use orl_nets::{NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
@@ -224,7 +225,7 @@ impl Algorithm for Sac {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
             ("actor", &self.actor_store),
             ("critic", &self.critic_store),
@@ -232,14 +233,22 @@ impl Algorithm for Sac {
             ("log_alpha", &self.log_alpha),
         ]
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        vec![
+            ("actor", &mut self.actor_store),
+            ("critic", &mut self.critic_store),
+            ("critic_target", &mut self.critic_target_store),
+            ("log_alpha", &mut self.log_alpha),
+        ]
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         vec![
             ("actor", &self.actor_opt),
             ("critic", &self.critic_opt),
             ("log_alpha", &self.alpha_opt),
         ]
     }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         vec![
             ("actor", &mut self.actor_opt),
             ("critic", &mut self.critic_opt),

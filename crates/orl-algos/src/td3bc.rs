@@ -22,16 +22,26 @@
 //!
 //! Continuous actions only (the method has no discrete form). The paper normalises states with
 //! the dataset's mean and std: enable `normalize_observations` in the replay.
+//!
+//! Gradients with respect to the network outputs (`B` rows, `A` action dimensions, `E = 2`
+//! critics), which the engine carries back to the parameters:
+//!
+//! ```text
+//! critic:  dL/dQ_eb = 2 (Q_eb - y_b) / B                         (y held fixed)
+//! actor:   dL/dQ_1b = -lambda / B   -> through Q_1 (no critic parameter gradients) -> dL/dpi
+//!          dL/dpi_bj += 2 (pi_bj - a_bj) / (m^2 B A)              (the BC term)
+//! ```
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, DeterministicActor, ParamStore, QEnsemble};
+use orl_nets::engine::{DeterministicHead, FlatAdam, MlpCache, Params, QCache, QNet};
+use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, mlp_layer_names, plain_policy,
-    record, target_of, td3bc_lambda,
+    Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
+    record_value,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -128,17 +138,33 @@ pub static INFO: AlgoInfo = AlgoInfo {
 pub struct Td3Bc {
     cfg: Td3BcConfig,
     core: Core,
-    max_action: f64,
-    actor: DeterministicActor,
-    actor_store: ParamStore,
-    actor_target: DeterministicActor,
-    actor_target_store: ParamStore,
-    critic: QEnsemble,
-    critic_store: ParamStore,
-    critic_target: QEnsemble,
-    critic_target_store: ParamStore,
-    actor_opt: Adam,
-    critic_opt: Adam,
+    max_action: f32,
+    actor: DeterministicHead,
+    critic: QNet,
+    actor_params: Params,
+    actor_target: Params,
+    critic_params: Params,
+    critic_target: Params,
+    actor_opt: FlatAdam,
+    critic_opt: FlatAdam,
+    scratch: Scratch,
+}
+
+/// Buffers reused by every update (sized by the first one).
+#[derive(Default)]
+struct Scratch {
+    actor: MlpCache,
+    actor_next: MlpCache,
+    acting: MlpCache,
+    q: QCache,
+    q_next: QCache,
+    q_pi: QCache,
+    /// `[B, act]`: target actions, then the actor's actions.
+    a2: Vec<f32>,
+    eps: Vec<f32>,
+    pi: Vec<f32>,
+    dpi: Vec<f32>,
+    y: Vec<f32>,
 }
 
 impl Td3Bc {
@@ -152,107 +178,138 @@ impl Td3Bc {
         let (act_dim, max_action) = spec.continuous_parts("TD3+BC")?;
         cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-        let mut actor_store = ParamStore::new(device.clone());
-        let actor = DeterministicActor::new(
-            &mut actor_store.builder("", &mut rng),
+        let mut actor_params = Params::new();
+        let actor = DeterministicHead::new(
+            &mut actor_params.builder("", &mut rng),
             spec.obs_dim,
             act_dim,
             &cfg.hidden,
             max_action,
         )?;
-        let mut critic_store = ParamStore::new(device.clone());
-        let critic = QEnsemble::continuous(
-            &mut critic_store.builder("", &mut rng),
+        let mut critic_params = Params::new();
+        let critic = QNet::continuous(
+            &mut critic_params.builder("", &mut rng),
             2,
             spec.obs_dim,
             act_dim,
             &cfg.hidden,
         )?;
-        let (actor_target, actor_target_store) = target_of(&actor_store, |vb| {
-            DeterministicActor::new(vb, spec.obs_dim, act_dim, &cfg.hidden, max_action)
-        })?;
-        let (critic_target, critic_target_store) = target_of(&critic_store, |vb| {
-            QEnsemble::continuous(vb, 2, spec.obs_dim, act_dim, &cfg.hidden)
-        })?;
-        let actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
-        let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
+        let actor_opt = FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr));
+        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
-            max_action,
+            max_action: max_action as f32,
             actor,
-            actor_store,
-            actor_target,
-            actor_target_store,
             critic,
-            critic_store,
-            critic_target,
-            critic_target_store,
+            actor_target: actor_params.clone(),
+            critic_target: critic_params.clone(),
+            actor_params,
+            critic_params,
             actor_opt,
             critic_opt,
+            scratch: Scratch::default(),
         })
     }
 }
 
-// ---- losses (pure functions of networks and a batch) ----
+// ---- losses and their gradients (into the optimizers' gradient buffers) ----
 
-/// The twin-critic TD loss `sum_i E (Q_i(s,a) - y)^2` with TD3's smoothed target; returns
-/// `(loss, mean Q, mean |Q_1 - y|)`. `eps: [B, act]` standard normal noise.
-fn critic_loss(t: &Td3Bc, b: &BatchTensors, eps: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let y = {
-        let a2 = t.actor_target.forward(&b.s2)?;
-        let eps = (eps * (t.cfg.policy_noise * t.max_action))?.clamp(
-            -t.cfg.noise_clip * t.max_action,
-            t.cfg.noise_clip * t.max_action,
-        )?;
-        let a2 = (a2 + eps)?.clamp(-t.max_action, t.max_action)?;
-        let q2 = min_over_ensemble(&t.critic_target.q(&b.s2, &a2)?)?;
-        b.td_target(&q2)?.detach()
-    };
-    let q = t.critic.q(&b.s, &b.a)?; // [2, B]
-    let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    let loss = (diff.sqr()?.mean(1)?.sum_all())?;
-    let td = diff.get(0)?.abs()?.mean_all()?;
-    Ok((loss, q.mean_all()?, td))
+/// Critic loss and its gradient (`critic_opt`'s buffer) with TD3's smoothed target, the noise
+/// drawn from the training stream; returns `(loss, mean Q, mean |Q_1 - y|)`.
+fn critic_grad(t: &mut Td3Bc, batch: &Batch) -> (f64, f64, f64) {
+    let bsz = batch.batch_size;
+    let d = t.actor.act_dim();
+    let m = t.max_action;
+    let sc = &mut t.scratch;
+    // y = r + gamma^k (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(sigma m eps, -c m, c m), -m, m))
+    sc.a2.resize(bsz * d, 0.0);
+    sc.eps.resize(bsz * d, 0.0);
+    t.core.noise.normal_into(&mut sc.eps);
+    t.actor.forward(&t.actor_target, &batch.next_observations, bsz, &mut sc.actor_next, &mut sc.a2);
+    let (sigma, clip) = ((t.cfg.policy_noise as f32) * m, (t.cfg.noise_clip as f32) * m);
+    for (a, &e) in sc.a2.iter_mut().zip(&sc.eps) {
+        *a = (*a + (e * sigma).clamp(-clip, clip)).clamp(-m, m);
+    }
+    let q2 = t.critic.q(&t.critic_target, &batch.next_observations, &sc.a2, bsz, &mut sc.q_next);
+    sc.y.resize(bsz, 0.0);
+    for b in 0..bsz {
+        let q2b = q2[b].min(q2[bsz + b]);
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * q2b;
+    }
+    // L = sum_e mean_b (Q_eb - y_b)^2,  dL/dQ_eb = 2 (Q_eb - y_b) / B
+    t.critic.q(&t.critic_params, &batch.observations, &batch.actions, bsz, &mut sc.q);
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
+    for e in 0..2 {
+        for b in 0..bsz {
+            let diff = q[e * bsz + b] - sc.y[b];
+            loss += f64::from(diff * diff);
+            q_sum += f64::from(q[e * bsz + b]);
+            if e == 0 {
+                td += f64::from(diff.abs());
+            }
+            dq[e * bsz + b] = 2.0 * diff / bsz as f32;
+        }
+    }
+    let g = t.critic_opt.zero_grad();
+    t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
+    (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
 }
 
-/// `-lambda E Q_1(s, pi(s)) + E ((pi(s) - a) / m)^2` with `lambda = alpha / E|Q_1|` (detached)
-/// and `m` the action bound or 1 (`bc_unit_actions`); returns `(loss, lambda, bc term)`.
-fn actor_loss(t: &Td3Bc, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor)> {
-    let pi = t.actor.forward(&b.s)?;
-    let q1 = t.critic.q(&b.s, &pi)?.get(0)?;
-    let lambda = td3bc_lambda(&q1, t.cfg.alpha)?;
+/// Actor loss `-lambda E Q_1(s, pi(s)) + E ((pi(s) - a) / m)^2` and its gradient
+/// (`actor_opt`'s buffer), `lambda = alpha / E|Q_1|` held fixed; returns
+/// `(loss, lambda, bc term)`.
+fn actor_grad(t: &mut Td3Bc, batch: &Batch) -> (f64, f64, f64) {
+    let bsz = batch.batch_size;
+    let d = t.actor.act_dim();
+    let sc = &mut t.scratch;
+    sc.pi.resize(bsz * d, 0.0);
+    sc.dpi.resize(bsz * d, 0.0);
+    t.actor.forward(&t.actor_params, &batch.observations, bsz, &mut sc.actor, &mut sc.pi);
+    t.critic.q(&t.critic_params, &batch.observations, &sc.pi, bsz, &mut sc.q_pi);
+    let (q, dq) = sc.q_pi.mlp.output_and_dout();
+    let q1 = &q[..bsz];
+    let abs_mean = q1.iter().map(|&v| f64::from(v.abs())).sum::<f64>() / bsz as f64;
+    let lambda = t.cfg.alpha / abs_mean;
+    let q_mean = q1.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64;
+    // dL/dQ_1b = -lambda / B; Q_2 takes no part.
+    let (dq1, dq2) = dq.split_at_mut(bsz);
+    dq1.iter_mut().for_each(|v| *v = (-lambda / bsz as f64) as f32);
+    dq2.iter_mut().for_each(|v| *v = 0.0);
+    t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.dpi));
     let m = if t.cfg.bc_unit_actions {
-        t.max_action
+        f64::from(t.max_action)
     } else {
         1.0
     };
-    let bc = ((&pi - &b.a)? / m)?.sqr()?.mean_all()?;
-    let loss = ((q1.mean_all()? * &lambda)?.neg()? + &bc)?;
-    Ok((loss, lambda, bc))
+    let scale = 1.0 / (m * m * (bsz * d) as f64);
+    let mut bc = 0.0f64;
+    for ((g, &pi), &a) in sc.dpi.iter_mut().zip(&sc.pi).zip(&batch.actions) {
+        let diff = f64::from(pi - a);
+        bc += diff * diff;
+        *g += (2.0 * diff * scale) as f32;
+    }
+    let bc = bc * scale;
+    let g = t.actor_opt.zero_grad();
+    t.actor.backward(&t.actor_params, &batch.observations, &sc.dpi, &mut sc.actor, g);
+    (-lambda * q_mean + bc, lambda, bc)
 }
 
 impl Td3Bc {
-    fn update_critic(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let eps = self.core.noise.normal(b.a.dims())?;
-        let (loss, q, td) = critic_loss(self, b, &eps)?;
-        record(m, self.core.steps, "critic_loss", &loss)?;
-        record(m, self.core.steps, "q_mean", &q)?;
-        record(m, self.core.steps, "td_error", &td)?;
-        self.critic_opt.backward_step(&loss)?;
-        Ok(())
-    }
-    fn update_actor(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let (loss, lambda, bc) = actor_loss(self, b)?;
-        record(m, self.core.steps, "actor_loss", &loss)?;
-        record(m, self.core.steps, "lambda", &lambda)?;
-        record(m, self.core.steps, "bc_mse", &bc)?;
-        self.actor_opt.backward_step(&loss)?;
-        self.actor_target_store
-            .soft_update_from(&self.actor_store, self.cfg.tau)?;
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
-        Ok(())
+    /// Every loss of an update and its gradients at the current parameters, without changing
+    /// any state (the critic's noise is drawn from a copy of the training stream). For the
+    /// parity tests against candle's autograd.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
+        check_batch(batch, &self.core.spec)?;
+        let saved = self.core.noise.clone();
+        let (critic_loss, ..) = critic_grad(self, batch);
+        self.core.noise = saved;
+        let (actor_loss, ..) = actor_grad(self, batch);
+        Ok(vec![
+            Probe::new("critic_loss", critic_loss, "critic", &self.critic_params, self.critic_opt.grad()),
+            Probe::new("actor_loss", actor_loss, "actor", &self.actor_params, self.actor_opt.grad()),
+        ])
     }
 }
 
@@ -264,41 +321,71 @@ impl Algorithm for Td3Bc {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
+        check_batch(batch, &self.core.spec)?;
+        let step = self.core.steps;
         let mut m = Metrics::new();
-        self.update_critic(&b, &mut m)?;
-        if self.core.steps.is_multiple_of(self.cfg.policy_freq.max(1)) {
-            self.update_actor(&b, &mut m)?;
+        let (loss, q, td) = critic_grad(self, batch);
+        record_value(&mut m, step, "critic_loss", loss)?;
+        record_value(&mut m, step, "q_mean", q)?;
+        record_value(&mut m, step, "td_error", td)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        if step.is_multiple_of(self.cfg.policy_freq.max(1)) {
+            let (loss, lambda, bc) = actor_grad(self, batch);
+            record_value(&mut m, step, "actor_loss", loss)?;
+            record_value(&mut m, step, "lambda", lambda)?;
+            record_value(&mut m, step, "bc_mse", bc)?;
+            self.actor_opt.step(&mut self.actor_params)?;
+            self.actor_target
+                .soft_update_from(&self.actor_params, self.cfg.tau)?;
+            self.critic_target
+                .soft_update_from(&self.critic_params, self.cfg.tau)?;
         }
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, _deterministic: bool) -> Result<Tensor> {
-        Ok(self.actor.forward(s)?)
+        let (x, b) = host_rows(s)?;
+        let d = self.actor.act_dim();
+        let mut a = vec![0.0; b * d];
+        self.actor.forward(&self.actor_params, &x, b, &mut self.scratch.acting, &mut a);
+        Ok(Tensor::from_vec(a, (b, d), s.device())?)
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
+        let (x, b) = host_rows(s)?;
+        let (a, _) = host_rows(a)?;
+        let mut cache = QCache::default();
+        let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
+        let min: Vec<f32> = (0..b).map(|i| q[i].min(q[b + i])).collect();
+        Ok(Some(Tensor::from_vec(min, b, s.device())?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let names = mlp_layer_names("net.", self.cfg.hidden.len() + 1);
         Ok(Some(plain_policy(
-            &self.actor_store.named_tensors(""),
+            &self.actor_params.named_tensors(""),
             &names,
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &ParamStore)> {
+    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
-            ("actor", &self.actor_store),
-            ("actor_target", &self.actor_target_store),
-            ("critic", &self.critic_store),
-            ("critic_target", &self.critic_target_store),
+            ("actor", &self.actor_params),
+            ("actor_target", &self.actor_target),
+            ("critic", &self.critic_params),
+            ("critic_target", &self.critic_target),
         ]
     }
-    fn optims(&self) -> Vec<(&'static str, &Adam)> {
+    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
+        vec![
+            ("actor", &mut self.actor_params),
+            ("actor_target", &mut self.actor_target),
+            ("critic", &mut self.critic_params),
+            ("critic_target", &mut self.critic_target),
+        ]
+    }
+    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         vec![("actor", &self.actor_opt), ("critic", &self.critic_opt)]
     }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut Adam)> {
+    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         vec![
             ("actor", &mut self.actor_opt),
             ("critic", &mut self.critic_opt),

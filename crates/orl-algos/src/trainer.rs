@@ -10,7 +10,7 @@
 //! at the end) from the reset seeds `recipe.eval_seed(t + 1) + i`, a checkpoint every
 //! `checkpoint_every` (and at the end).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
@@ -119,7 +119,7 @@ pub struct LogRow {
     /// Updates done.
     pub step: usize,
     /// Metrics averaged over the updates since the last row.
-    pub metrics: Metrics,
+    pub metrics: BTreeMap<String, f64>,
     /// Updates per second over those updates (update time only).
     pub updates_per_s: f64,
     /// Seconds since the loop started.
@@ -466,11 +466,11 @@ impl Trainer {
 
 /// Mean of each metric over `window` (metrics absent from some updates, such as TD3+BC's
 /// delayed actor loss, average over the updates that have them).
-fn average(window: &[Metrics]) -> Metrics {
-    let mut sums: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+fn average(window: &[Metrics]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<&str, (f64, usize)> = Default::default();
     for m in window {
-        for (k, v) in m {
-            let e = sums.entry(k.as_str()).or_default();
+        for (k, v) in m.iter() {
+            let e = sums.entry(k).or_default();
             e.0 += v;
             e.1 += 1;
         }

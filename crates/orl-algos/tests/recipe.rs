@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use orl_algos::{
     AlgoKind, Algorithm, EvalPlan, FINAL_EVAL, NoHooks, Recipe, RecipeRequest, Schedule, Spec,
@@ -155,15 +157,17 @@ fn iql_log_std_floor_is_minus_five() {
         &Device::Cpu,
     )
     .unwrap();
-    let store = algo
-        .nets()
+    let (_, store) = algo
+        .nets_mut()
         .into_iter()
         .find(|(n, _)| *n == "actor")
-        .unwrap()
-        .1;
-    let var = store.get("log_std").unwrap();
-    var.set(&Tensor::from_slice(&[-10f32, -10.0], 2, &Device::Cpu).unwrap())
         .unwrap();
+    let mut tensors: HashMap<String, Tensor> = store.named_tensors("").into_iter().collect();
+    tensors.insert(
+        "log_std".into(),
+        Tensor::from_slice(&[-10f32, -10.0], 2, &Device::Cpu).unwrap(),
+    );
+    store.load_named(&tensors, "").unwrap();
     let s = Tensor::from_slice(&[0.1f32, -0.2, 0.3], (1, 3), &Device::Cpu).unwrap();
     let a = algo.act(&s, true).unwrap();
     let lp: Vec<f32> = algo.log_prob(&s, &a).unwrap().unwrap().to_vec1().unwrap();

@@ -10,6 +10,10 @@
 //! - Actors: [`TanhGaussianActor`] (SAC, CQL), [`GaussianActor`] (IQL, BC),
 //!   [`DeterministicActor`] (TD3+BC), [`CategoricalActor`] (discrete); [`Vae`] (BCQ).
 //! - [`Adam`] (Adam/AdamW, gradient clipping, [`CosineSchedule`]) with saveable state.
+//! - [`engine`]: the explicit-gradient training engine (flat buffers, fused forward/backward,
+//!   allocation-free updates) that every algorithm trains with; the candle modules above are
+//!   its oracle in the parity tests and the GPU path.
+//! - [`NetState`] / [`OptimState`]: what checkpoints need of either implementation.
 //! - [`checkpoint`]: atomic safetensors files with metadata.
 //! - [`Policy`]: acting and log-probabilities, used by evaluation and off-policy evaluation.
 //! - [`ExportedPolicy`]: a policy exported as one safetensors file of plain MLPs with a JSON header, runnable
@@ -38,11 +42,13 @@
 mod actor;
 mod adam;
 pub mod checkpoint;
+pub mod engine;
 mod error;
 mod export;
 mod linear;
 mod mlp;
 mod policy;
+mod state;
 mod store;
 mod vae;
 
@@ -58,6 +64,7 @@ pub use export::{
 pub use linear::{EnsembleLinear, Linear};
 pub use mlp::{EnsembleMlp, Mlp, QEnsemble};
 pub use policy::Policy;
+pub use state::{NetState, OptimState};
 pub use store::{Noise, ParamStore, Vb};
 pub use vae::{Vae, VaeOutput};
 

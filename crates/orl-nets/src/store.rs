@@ -203,6 +203,27 @@ impl Noise {
         data.truncate(n);
         Ok(Tensor::from_vec(data, shape, &self.device)?)
     }
+    /// Fills `out` with standard normal samples: the same draws as [`Noise::normal`] of
+    /// `out.len()` values, without allocating.
+    pub fn normal_into(&mut self, out: &mut [f32]) {
+        for pair in out.chunks_mut(2) {
+            let u1: f64 = 1.0 - self.rng.random::<f64>(); // (0, 1]
+            let u2: f64 = self.rng.random::<f64>();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let th = std::f64::consts::TAU * u2;
+            pair[0] = (r * th.cos()) as f32;
+            if let Some(second) = pair.get_mut(1) {
+                *second = (r * th.sin()) as f32;
+            }
+        }
+    }
+    /// Fills `out` with uniform samples in `[low, high)`: the same draws as
+    /// [`Noise::uniform`], without allocating.
+    pub fn uniform_into(&mut self, out: &mut [f32], low: f32, high: f32) {
+        for v in out.iter_mut() {
+            *v = low + (high - low) * self.rng.random::<f32>();
+        }
+    }
     /// Uniform samples in `[low, high)` of `shape`.
     pub fn uniform(&mut self, shape: &[usize], low: f32, high: f32) -> Result<Tensor> {
         let n: usize = shape.iter().product();

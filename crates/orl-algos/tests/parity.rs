@@ -1,0 +1,240 @@
+//! Gradient parity: every engine algorithm's losses and parameter gradients equal candle
+//! autograd's, computed from the same parameters on the same random batch.
+//!
+//! Each case trains a few updates first (so that the parameters are not at their
+//! initialisation), takes the algorithm's `probe` (losses and gradients at the current
+//! parameters, state unchanged), then rebuilds the same networks as candle modules from the
+//! algorithm's checkpoint tensors, writes each loss with candle ops as the paper states it, and
+//! back-propagates.
+//!
+//! Tolerance: per tensor, `max |g_engine - g_candle| <= 1e-5 * max(max |g_candle|, 1e-3)`,
+//! and the same for each loss value. Both sides compute in `f32` with different summation
+//! orders (a 256-row sum in a different order differs by about 1e-6 relative of the largest
+//! term), so a per-element relative test would fail on elements that cancel to near zero; the
+//! scale of the tensor's largest element is the natural unit, and the floor 1e-3 keeps a
+//! gradient that is zero on both sides from turning rounding noise into a failure.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use orl_algos::{
+    Algorithm, BatchTensors, Bc, BcConfig, BcLoss, Spec, Td3Bc, Td3BcConfig, td3bc_lambda,
+};
+use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
+use orl_nets::{
+    CategoricalActor, DeterministicActor, GaussianActor, NetState, ParamStore, QEnsemble, Vb,
+};
+use rand::SeedableRng;
+
+const RTOL: f64 = 1e-5;
+const FLOOR: f64 = 1e-3;
+
+fn replay(discrete: bool) -> (Spec, Replay) {
+    let (spec, space) = if discrete {
+        (Spec::discrete(5, 3), ActionSpace::Discrete { n: 3 })
+    } else {
+        (
+            Spec::continuous(5, 2, 1.0),
+            ActionSpace::Continuous {
+                dim: 2,
+                low: None,
+                high: None,
+            },
+        )
+    };
+    let ds = common::synthetic(5, space, 20, 25, 3);
+    (spec, Replay::new(ds, ReplayConfig::default(), 5).unwrap())
+}
+
+/// A candle module over a fresh store, loaded from `algo`'s checkpoint tensors of `net`.
+fn candle_net<M>(
+    algo: &dyn Algorithm,
+    net: &str,
+    build: impl FnOnce(&mut Vb<'_>) -> orl_nets::Result<M>,
+) -> (M, ParamStore) {
+    let mut store = ParamStore::new(Device::Cpu);
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(99);
+    let m = build(&mut store.builder("", &mut rng)).unwrap();
+    let tensors: HashMap<String, Tensor> = algo
+        .nets()
+        .into_iter()
+        .find(|(n, _)| *n == net)
+        .unwrap()
+        .1
+        .named_tensors("")
+        .into_iter()
+        .collect();
+    NetState::load_named(&mut store, &tensors, "").unwrap();
+    (m, store)
+}
+
+fn max_abs(v: &[f32]) -> f64 {
+    v.iter().map(|x| f64::from(x.abs())).fold(0.0, f64::max)
+}
+
+/// Compares the engine's probe of `loss` on `net` with candle's `loss` tensor and its
+/// gradients with respect to `store`.
+fn assert_parity(
+    case: &str,
+    probes: &[orl_algos::Probe],
+    loss: &str,
+    oracle: &Tensor,
+    store: &ParamStore,
+) {
+    let p = probes
+        .iter()
+        .find(|p| p.loss == loss)
+        .unwrap_or_else(|| panic!("{case}: no probe of {loss}"));
+    let want = f64::from(oracle.to_scalar::<f32>().unwrap());
+    assert!(
+        (p.value - want).abs() <= RTOL * want.abs().max(FLOOR),
+        "{case}: {loss} = {} (engine) vs {want} (candle)",
+        p.value
+    );
+    let grads = oracle.backward().unwrap();
+    assert!(!p.grads.is_empty());
+    for (name, g) in &p.grads {
+        let var = store
+            .get(name)
+            .unwrap_or_else(|| panic!("{case}: candle has no {name}"));
+        let c: Vec<f32> = match grads.get(var.as_tensor()) {
+            Some(t) => t.flatten_all().unwrap().to_vec1().unwrap(),
+            None => vec![0.0; g.len()],
+        };
+        assert_eq!(c.len(), g.len(), "{case}: {name} size");
+        let scale = max_abs(&c).max(FLOOR);
+        let err = g
+            .iter()
+            .zip(&c)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .fold(0.0, f64::max);
+        assert!(
+            err <= RTOL * scale,
+            "{case}: d{loss}/d{}.{name}: max error {err:e} against scale {scale:e}",
+            p.net
+        );
+    }
+}
+
+fn warm_batch(replay: &mut Replay, algo: &mut dyn Algorithm, n: usize) -> Batch {
+    for _ in 0..5 {
+        algo.update(&replay.sample(n)).unwrap();
+    }
+    replay.sample(n)
+}
+
+#[test]
+fn bc_gradients_match_autograd_for_every_loss() {
+    for (discrete, loss) in [
+        (false, BcLoss::Mse),
+        (false, BcLoss::Nll),
+        (true, BcLoss::Mse),
+    ] {
+        let case = format!("bc discrete={discrete} {loss:?}");
+        let (spec, mut rp) = replay(discrete);
+        let cfg = BcConfig {
+            hidden: vec![16, 16],
+            loss,
+            ..BcConfig::default()
+        };
+        let mut algo = Bc::new(spec.clone(), cfg.clone(), 0, &Device::Cpu).unwrap();
+        let batch = warm_batch(&mut rp, &mut algo, 64);
+        let probes = algo.probe(&batch).unwrap();
+        let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+        let h = cfg.hidden.clone();
+        let (od, ad) = (spec.obs_dim, 2);
+        let (l, store) = match (discrete, loss) {
+            (true, _) => {
+                let (m, store) = candle_net(&algo, "policy", |vb| {
+                    CategoricalActor::new(&mut vb.pp("policy"), od, 3, &h)
+                });
+                let lp = orl_algos::gather_actions(&m.log_probs(&b.s).unwrap(), &b.a).unwrap();
+                (lp.neg().unwrap().mean_all().unwrap(), store)
+            }
+            (false, BcLoss::Mse) => {
+                let (m, store) = candle_net(&algo, "policy", |vb| {
+                    DeterministicActor::new(&mut vb.pp("policy"), od, ad, &h, 1.0)
+                });
+                let d = (m.forward(&b.s).unwrap() - &b.a).unwrap();
+                (d.sqr().unwrap().mean_all().unwrap(), store)
+            }
+            (false, BcLoss::Nll) => {
+                let (m, store) = candle_net(&algo, "policy", |vb| {
+                    GaussianActor::new(&mut vb.pp("policy"), od, ad, &h, 1.0)
+                });
+                let lp = m.log_prob(&b.s, &b.a).unwrap();
+                (lp.neg().unwrap().mean_all().unwrap(), store)
+            }
+        };
+        assert_parity(&case, &probes, "actor_loss", &l, &store);
+    }
+}
+
+#[test]
+fn td3bc_gradients_match_autograd() {
+    for unit in [true, false] {
+        let case = format!("td3bc bc_unit_actions={unit}");
+        let (_, mut rp) = replay(false);
+        // A bound of 2 so that the BC term's scaling and the clipping are exercised.
+        let spec = Spec::continuous(5, 2, 2.0);
+        let cfg = Td3BcConfig {
+            hidden: vec![16, 16],
+            bc_unit_actions: unit,
+            ..Td3BcConfig::default()
+        };
+        let mut algo = Td3Bc::new(spec.clone(), cfg.clone(), 1, &Device::Cpu).unwrap();
+        let batch = warm_batch(&mut rp, &mut algo, 64);
+        let mut noise = algo.noise().clone();
+        let probes = algo.probe(&batch).unwrap();
+        let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+        let h = cfg.hidden.clone();
+        let (od, ad, m) = (5, 2, 2.0);
+        let (actor, actor_store) = candle_net(&algo, "actor", |vb| {
+            DeterministicActor::new(vb, od, ad, &h, m)
+        });
+        let (actor_t, _) = candle_net(&algo, "actor_target", |vb| {
+            DeterministicActor::new(vb, od, ad, &h, m)
+        });
+        let (critic, critic_store) = candle_net(&algo, "critic", |vb| {
+            QEnsemble::continuous(vb, 2, od, ad, &h)
+        });
+        let (critic_t, _) = candle_net(&algo, "critic_target", |vb| {
+            QEnsemble::continuous(vb, 2, od, ad, &h)
+        });
+        // Critic: y = r + gamma^k (1 - d) min Q'(s', clip(pi'(s') + clip(noise), -m, m)).
+        let eps = noise.normal(&[64, ad]).unwrap();
+        let noise_t = (eps * (cfg.policy_noise * m))
+            .unwrap()
+            .clamp(-cfg.noise_clip * m, cfg.noise_clip * m)
+            .unwrap();
+        let a2 = (actor_t.forward(&b.s2).unwrap() + noise_t)
+            .unwrap()
+            .clamp(-m, m)
+            .unwrap();
+        let q2 = critic_t.q(&b.s2, &a2).unwrap().min(0).unwrap();
+        let y = b.td_target(&q2).unwrap().detach();
+        let q = critic.q(&b.s, &b.a).unwrap();
+        let critic_loss = orl_algos::mse_per_member(&q, &y)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        assert_parity(&case, &probes, "critic_loss", &critic_loss, &critic_store);
+        // Actor: -lambda mean Q_1(s, pi(s)) + mean ((pi(s) - a) / m')^2.
+        let pi = actor.forward(&b.s).unwrap();
+        let q1 = critic.q(&b.s, &pi).unwrap().get(0).unwrap();
+        let lambda = td3bc_lambda(&q1, cfg.alpha).unwrap();
+        let mm = if unit { m } else { 1.0 };
+        let bc = ((&pi - &b.a).unwrap() / mm)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        let actor_loss = ((q1.mean_all().unwrap() * &lambda).unwrap().neg().unwrap() + bc).unwrap();
+        assert_parity(&case, &probes, "actor_loss", &actor_loss, &actor_store);
+    }
+}

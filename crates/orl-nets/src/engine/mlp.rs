@@ -1,0 +1,324 @@
+//! MLPs and ensembles of MLPs with explicit forward and backward passes.
+//!
+//! ```text
+//! layer l of member e:   h_l[e] = act_l(h_{l-1}[e] W_l[e] + b_l[e])      act: ReLU, last: out_act
+//! backward (g_l = dL/dh_l):
+//!   d_l    = g_l * act_l'(h_l)            ReLU: 1(h_l > 0)    tanh: 1 - h_l^2    identity: 1
+//!   dW_l  += h_{l-1}^T d_l                db_l += sum_rows d_l
+//!   g_{l-1} = d_l W_l^T                    (for l = 0 only when dL/dx is asked for)
+//! ```
+//!
+//! Shapes: input `x: [B, in]` shared by all members, or `[E, B, in]` one slice per member;
+//! output `[E, B, out]` (`E = 1` for a plain MLP). Weights `[in, out]` (`[E, in, out]`), biases
+//! `[out]` (`[E, 1, out]`): the layout and names of [`crate::Mlp`] and [`crate::EnsembleMlp`]
+//! (`<prefix>.<l>.weight`, `<prefix>.<l>.bias`), initialised with the same draws
+//! (PyTorch's `U(-1/sqrt(in), 1/sqrt(in))`).
+//!
+//! The bias is fused into the product (the output rows start as the bias and the product is
+//! added), the activation is applied in place, and every buffer lives in an [`MlpCache`]
+//! that is sized on first use and reused after: a forward and backward pass allocates nothing
+//! once the cache has seen the batch size.
+
+use crate::engine::gemm::{Op, gemm};
+use crate::engine::params::{Params, ParamsBuilder};
+use crate::error::Result;
+
+/// An elementwise activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x`.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+impl Activation {
+    fn apply(self, y: &mut [f32]) {
+        match self {
+            Self::Identity => {}
+            Self::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Self::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        }
+    }
+    /// `g *= act'(.)` written through the activation's output `y`.
+    fn backward(self, g: &mut [f32], y: &[f32]) {
+        match self {
+            Self::Identity => {}
+            Self::Relu => g.iter_mut().zip(y).for_each(|(g, &y)| {
+                if y <= 0.0 {
+                    *g = 0.0;
+                }
+            }),
+            Self::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Layer {
+    w: usize,
+    b: usize,
+    input: usize,
+    output: usize,
+}
+
+/// `E` MLPs `in -> hidden... -> out` (ReLU between layers, `out_act` after the last).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    members: usize,
+    layers: Vec<Layer>,
+    out_act: Activation,
+}
+
+/// Where a forward pass reads its input from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// One `[B, in]` input shared by every member.
+    Shared,
+    /// `[E, B, in]`: member `e` reads slice `e`.
+    PerMember,
+}
+
+/// The activations and gradient buffers of one [`Mlp`] at one batch size.
+#[derive(Debug, Clone, Default)]
+pub struct MlpCache {
+    batch: usize,
+    outs: Vec<Vec<f32>>,
+    deltas: Vec<Vec<f32>>,
+}
+
+impl MlpCache {
+    /// An empty cache (sized by the first forward pass).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The batch size of the last forward pass.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// The last forward pass's output `[E, B, out]`.
+    pub fn output(&self) -> &[f32] {
+        self.outs.last().map_or(&[], Vec::as_slice)
+    }
+    /// The buffer for `dL/d(output)` `[E, B, out]`: fill it, then call [`Mlp::backward`].
+    pub fn dout_mut(&mut self) -> &mut [f32] {
+        self.deltas.last_mut().map_or(&mut [], Vec::as_mut_slice)
+    }
+    /// The output and the `dL/d(output)` buffer together.
+    pub fn output_and_dout(&mut self) -> (&[f32], &mut [f32]) {
+        match (self.outs.last(), self.deltas.last_mut()) {
+            (Some(o), Some(d)) => (o.as_slice(), d.as_mut_slice()),
+            _ => (&[], &mut []),
+        }
+    }
+    fn prepare(&mut self, mlp: &Mlp, batch: usize) {
+        let n = mlp.layers.len();
+        self.outs.resize_with(n, Vec::new);
+        self.deltas.resize_with(n, Vec::new);
+        for (l, layer) in mlp.layers.iter().enumerate() {
+            let len = mlp.members * batch * layer.output;
+            self.outs[l].resize(len, 0.0);
+            self.deltas[l].resize(len, 0.0);
+        }
+        self.batch = batch;
+    }
+}
+
+impl Mlp {
+    /// A plain MLP (`E = 1`), parameters `<l>.weight` `[in, out]` and `<l>.bias` `[out]`.
+    pub fn new(
+        pb: &mut ParamsBuilder<'_>,
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+        out_act: Activation,
+    ) -> Result<Self> {
+        Self::build(pb, None, input, hidden, output, out_act)
+    }
+    /// `members` MLPs, parameters `<l>.weight` `[E, in, out]` and `<l>.bias` `[E, 1, out]`.
+    pub fn ensemble(
+        pb: &mut ParamsBuilder<'_>,
+        members: usize,
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+        out_act: Activation,
+    ) -> Result<Self> {
+        Self::build(pb, Some(members), input, hidden, output, out_act)
+    }
+    fn build(
+        pb: &mut ParamsBuilder<'_>,
+        members: Option<usize>,
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+        out_act: Activation,
+    ) -> Result<Self> {
+        let mut dims = vec![input];
+        dims.extend_from_slice(hidden);
+        dims.push(output);
+        let mut layers = Vec::with_capacity(dims.len() - 1);
+        for (l, w) in dims.windows(2).enumerate() {
+            let (i, o) = (w[0], w[1]);
+            let bound = 1.0 / (i as f64).sqrt();
+            let mut lb = pb.pp(l);
+            let (w_off, b_off) = match members {
+                None => (
+                    lb.uniform("weight", &[i, o], bound)?,
+                    lb.uniform("bias", &[o], bound)?,
+                ),
+                Some(e) => (
+                    lb.uniform("weight", &[e, i, o], bound)?,
+                    lb.uniform("bias", &[e, 1, o], bound)?,
+                ),
+            };
+            layers.push(Layer {
+                w: w_off,
+                b: b_off,
+                input: i,
+                output: o,
+            });
+        }
+        Ok(Self {
+            members: members.unwrap_or(1),
+            layers,
+            out_act,
+        })
+    }
+    /// Members `E`.
+    pub fn members(&self) -> usize {
+        self.members
+    }
+    /// Input width.
+    pub fn input_dim(&self) -> usize {
+        self.layers[0].input
+    }
+    /// Output width.
+    pub fn output_dim(&self) -> usize {
+        self.layers[self.layers.len() - 1].output
+    }
+    /// Number of linear layers.
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Forward pass of `batch` rows; the output is `cache.output()`, `[E, B, out]`.
+    pub fn forward(&self, p: &Params, x: &[f32], input: Input, batch: usize, cache: &mut MlpCache) {
+        cache.prepare(self, batch);
+        let data = p.data();
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (done, rest) = cache.outs.split_at_mut(l);
+            let y = &mut rest[0];
+            let (i, o) = (layer.input, layer.output);
+            for e in 0..self.members {
+                let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
+                let b = &data[layer.b + e * o..layer.b + (e + 1) * o];
+                let ye = &mut y[e * batch * o..(e + 1) * batch * o];
+                for row in ye.chunks_exact_mut(o) {
+                    row.copy_from_slice(b);
+                }
+                let xe = if l == 0 {
+                    match input {
+                        Input::Shared => &x[..batch * i],
+                        Input::PerMember => &x[e * batch * i..(e + 1) * batch * i],
+                    }
+                } else {
+                    &done[l - 1][e * batch * i..(e + 1) * batch * i]
+                };
+                gemm(ye, xe, Op::N, w, Op::N, batch, i, o, true);
+            }
+            let act = if l == last {
+                self.out_act
+            } else {
+                Activation::Relu
+            };
+            act.apply(y);
+        }
+    }
+
+    /// Backward pass after [`Mlp::forward`] on the same `x`, with `dL/d(output)` written into
+    /// `cache.dout_mut()` (it is consumed). Adds the parameter gradients into `grads` (laid out
+    /// as `p`) when given, and writes `dL/dx` into `dx` when given (`[B, in]` summed over the
+    /// members for a shared input, `[E, B, in]` otherwise). Gradients nobody asked for are not
+    /// computed: with `grads = None` only the chain down to `dx` runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        p: &Params,
+        x: &[f32],
+        input: Input,
+        cache: &mut MlpCache,
+        mut grads: Option<&mut [f32]>,
+        mut dx: Option<&mut [f32]>,
+    ) {
+        let batch = cache.batch;
+        let data = p.data();
+        let last = self.layers.len() - 1;
+        for l in (0..self.layers.len()).rev() {
+            let layer = self.layers[l];
+            let (i, o) = (layer.input, layer.output);
+            let (lower, upper) = cache.deltas.split_at_mut(l);
+            let d = &mut upper[0];
+            let act = if l == last {
+                self.out_act
+            } else {
+                Activation::Relu
+            };
+            act.backward(d, &cache.outs[l]);
+            for e in 0..self.members {
+                let de = &d[e * batch * o..(e + 1) * batch * o];
+                let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
+                let xe = if l == 0 {
+                    match input {
+                        Input::Shared => &x[..batch * i],
+                        Input::PerMember => &x[e * batch * i..(e + 1) * batch * i],
+                    }
+                } else {
+                    &cache.outs[l - 1][e * batch * i..(e + 1) * batch * i]
+                };
+                if let Some(g) = grads.as_deref_mut() {
+                    let gw = &mut g[layer.w + e * i * o..layer.w + (e + 1) * i * o];
+                    gemm(gw, xe, Op::T, de, Op::N, i, batch, o, true);
+                    let gb = &mut g[layer.b + e * o..layer.b + (e + 1) * o];
+                    for row in de.chunks_exact(o) {
+                        for (gb, &r) in gb.iter_mut().zip(row) {
+                            *gb += r;
+                        }
+                    }
+                }
+                if l > 0 {
+                    let prev = &mut lower[l - 1][e * batch * i..(e + 1) * batch * i];
+                    gemm(prev, de, Op::N, w, Op::T, batch, o, i, false);
+                } else if let Some(dx) = dx.as_deref_mut() {
+                    match input {
+                        Input::Shared => gemm(
+                            &mut dx[..batch * i],
+                            de,
+                            Op::N,
+                            w,
+                            Op::T,
+                            batch,
+                            o,
+                            i,
+                            e > 0,
+                        ),
+                        Input::PerMember => gemm(
+                            &mut dx[e * batch * i..(e + 1) * batch * i],
+                            de,
+                            Op::N,
+                            w,
+                            Op::T,
+                            batch,
+                            o,
+                            i,
+                            false,
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The training engine: explicit-gradient networks over flat `f32` buffers.
+//!
+//! Why not candle's autograd for training? orl's networks are small (2-3 layers of 256 at
+//! batch 256), where an update's time goes to per-op overhead, not arithmetic: every autograd
+//! op allocates its output, backward computes gradients nobody needs (the input gradient of
+//! every first layer) and accumulates each one through fresh zeros. Here each network is
+//! written out once, forward and backward:
+//!
+//! - [`Params`]: one flat buffer per network with named segments (checkpoint names and layout
+//!   as [`crate::ParamStore`]); polyak averaging in place.
+//! - [`Mlp`] (ReLU hidden layers, identity or tanh output; `E` members on a leading axis):
+//!   forward keeps its activations in an [`MlpCache`], backward takes `dL/d(output)`, adds the
+//!   parameter gradients and returns `dL/d(input)` only when asked for.
+//! - [`QNet`]: critic ensembles over `concat(s, a)` or with one output per discrete action.
+//! - Heads: [`DeterministicHead`], [`GaussianHead`], [`CategoricalHead`].
+//! - [`FlatAdam`]: Adam in place over a flat buffer, with the gradient buffer.
+//! - [`gemm`]: the one matrix product (`faer`, one thread).
+//!
+//! Caches are sized on first use and reused: after the first update at a batch size, an
+//! update allocates nothing (`crates/orl-algos/tests/alloc.rs` counts). The losses and their
+//! gradients with respect to the network outputs live in each algorithm's file in
+//! `orl-algos`; candle's autograd checks them in the parity tests.
+
+mod adam;
+mod critic;
+pub mod gemm;
+mod heads;
+mod mlp;
+mod params;
+
+pub use adam::FlatAdam;
+pub use critic::{QCache, QNet};
+pub use heads::{CategoricalHead, DeterministicHead, GaussianHead, log_softmax};
+pub use mlp::{Activation, Input, Mlp, MlpCache};
+pub use params::{Params, ParamsBuilder, Segment};
