@@ -12,7 +12,7 @@
 //!    normalisation and reward recipe from the registry, its reduced-protocol settings from
 //!    `AlgoInfo::reduced`), with
 //!    `--hidden` x `--hidden` networks (default 256 on the MuJoCo tasks as in the papers, 64 for
-//!    classic control), `--jobs` cells at a time (default 2, one
+//!    classic control), `--jobs` cells at a time (default one per core, one
 //!    thread each), evaluating 5 episodes every `steps / 10` updates (the learning curve) and
 //!    the final policy over 10 episodes (D4RL's protocol), from start states drawn per training
 //!    seed (`Recipe::eval_seed`); algorithms that do not support the
@@ -76,7 +76,8 @@ fn parse(args: &[String]) -> Result<Opts> {
         datasets: None,
         seeds: 1,
         steps: 10_000,
-        jobs: 2,
+        // One job per core, one thread each (`orl_nets::threads`).
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         hidden: None,
         transitions: None,
         dataset_dir: None,

@@ -17,6 +17,7 @@ mod gen_datasets;
 mod learn_pendulum;
 mod ope_bench;
 mod setup_mujoco;
+mod speed;
 mod train_behaviours;
 
 use std::path::PathBuf;
@@ -31,26 +32,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // Training tasks run one candle thread per job (a second intra-op thread does not help at
-    // these sizes, docs/performance.md) and parallelise across jobs. candle reads the thread
-    // count from RAYON_NUM_THREADS only, and setting the environment of a running process is
-    // `unsafe`, so the task re-runs itself with it set unless the caller chose a value.
+    // Training tasks run one thread per job and parallelise across jobs
+    // (`orl_nets::threads`): re-run with RAYON_NUM_THREADS=1 unless the caller chose a value.
     if matches!(
         args.first().map(String::as_str),
-        Some("bench-d4rl" | "ope-bench" | "learn-pendulum" | "train-behaviours")
-    ) && std::env::var_os("RAYON_NUM_THREADS").is_none()
+        Some("bench-d4rl" | "ope-bench" | "learn-pendulum" | "train-behaviours" | "speed")
+    ) && let Some(code) =
+        orl_nets::threads::reexec_with_threads(orl_nets::threads::resolve_threads(None))?
     {
-        let status = std::process::Command::new(std::env::current_exe()?)
-            .args(&args)
-            .env("RAYON_NUM_THREADS", "1")
-            // mimalloc keeps freed pages instead of returning them to the OS after 10 ms: the
-            // same tensor sizes recur every update (8% more CQL updates/s, no page faults).
-            .env(
-                "MIMALLOC_PURGE_DELAY",
-                std::env::var_os("MIMALLOC_PURGE_DELAY").unwrap_or_else(|| "-1".into()),
-            )
-            .status()?;
-        std::process::exit(status.code().unwrap_or(1));
+        std::process::exit(code);
     }
     match args.first().map(String::as_str) {
         Some("bench-d4rl") => bench_d4rl::run(&args[1..]),
@@ -59,9 +49,11 @@ fn main() -> Result<()> {
         Some("ope-bench") => ope_bench::run(&args[1..]),
         Some("train-behaviours") => train_behaviours::run(&args[1..]),
         Some("gen-datasets") => gen_datasets::run(&args[1..]),
+        Some("speed") => speed::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid: --suite quick (default, Pendulum-v1) | classic | locomotion | full (MuJoCo: --features mujoco); --dataset-dir for real D4RL files\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked; --verify rebuilds every recorded one and checks it\n  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
+                "usage: cargo xtask <task>\n\ntasks:\n  bench-d4rl     benchmark grid: --suite quick (default, Pendulum-v1) | classic | locomotion | full (MuJoCo: --features mujoco); --dataset-dir for real D4RL files\n  learn-pendulum Pendulum-v1 learning check: CQL, IQL, TD3+BC, BCQ must beat BC\n  ope-bench      off-policy estimators judged against true values (Spearman, regret@1)\n  train-behaviours  SAC/DQN behaviour policies into datasets/policies (resumable per environment)\n  gen-datasets   build the datasets of datasets/manifest.json (default 1M transitions), sha256-checked; --verify rebuilds every recorded one and checks it\n  speed          orl's updates/s beside d3rlpy 2.8.1 and jitted JAX, one thread each (creates target/speed/venv)
+  setup-mujoco   fetch the MuJoCo 3.17.0 library into third_party/mujoco/lib (for --features mujoco)"
             );
             Ok(())
         }

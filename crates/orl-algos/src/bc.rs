@@ -20,14 +20,16 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::{CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params};
+use orl_nets::engine::{
+    CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params, PolicyHead,
+};
 use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, discrete_indices, host_rows,
-    mlp_layer_names, plain_policy, record_value,
+    ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, discrete_indices, head_act,
+    head_log_prob, mlp_layer_names, plain_policy, record_value,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -103,12 +105,6 @@ pub static INFO: AlgoInfo = AlgoInfo {
     },
 };
 
-enum Net {
-    Mse(DeterministicHead),
-    Nll(GaussianHead),
-    Discrete(CategoricalHead),
-}
-
 /// Buffers reused by every update (sized by the first one).
 #[derive(Default)]
 struct Scratch {
@@ -125,7 +121,7 @@ struct Scratch {
 pub struct Bc {
     cfg: BcConfig,
     core: Core,
-    net: Net,
+    net: PolicyHead,
     params: Params,
     opt: FlatAdam,
     scratch: Scratch,
@@ -142,14 +138,14 @@ impl Bc {
             let mut pb = params.builder("policy", &mut rng);
             match spec.action {
                 ActionSpec::Continuous { dim, max_action } => match cfg.loss {
-                    BcLoss::Mse => Net::Mse(DeterministicHead::new(
+                    BcLoss::Mse => PolicyHead::Deterministic(DeterministicHead::new(
                         &mut pb,
                         spec.obs_dim,
                         dim,
                         &cfg.hidden,
                         max_action,
                     )?),
-                    BcLoss::Nll => Net::Nll(GaussianHead::new(
+                    BcLoss::Nll => PolicyHead::Gaussian(GaussianHead::new(
                         &mut pb,
                         spec.obs_dim,
                         dim,
@@ -159,7 +155,7 @@ impl Bc {
                         -20.0,
                     )?),
                 },
-                ActionSpec::Discrete { n } => Net::Discrete(CategoricalHead::new(
+                ActionSpec::Discrete { n } => PolicyHead::Categorical(CategoricalHead::new(
                     &mut pb,
                     spec.obs_dim,
                     n,
@@ -189,7 +185,7 @@ impl Bc {
         let g = self.opt.zero_grad();
         let p = &self.params;
         Ok(match &self.net {
-            Net::Mse(h) => {
+            PolicyHead::Deterministic(h) => {
                 let d = h.act_dim();
                 sc.out.resize(bsz * d, 0.0);
                 sc.dout.resize(bsz * d, 0.0);
@@ -204,7 +200,7 @@ impl Bc {
                 h.backward(p, s, &sc.dout, &mut sc.cache, g);
                 loss * f64::from(scale)
             }
-            Net::Nll(h) => {
+            PolicyHead::Gaussian(h) => {
                 let d = h.act_dim();
                 sc.out.resize(bsz * d, 0.0);
                 sc.lp.resize(bsz, 0.0);
@@ -215,7 +211,7 @@ impl Bc {
                 h.log_prob_backward(p, s, a, &sc.dout, &mut sc.cache, g);
                 -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64
             }
-            Net::Discrete(h) => {
+            PolicyHead::Categorical(h) => {
                 let n = h.n();
                 discrete_indices(batch, n, &mut sc.idx)?;
                 sc.out.resize(bsz * n, 0.0);
@@ -266,70 +262,17 @@ impl Algorithm for Bc {
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
-        let (x, b) = host_rows(s)?;
-        let dev = s.device();
-        let p = &self.params;
-        Ok(match &self.net {
-            Net::Mse(h) => {
-                let mut a = vec![0.0; b * h.act_dim()];
-                h.forward(p, &x, b, &mut self.act_cache, &mut a);
-                Tensor::from_vec(a, (b, h.act_dim()), dev)?
-            }
-            Net::Nll(h) => {
-                let d = h.act_dim();
-                let mut a = vec![0.0; b * d];
-                h.mean(p, &x, b, &mut self.act_cache, &mut a);
-                if !deterministic {
-                    let mut eps = vec![0.0; b * d];
-                    self.core.act_noise.normal_into(&mut eps);
-                    for (k, (a, e)) in a.iter_mut().zip(&eps).enumerate() {
-                        let std = h.log_std(p, k % d).exp();
-                        *a = (*a + e * std).clamp(-h.max_action, h.max_action);
-                    }
-                }
-                Tensor::from_vec(a, (b, d), dev)?
-            }
-            Net::Discrete(h) => {
-                let n = h.n();
-                let mut lp = vec![0.0; b * n];
-                h.log_probs(p, &x, b, &mut self.act_cache, &mut lp);
-                if deterministic {
-                    let idx: Vec<u32> = lp.chunks_exact(n).map(argmax).collect();
-                    Tensor::from_vec(idx, b, dev)?
-                } else {
-                    let lp = Tensor::from_vec(lp, (b, n), dev)?;
-                    crate::common::sample_categorical(&lp, &mut self.core.act_noise)?
-                }
-            }
-        })
+        head_act(
+            &self.net,
+            &self.params,
+            s,
+            &mut self.act_cache,
+            deterministic,
+            &mut self.core.act_noise,
+        )
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        let (x, b) = host_rows(s)?;
-        let dev = s.device();
-        let p = &self.params;
-        Ok(match &self.net {
-            Net::Mse(_) => None,
-            Net::Nll(h) => {
-                let (a, _) = host_rows(a)?;
-                let mut mean = vec![0.0; b * h.act_dim()];
-                let mut lp = vec![0.0; b];
-                h.mean(p, &x, b, &mut self.act_cache, &mut mean);
-                h.log_prob(p, &a, &self.act_cache, &mut lp);
-                Some(Tensor::from_vec(lp, b, dev)?)
-            }
-            Net::Discrete(h) => {
-                let n = h.n();
-                let idx: Vec<u32> = a.to_dtype(candle_core::DType::U32)?.flatten_all()?.to_vec1()?;
-                let mut lps = vec![0.0; b * n];
-                h.log_probs(p, &x, b, &mut self.act_cache, &mut lps);
-                let lp: Vec<f32> = idx
-                    .iter()
-                    .enumerate()
-                    .map(|(r, &k)| lps[r * n + (k as usize).min(n - 1)])
-                    .collect();
-                Some(Tensor::from_vec(lp, b, dev)?)
-            }
-        })
+        head_log_prob(&self.net, &self.params, s, a, &mut self.act_cache)
     }
     fn q_value(&self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
@@ -360,15 +303,4 @@ impl Algorithm for Bc {
     fn core_mut(&mut self) -> &mut Core {
         &mut self.core
     }
-}
-
-/// Index of the largest value (the first of ties, as candle's `argmax`).
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

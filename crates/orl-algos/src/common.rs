@@ -595,27 +595,6 @@ pub trait Algorithm: Send {
     }
 }
 
-/// Samples one index per row from `log_probs: [B, n]` (inverse CDF with the seeded noise);
-/// returns `u32 [B]`.
-pub fn sample_categorical(log_probs: &Tensor, noise: &mut Noise) -> Result<Tensor> {
-    let p: Vec<Vec<f32>> = log_probs.exp()?.to_vec2()?;
-    let idx: Vec<u32> = p
-        .iter()
-        .map(|row| {
-            let u = noise.unit() as f32;
-            let mut acc = 0.0;
-            for (i, &pi) in row.iter().enumerate() {
-                acc += pi;
-                if u < acc {
-                    return i as u32;
-                }
-            }
-            (row.len() - 1) as u32
-        })
-        .collect();
-    Ok(Tensor::from_vec(idx, p.len(), log_probs.device())?)
-}
-
 /// A target network: the same module built over a fresh store, then hard-copied from `source`.
 pub fn target_of<M>(
     source: &ParamStore,
@@ -648,4 +627,39 @@ pub fn plain_policy(
 /// The names `0..layers` of an MLP's layers under `prefix` (for [`orl_nets::ReluNet`]).
 pub fn mlp_layer_names(prefix: &str, layers: usize) -> Vec<String> {
     (0..layers).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// [`Algorithm::act`] of an engine policy head: `s: [B, obs]` -> `f32 [B, act]` or `u32 [B]`.
+pub fn head_act(
+    head: &orl_nets::engine::PolicyHead,
+    params: &orl_nets::engine::Params,
+    s: &Tensor,
+    cache: &mut orl_nets::engine::MlpCache,
+    deterministic: bool,
+    noise: &mut Noise,
+) -> Result<Tensor> {
+    let (x, b) = host_rows(s)?;
+    Ok(match head.act(params, &x, b, cache, deterministic, noise) {
+        orl_nets::engine::Actions::Continuous(a) => {
+            let d = a.len() / b.max(1);
+            Tensor::from_vec(a, (b, d), s.device())?
+        }
+        orl_nets::engine::Actions::Discrete(i) => Tensor::from_vec(i, b, s.device())?,
+    })
+}
+
+/// [`Algorithm::log_prob`] of an engine policy head (`None` for a deterministic one).
+pub fn head_log_prob(
+    head: &orl_nets::engine::PolicyHead,
+    params: &orl_nets::engine::Params,
+    s: &Tensor,
+    a: &Tensor,
+    cache: &mut orl_nets::engine::MlpCache,
+) -> Result<Option<Tensor>> {
+    let (x, b) = host_rows(s)?;
+    let (a, _) = host_rows(a)?;
+    Ok(match head.log_prob(params, &x, &a, b, cache) {
+        Some(lp) => Some(Tensor::from_vec(lp, b, s.device())?),
+        None => None,
+    })
 }

@@ -27,18 +27,33 @@
 //! benchmarks' reduced protocol (they used 4 to save time until this version). Discrete actions: CQL on a double-DQN critic (the paper's section 4 with a
 //! QR-DQN base; orl uses the mean-value Q-network d3rlpy ships as `DiscreteCQL`):
 //! `L = huber(Q(s, a), r + gamma (1 - d) Q'(s', argmax_a Q(s', a))) + alpha (logsumexp_a Q(s, a) - Q(s, a_data))`.
+//!
+//! Gradients with respect to the network outputs (`B` rows, `N` samples of each of the three
+//! proposals, `alpha_c = cql_alpha`, times `alpha'` with the Lagrange variant), which the
+//! engine carries back to the parameters. All critic inputs (the data actions and the `3 N B`
+//! sampled ones) go through the critic as one batch of `B (1 + 3 N)` rows:
+//!
+//! ```text
+//! critic:  dL/dQ_i(s_b, a_b)   = 2 (Q_ib - y_b) / B - alpha_c / B
+//!          dL/dQ_i(s_b, a_bj)  = alpha_c / B * softmax_j((Q_i(s_b, a_bj) - log mu_j) / T)
+//! alpha':  dL/d log alpha'     = -alpha_c / 2 * sum_i (gap_i - target) * alpha'
+//! actor:   dL/da_b = -dQ_k(s_b, a_b)/da / B  (k the smaller critic),  dL/d log pi_b = alpha / B
+//! alpha:   dL/d log alpha      = -E[log pi + target_entropy]
+//! discrete: dL/dQ(s_b, k) = (huber'(Q_b - y_b) (1(k = a_b)) + alpha_c (softmax_k - 1(k = a_b))) / B
+//! ```
 
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{NetState, OptimState};
-use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble, TanhGaussianActor};
+use orl_nets::engine::{
+    FlatAdam, Params, QCache, QNet, TanhGaussianCache, TanhGaussianHead, argmax,
+};
+use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, cql_logsumexp, gather_actions,
-    huber_loss, min_over_ensemble, mlp_layer_names, mse_per_member, plain_policy, record,
-    repeat_rows, target_of,
+    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
+    mlp_layer_names, plain_policy, record_value,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -163,17 +178,17 @@ fn reduced_protocol(hidden: usize, steps: usize) -> serde_json::Value {
         "target_update_interval": (steps / 10).clamp(1, 8000),
     })
 }
-
+/// The actor side of continuous CQL (SAC's actor and temperature, the Lagrange multiplier).
 struct Continuous {
     act_dim: usize,
     max_action: f64,
-    actor: TanhGaussianActor,
-    actor_store: ParamStore,
-    actor_opt: Adam,
-    log_alpha: ParamStore,
-    alpha_opt: Adam,
-    log_alpha_prime: ParamStore,
-    alpha_prime_opt: Adam,
+    actor: TanhGaussianHead,
+    actor_params: Params,
+    actor_opt: FlatAdam,
+    log_alpha: Params,
+    alpha_opt: FlatAdam,
+    log_alpha_prime: Params,
+    alpha_prime_opt: FlatAdam,
 }
 
 /// CQL.
@@ -181,19 +196,46 @@ pub struct Cql {
     cfg: CqlConfig,
     core: Core,
     cont: Option<Continuous>,
-    critic: QEnsemble,
-    critic_store: ParamStore,
-    critic_target: QEnsemble,
-    critic_target_store: ParamStore,
-    critic_opt: Adam,
+    critic: QNet,
+    critic_params: Params,
+    critic_target: Params,
+    critic_opt: FlatAdam,
+    scratch: Scratch,
 }
 
-fn scalar_param(
-    device: &candle_core::Device,
-    name: &str,
-    rng: &mut rand_pcg::Pcg64Mcg,
-) -> Result<ParamStore> {
-    let mut s = ParamStore::new(device.clone());
+/// Buffers reused by every update (sized by the first one).
+#[derive(Default)]
+struct Scratch {
+    pi: TanhGaussianCache,
+    pi_rep: TanhGaussianCache,
+    acting: TanhGaussianCache,
+    q: QCache,
+    q_next: QCache,
+    q_pi: QCache,
+    eps_target: Vec<f32>,
+    eps_cur: Vec<f32>,
+    eps_next: Vec<f32>,
+    uniform: Vec<f32>,
+    eps_actor: Vec<f32>,
+    /// `[B (1 + 3N), obs]` and `[B (1 + 3N), act]`: the critic's whole input.
+    s_all: Vec<f32>,
+    a_all: Vec<f32>,
+    s_rep: Vec<f32>,
+    lp_cur: Vec<f32>,
+    lp_next: Vec<f32>,
+    a2: Vec<f32>,
+    lp2: Vec<f32>,
+    y: Vec<f32>,
+    a_pi: Vec<f32>,
+    lp_pi: Vec<f32>,
+    da: Vec<f32>,
+    dlp: Vec<f32>,
+    lse: Vec<f32>,
+    idx: Vec<u32>,
+}
+
+fn scalar_param(name: &str, rng: &mut rand_pcg::Pcg64Mcg) -> Result<Params> {
+    let mut s = Params::new();
     s.builder("", rng).constant(name, &[1], 0.0)?;
     Ok(s)
 }
@@ -211,254 +253,385 @@ impl Cql {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let od = spec.obs_dim;
         let h = cfg.hidden.clone();
-        let mut critic_store = ParamStore::new(device.clone());
-        let (critic, cont, critic_target, critic_target_store) = match spec.action {
+        let mut critic_params = Params::new();
+        let (critic, cont) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
-                let mut actor_store = ParamStore::new(device.clone());
-                let actor = TanhGaussianActor::new(
-                    &mut actor_store.builder("", &mut rng),
+                let mut actor_params = Params::new();
+                let actor = TanhGaussianHead::new(
+                    &mut actor_params.builder("", &mut rng),
                     od,
                     dim,
                     &h,
                     max_action,
                 )?;
                 let critic =
-                    QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?;
-                let (t, ts) = target_of(&critic_store, |vb| {
-                    QEnsemble::continuous(vb, 2, od, dim, &h)
-                })?;
-                let actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
-                let log_alpha = scalar_param(device, "log_alpha", &mut rng)?;
-                let alpha_opt = Adam::new(&log_alpha, AdamConfig::with_lr(cfg.alpha_lr))?;
-                let log_alpha_prime = scalar_param(device, "log_alpha_prime", &mut rng)?;
+                    QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, dim, &h)?;
+                let actor_opt = FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr));
+                let log_alpha = scalar_param("log_alpha", &mut rng)?;
+                let alpha_opt = FlatAdam::new(&log_alpha, AdamConfig::with_lr(cfg.alpha_lr));
+                let log_alpha_prime = scalar_param("log_alpha_prime", &mut rng)?;
                 let alpha_prime_opt =
-                    Adam::new(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr))?;
+                    FlatAdam::new(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr));
                 let c = Continuous {
                     act_dim: dim,
                     max_action,
                     actor,
-                    actor_store,
+                    actor_params,
                     actor_opt,
                     log_alpha,
                     alpha_opt,
                     log_alpha_prime,
                     alpha_prime_opt,
                 };
-                (critic, Some(c), t, ts)
+                (critic, Some(c))
             }
-            ActionSpec::Discrete { n } => {
-                let critic =
-                    QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 1, od, n, &h)?;
-                let (t, ts) = target_of(&critic_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
-                (critic, None, t, ts)
-            }
+            ActionSpec::Discrete { n } => (
+                QNet::discrete(&mut critic_params.builder("", &mut rng), 1, od, n, &h)?,
+                None,
+            ),
         };
-        let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
+        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             cont,
             critic,
-            critic_store,
-            critic_target,
-            critic_target_store,
+            critic_target: critic_params.clone(),
+            critic_params,
             critic_opt,
+            scratch: Scratch::default(),
         })
     }
 }
 
-fn param(store: &ParamStore, name: &str) -> Result<Tensor> {
-    store
-        .get(name)
-        .map(|v| v.as_tensor().clone())
-        .ok_or_else(|| crate::AlgoError::Config(format!("missing parameter {name}")))
-}
-
-// ---- continuous losses ----
-
-/// Random draws one continuous update needs, made up front from the seeded noise so that the
-/// loss functions stay pure: `(eps for pi(s'), eps for pi(s) x N, eps for pi(s') x N,
-/// uniform actions x N, eps for the actor step)`.
-struct Draws {
-    target: Tensor,
-    cur: Tensor,
-    next: Tensor,
-    uniform: Tensor,
-    actor: Tensor,
-}
-
-/// Critic loss of both members: TD + CQL(H) regulariser. Returns `(loss, mean Q, mean |TD|,
-/// cql gap (logsumexp - data Q, averaged), lagrange loss or None)`.
-fn critic_loss(
-    t: &Cql,
-    c: &Continuous,
-    b: &BatchTensors,
-    d: &Draws,
-) -> Result<(Tensor, Tensor, Tensor, Tensor, Option<Tensor>)> {
-    let n = t.cfg.n_actions;
-    let alpha = param(&c.log_alpha, "log_alpha")?.exp()?.detach();
-    // TD target.
-    let y = {
-        let (a2, lp2) = c.actor.sample_with(&b.s2, &d.target)?;
-        let mut v2 = min_over_ensemble(&t.critic_target.q(&b.s2, &a2)?)?;
-        if t.cfg.backup_entropy {
-            v2 = (v2 - lp2.broadcast_mul(&alpha)?)?;
+/// Copies each row of `x: [B, d]` `n` times: `[B n, d]`, row `b n + j = x[b]`.
+fn repeat_rows_into(x: &[f32], d: usize, n: usize, out: &mut Vec<f32>) {
+    out.clear();
+    for row in x.chunks_exact(d) {
+        for _ in 0..n {
+            out.extend_from_slice(row);
         }
-        b.td_target(&v2)?.detach()
+    }
+}
+
+// ---- continuous losses and their gradients ----
+
+/// The random draws of one continuous update, in the order the reference implementation (and
+/// orl's before the engine) draws them: target-policy noise `[B, A]`, `pi(s)` noise `[B N, A]`,
+/// `pi(s')` noise `[B N, A]`, uniform actions `[B N, A]`, actor noise `[B, A]`.
+fn draw(t: &mut Cql, bsz: usize) {
+    let Some(c) = &t.cont else { return };
+    let (a, n, m) = (c.act_dim, t.cfg.n_actions, c.max_action as f32);
+    let sc = &mut t.scratch;
+    for (buf, rows) in [
+        (&mut sc.eps_target, bsz),
+        (&mut sc.eps_cur, bsz * n),
+        (&mut sc.eps_next, bsz * n),
+    ] {
+        buf.resize(rows * a, 0.0);
+        t.core.noise.normal_into(buf);
+    }
+    sc.uniform.resize(bsz * n * a, 0.0);
+    t.core.noise.uniform_into(&mut sc.uniform, -m, m);
+    sc.eps_actor.resize(bsz * a, 0.0);
+    t.core.noise.normal_into(&mut sc.eps_actor);
+}
+
+/// What the continuous critic step reports.
+struct CriticOut {
+    loss: f64,
+    q_mean: f64,
+    td: f64,
+    gap: f64,
+    lagrange: Option<f64>,
+}
+
+/// Critic loss of both members (TD + CQL(H)) and its gradient into `critic_opt`'s buffer, the
+/// Lagrange loss's into `alpha_prime_opt`'s.
+fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
+    let Some(c) = &mut t.cont else {
+        return CriticOut { loss: 0.0, q_mean: 0.0, td: 0.0, gap: 0.0, lagrange: None };
     };
-    let q = t.critic.q(&b.s, &b.a)?; // [2, B]
-    let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    let td_loss = mse_per_member(&q, &y)?; // [2]: MSE per member (rlkit, CORL, d3rlpy)
-    // CQL(H): Q at 3N sampled actions per state.
-    let s_rep = repeat_rows(&b.s, n)?; // [B*N, obs]
-    let s2_rep = repeat_rows(&b.s2, n)?;
-    let (a_cur, lp_cur) = c.actor.sample_with(&s_rep, &d.cur)?;
-    let (a_next, lp_next) = c.actor.sample_with(&s2_rep, &d.next)?;
-    let q_rand = t.critic.q(&s_rep, &d.uniform)?; // [2, B*N]
-    let q_cur = t.critic.q(&s_rep, &a_cur.detach())?;
-    let q_next = t.critic.q(&s_rep, &a_next.detach())?;
-    let log_unif = (c.act_dim as f64) * (0.5f64 / c.max_action).ln();
-    let lse = cql_logsumexp(
-        &q_rand,
-        &q_next,
-        &q_cur,
-        &lp_next,
-        &lp_cur,
-        log_unif,
-        n,
-        t.cfg.temperature,
-    )?; // [2, B]
-    let gap = (lse - &q)?.mean(1)?; // [2]
+    let bsz = batch.batch_size;
+    let (od, ad, n) = (t.core.spec.obs_dim, c.act_dim, t.cfg.n_actions);
+    let sc = &mut t.scratch;
+    let p = &c.actor_params;
+    let alpha = c.log_alpha.data()[0].exp();
+    // TD target y = r + gamma^k (1 - d) (min_i Q'_i(s', a') [- alpha log pi(a'|s')]), a' ~ pi(s').
+    sc.a2.resize(bsz * ad, 0.0);
+    sc.lp2.resize(bsz, 0.0);
+    c.actor.sample(p, &batch.next_observations, &sc.eps_target, bsz, &mut sc.pi, &mut sc.a2, &mut sc.lp2);
+    let q2 = t.critic.q(&t.critic_target, &batch.next_observations, &sc.a2, bsz, &mut sc.q_next);
+    sc.y.resize(bsz, 0.0);
+    for b in 0..bsz {
+        let mut v2 = q2[b].min(q2[bsz + b]);
+        if t.cfg.backup_entropy {
+            v2 -= alpha * sc.lp2[b];
+        }
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * v2;
+    }
+    // The critic's input: data rows, then per proposal B N rows (uniform, pi(s), pi(s')).
+    let rows = bsz * (1 + 3 * n);
+    sc.s_all.clear();
+    sc.s_all.extend_from_slice(&batch.observations);
+    repeat_rows_into(&batch.observations, od, n, &mut sc.s_rep);
+    for _ in 0..3 {
+        sc.s_all.extend_from_slice(&sc.s_rep);
+    }
+    sc.a_all.resize(rows * ad, 0.0);
+    sc.a_all[..bsz * ad].copy_from_slice(&batch.actions);
+    let bn = bsz * n;
+    sc.a_all[bsz * ad..(bsz + bn) * ad].copy_from_slice(&sc.uniform);
+    sc.lp_cur.resize(bn, 0.0);
+    sc.lp_next.resize(bn, 0.0);
+    {
+        let (cur, rest) = sc.a_all[(bsz + bn) * ad..].split_at_mut(bn * ad);
+        c.actor.sample(p, &sc.s_rep, &sc.eps_cur, bn, &mut sc.pi_rep, cur, &mut sc.lp_cur);
+        repeat_rows_into(&batch.next_observations, od, n, &mut sc.a2);
+        c.actor.sample(p, &sc.a2, &sc.eps_next, bn, &mut sc.pi_rep, rest, &mut sc.lp_next);
+    }
+    t.critic.q(&t.critic_params, &sc.s_all, &sc.a_all, rows, &mut sc.q);
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    // Per member and state: T logsumexp_j ((Q_j - log mu_j) / T) over the 3N samples.
+    let log_unif = (ad as f64 * (0.5 / c.max_action).ln()) as f32;
+    let temp = t.cfg.temperature as f32;
+    let (mut td_loss, mut q_sum, mut td_abs) = (0.0f64, 0.0f64, 0.0f64);
+    let mut gaps = [0.0f64; 2];
+    sc.lse.resize(3 * n, 0.0);
+    let ap = c.log_alpha_prime.data()[0].exp().clamp(0.0, 1e6);
+    let weight = match t.cfg.target_action_gap {
+        None => t.cfg.cql_alpha as f32,
+        Some(_) => (t.cfg.cql_alpha as f32) * ap,
+    };
+    for e in 0..2 {
+        let qe = &q[e * rows..(e + 1) * rows];
+        let dqe = &mut dq[e * rows..(e + 1) * rows];
+        for b in 0..bsz {
+            let qd = qe[b];
+            let diff = qd - sc.y[b];
+            td_loss += f64::from(diff * diff);
+            q_sum += f64::from(qd);
+            if e == 0 {
+                td_abs += f64::from(diff.abs());
+            }
+            // the 3N proposal values of state b
+            for (src, slot) in sc.lse.chunks_exact_mut(n).enumerate() {
+                for (j, v) in slot.iter_mut().enumerate() {
+                    let r = bsz + src * bn + b * n + j;
+                    let lmu = match src {
+                        0 => log_unif,
+                        1 => sc.lp_cur[b * n + j],
+                        _ => sc.lp_next[b * n + j],
+                    };
+                    *v = (qe[r] - lmu) / temp;
+                }
+            }
+            let max = sc.lse.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = sc.lse.iter().map(|&v| (v - max).exp()).sum();
+            let lse = temp * (max + sum.ln());
+            gaps[e] += f64::from(lse - qd);
+            dqe[b] = 2.0 * diff / bsz as f32 - weight / bsz as f32;
+            for (src, slot) in sc.lse.chunks_exact(n).enumerate() {
+                for (j, &v) in slot.iter().enumerate() {
+                    let r = bsz + src * bn + b * n + j;
+                    dqe[r] = weight / bsz as f32 * ((v - max).exp() / sum);
+                }
+            }
+        }
+    }
+    let gaps = [gaps[0] / bsz as f64, gaps[1] / bsz as f64];
     let (penalty, lagrange) = match t.cfg.target_action_gap {
-        None => ((&gap * t.cfg.cql_alpha)?, None),
+        None => (t.cfg.cql_alpha * (gaps[0] + gaps[1]), None),
         Some(target) => {
-            let ap = param(&c.log_alpha_prime, "log_alpha_prime")?
-                .exp()?
-                .clamp(0.0, 1e6)?;
-            let pen = ((&gap - target)?.broadcast_mul(&ap.detach())? * t.cfg.cql_alpha)?;
-            // alpha' ascends the penalty: minimise its negation, with Q fixed.
-            let lag = ((gap.detach() - target)?.broadcast_mul(&ap)? * (-0.5 * t.cfg.cql_alpha))?
-                .sum_all()?;
+            let (a, apd) = (t.cfg.cql_alpha, f64::from(ap));
+            let pen = a * apd * ((gaps[0] - target) + (gaps[1] - target));
+            let lag = -0.5 * a * apd * ((gaps[0] - target) + (gaps[1] - target));
+            let raw = c.log_alpha_prime.data()[0];
+            let g = c.alpha_prime_opt.zero_grad();
+            // d/d log alpha' of clamp(exp(log alpha'), 0, 1e6): exp where unclamped.
+            g[0] = if raw.exp() <= 1e6 { lag as f32 } else { 0.0 };
             (pen, Some(lag))
         }
     };
-    let loss = (td_loss + penalty)?.sum_all()?;
-    Ok((
-        loss,
-        q.mean_all()?,
-        diff.get(0)?.abs()?.mean_all()?,
-        gap.mean_all()?,
+    let g = t.critic_opt.zero_grad();
+    t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
+    CriticOut {
+        loss: td_loss / bsz as f64 + penalty,
+        q_mean: q_sum / (2 * bsz) as f64,
+        td: td_abs / bsz as f64,
+        gap: 0.5 * (gaps[0] + gaps[1]),
         lagrange,
-    ))
+    }
 }
 
-/// SAC actor and temperature losses: `(actor loss, alpha loss, entropy estimate)`.
-fn actor_loss(
-    t: &Cql,
-    c: &Continuous,
-    b: &BatchTensors,
-    d: &Draws,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let log_alpha = param(&c.log_alpha, "log_alpha")?;
-    let (a, lp) = c.actor.sample_with(&b.s, &d.actor)?;
-    let q = min_over_ensemble(&t.critic.q(&b.s, &a)?)?;
-    let alpha = log_alpha.exp()?.detach();
-    let actor = (lp.broadcast_mul(&alpha)? - q)?.mean_all()?;
-    let target_entropy = -(c.act_dim as f64);
-    let alpha_loss = (log_alpha
-        .broadcast_mul(&(lp.detach() + target_entropy)?)?
-        .neg()?)
-    .mean_all()?;
-    Ok((actor, alpha_loss, lp.neg()?.mean_all()?))
+/// SAC actor and temperature losses and their gradients (into `actor_opt`'s and `alpha_opt`'s
+/// buffers): `(actor loss, alpha loss, entropy estimate, alpha)`.
+fn actor_grad(t: &mut Cql, batch: &Batch) -> (f64, f64, f64, f64) {
+    let Some(c) = &mut t.cont else { return (0.0, 0.0, 0.0, 0.0) };
+    let bsz = batch.batch_size;
+    let ad = c.act_dim;
+    let sc = &mut t.scratch;
+    let s = &batch.observations;
+    let alpha = c.log_alpha.data()[0].exp();
+    sc.a_pi.resize(bsz * ad, 0.0);
+    sc.lp_pi.resize(bsz, 0.0);
+    c.actor.sample(&c.actor_params, s, &sc.eps_actor, bsz, &mut sc.pi, &mut sc.a_pi, &mut sc.lp_pi);
+    t.critic.q(&t.critic_params, s, &sc.a_pi, bsz, &mut sc.q_pi);
+    // L = mean_b (alpha lp_b - min_i Q_i(s_b, a_b)); the smaller member carries the gradient.
+    let mut loss = 0.0f64;
+    let mut lp_sum = 0.0f64;
+    let (qv, dq) = sc.q_pi.mlp.output_and_dout();
+    for b in 0..bsz {
+        let (q0, q1) = (qv[b], qv[bsz + b]);
+        let first = q0 <= q1;
+        loss += f64::from(alpha * sc.lp_pi[b] - q0.min(q1));
+        lp_sum += f64::from(sc.lp_pi[b]);
+        dq[b] = if first { -1.0 / bsz as f32 } else { 0.0 };
+        dq[bsz + b] = if first { 0.0 } else { -1.0 / bsz as f32 };
+    }
+    sc.da.resize(bsz * ad, 0.0);
+    t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.da));
+    sc.dlp.clear();
+    sc.dlp.resize(bsz, alpha / bsz as f32);
+    let g = c.actor_opt.zero_grad();
+    c.actor.sample_backward(&c.actor_params, s, &sc.da, &sc.dlp, &mut sc.pi, g);
+    // L(alpha) = -mean(log alpha (lp + target_entropy)), target entropy -A.
+    let target_entropy = -(ad as f64);
+    let lp_mean = lp_sum / bsz as f64;
+    let log_alpha = f64::from(c.log_alpha.data()[0]);
+    c.alpha_opt.zero_grad()[0] = (-(lp_mean + target_entropy)) as f32;
+    (
+        loss / bsz as f64,
+        -log_alpha * (lp_mean + target_entropy),
+        -lp_mean,
+        f64::from(alpha),
+    )
 }
 
-// ---- discrete loss ----
+// ---- discrete loss and its gradient ----
 
-/// Double-DQN Huber TD loss plus `alpha (logsumexp_a Q(s,a) - Q(s,a_data))`:
-/// `(loss, mean Q, mean |TD|, gap)`.
-fn discrete_loss(t: &Cql, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
-    let q_all = t.critic.q_all(&b.s)?.get(0)?; // [B, n]
-    let q = gather_actions(&q_all, &b.a)?;
-    let y = {
-        let a2 = t.critic.q_all(&b.s2)?.get(0)?.argmax(D::Minus1)?;
-        let q2 = gather_actions(&t.critic_target.q_all(&b.s2)?.get(0)?, &a2)?;
-        b.td_target(&q2)?.detach()
-    };
-    let td = huber_loss(&q, &y)?;
-    let gap = (q_all.log_sum_exp(D::Minus1)? - &q)?.mean_all()?;
-    let loss = (td + (&gap * t.cfg.discrete_cql_alpha)?)?;
-    Ok((loss, q.mean_all()?, (&q - &y)?.abs()?.mean_all()?, gap))
+/// Double-DQN Huber TD loss plus `alpha (logsumexp_a Q(s,a) - Q(s,a_data))` and its gradient
+/// into `critic_opt`'s buffer: `(loss, mean Q, mean |TD|, gap)`.
+fn discrete_grad(t: &mut Cql, batch: &Batch) -> (f64, f64, f64, f64) {
+    let bsz = batch.batch_size;
+    let sc = &mut t.scratch;
+    // y = r + gamma^k (1 - d) Q'(s', argmax_a Q(s', a)).
+    let online = t.critic.q_all(&t.critic_params, &batch.next_observations, bsz, &mut sc.q_pi);
+    let n = online.len() / bsz;
+    sc.a2.resize(bsz, 0.0);
+    for (b, row) in online.chunks_exact(n).enumerate() {
+        sc.a2[b] = argmax(row) as f32;
+    }
+    let target = t.critic.q_all(&t.critic_target, &batch.next_observations, bsz, &mut sc.q_next);
+    sc.y.resize(bsz, 0.0);
+    for b in 0..bsz {
+        let q2 = target[b * n + sc.a2[b] as usize];
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * q2;
+    }
+    t.critic.q_all(&t.critic_params, &batch.observations, bsz, &mut sc.q);
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    let alpha = t.cfg.discrete_cql_alpha as f32;
+    let (mut huber, mut q_sum, mut td, mut gap) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for b in 0..bsz {
+        let row = &q[b * n..(b + 1) * n];
+        let k = sc.idx[b] as usize;
+        let qd = row[k];
+        let d = qd - sc.y[b];
+        let ad = d.abs();
+        huber += f64::from(if ad < 1.0 { 0.5 * d * d } else { ad - 0.5 });
+        q_sum += f64::from(qd);
+        td += f64::from(ad);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        gap += f64::from(max + sum.ln() - qd);
+        let dh = if ad < 1.0 { d } else { d.signum() };
+        for (j, g) in dq[b * n..(b + 1) * n].iter_mut().enumerate() {
+            let hit = if j == k { 1.0 } else { 0.0 };
+            *g = (dh * hit + alpha * ((row[j] - max).exp() / sum - hit)) / bsz as f32;
+        }
+    }
+    let g = t.critic_opt.zero_grad();
+    t.critic.backward_all(&t.critic_params, &batch.observations, &mut sc.q, g);
+    let (bs, gap) = (bsz as f64, gap / bsz as f64);
+    (huber / bs + t.cfg.discrete_cql_alpha * gap, q_sum / bs, td / bs, gap)
 }
 
 impl Cql {
-    fn draws(&mut self, bsz: usize) -> Result<Draws> {
-        let Some(c) = &self.cont else {
-            return Err(crate::AlgoError::Config(
-                "continuous draws for discrete CQL".into(),
-            ));
-        };
-        let (a, n, m) = (c.act_dim, self.cfg.n_actions, c.max_action as f32);
-        Ok(Draws {
-            target: self.core.noise.normal(&[bsz, a])?,
-            cur: self.core.noise.normal(&[bsz * n, a])?,
-            next: self.core.noise.normal(&[bsz * n, a])?,
-            uniform: self.core.noise.uniform(&[bsz * n, a], -m, m)?,
-            actor: self.core.noise.normal(&[bsz, a])?,
-        })
+    fn prepare(&mut self, batch: &Batch) -> Result<()> {
+        check_batch(batch, &self.core.spec)?;
+        match self.core.spec.action {
+            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut self.scratch.idx),
+            ActionSpec::Continuous { .. } => Ok(()),
+        }
     }
+
+    /// Every loss of an update and its gradients at the current parameters, without changing
+    /// any state (the noise is drawn from a copy of the training stream). For the parity tests
+    /// against candle's autograd.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
+        self.prepare(batch)?;
+        if self.cont.is_none() {
+            let (loss, ..) = discrete_grad(self, batch);
+            return Ok(vec![Probe::new("critic_loss", loss, "critic", &self.critic_params, self.critic_opt.grad())]);
+        }
+        let saved = self.core.noise.clone();
+        draw(self, batch.batch_size);
+        self.core.noise = saved;
+        let co = critic_grad(self, batch);
+        let (actor, alpha_loss, ..) = actor_grad(self, batch);
+        let mut out = vec![Probe::new("critic_loss", co.loss, "critic", &self.critic_params, self.critic_opt.grad())];
+        if let Some(c) = &self.cont {
+            out.push(Probe::new("actor_loss", actor, "actor", &c.actor_params, c.actor_opt.grad()));
+            out.push(Probe::new("alpha_loss", alpha_loss, "log_alpha", &c.log_alpha, c.alpha_opt.grad()));
+            if let Some(l) = co.lagrange {
+                out.push(Probe::new("alpha_prime_loss", l, "log_alpha_prime", &c.log_alpha_prime, c.alpha_prime_opt.grad()));
+            }
+        }
+        Ok(out)
+    }
+
     /// One SAC + CQL(H) step. All losses (critic with the regulariser, Lagrange multiplier,
-    /// actor, temperature) are built from the same parameters and their gradients computed before
-    /// any optimizer steps, as the reference code does (CORL `cql.py`, `ContinuousCQL.train`: the
-    /// policy, alpha and Q losses are formed first, then each optimizer steps).
-    fn update_continuous(&mut self, b: &BatchTensors, d: &Draws, m: &mut Metrics) -> Result<()> {
-        let Some(c) = &self.cont else { return Ok(()) };
-        let (critic, q, td, gap, lag) = critic_loss(self, c, b, d)?;
-        let (actor, alpha_loss, entropy) = actor_loss(self, c, b, d)?;
+    /// actor, temperature) are built from the same parameters and their gradients computed
+    /// before any optimizer steps, as the reference code does (CORL `cql.py`,
+    /// `ContinuousCQL.train`: the policy, alpha and Q losses are formed first, then each
+    /// optimizer steps).
+    fn update_continuous(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
-        record(m, step, "critic_loss", &critic)?;
-        record(m, step, "q_mean", &q)?;
-        record(m, step, "td_error", &td)?;
-        record(m, step, "cql_gap", &gap)?;
-        if let Some(lag) = &lag {
-            record(m, step, "alpha_prime_loss", lag)?;
+        draw(self, batch.batch_size);
+        let co = critic_grad(self, batch);
+        let (actor, alpha_loss, entropy, alpha) = actor_grad(self, batch);
+        record_value(m, step, "critic_loss", co.loss)?;
+        record_value(m, step, "q_mean", co.q_mean)?;
+        record_value(m, step, "td_error", co.td)?;
+        record_value(m, step, "cql_gap", co.gap)?;
+        if let Some(lag) = co.lagrange {
+            record_value(m, step, "alpha_prime_loss", lag)?;
         }
-        record(m, step, "actor_loss", &actor)?;
-        record(m, step, "alpha_loss", &alpha_loss)?;
-        record(m, step, "entropy", &entropy)?;
-        record(
-            m,
-            step,
-            "alpha",
-            &param(&c.log_alpha, "log_alpha")?.exp()?.sum_all()?,
-        )?;
-        // Gradients first, then steps: no loss sees another's update.
-        let g_critic = critic.backward()?;
-        let g_lag = lag.as_ref().map(Tensor::backward).transpose()?;
-        let g_actor = actor.backward()?;
-        let g_alpha = alpha_loss.backward()?;
-        self.critic_opt.step(&g_critic)?;
-        let c = self
-            .cont
-            .as_mut()
-            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
-        c.actor_opt.step(&g_actor)?;
-        c.alpha_opt.step(&g_alpha)?;
-        if let Some(g) = g_lag {
-            c.alpha_prime_opt.step(&g)?;
+        record_value(m, step, "actor_loss", actor)?;
+        record_value(m, step, "alpha_loss", alpha_loss)?;
+        record_value(m, step, "entropy", entropy)?;
+        record_value(m, step, "alpha", alpha)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        let Some(c) = &mut self.cont else { return Ok(()) };
+        c.actor_opt.step(&mut c.actor_params)?;
+        c.alpha_opt.step(&mut c.log_alpha)?;
+        if co.lagrange.is_some() {
+            c.alpha_prime_opt.step(&mut c.log_alpha_prime)?;
         }
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
+        self.critic_target
+            .soft_update_from(&self.critic_params, self.cfg.tau)?;
         Ok(())
     }
-    fn update_discrete(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let (loss, q, td, gap) = discrete_loss(self, b)?;
-        record(m, self.core.steps, "critic_loss", &loss)?;
-        record(m, self.core.steps, "q_mean", &q)?;
-        record(m, self.core.steps, "td_error", &td)?;
-        record(m, self.core.steps, "cql_gap", &gap)?;
-        self.critic_opt.backward_step(&loss)?;
-        if (self.core.steps + 1).is_multiple_of(self.cfg.target_update_interval.max(1)) {
-            self.critic_target_store.copy_from(&self.critic_store)?;
+    fn update_discrete(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
+        let step = self.core.steps;
+        let (loss, q, td, gap) = discrete_grad(self, batch);
+        record_value(m, step, "critic_loss", loss)?;
+        record_value(m, step, "q_mean", q)?;
+        record_value(m, step, "td_error", td)?;
+        record_value(m, step, "cql_gap", gap)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        if (step + 1).is_multiple_of(self.cfg.target_update_interval.max(1)) {
+            self.critic_target.copy_from(&self.critic_params)?;
         }
         Ok(())
     }
@@ -472,38 +645,68 @@ impl Algorithm for Cql {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
+        self.prepare(batch)?;
         let mut m = Metrics::new();
         if self.cont.is_some() {
-            let d = self.draws(batch.batch_size)?;
-            self.update_continuous(&b, &d, &mut m)?;
+            self.update_continuous(batch, &mut m)?;
         } else {
-            self.update_discrete(&b, &mut m)?;
+            self.update_discrete(batch, &mut m)?;
         }
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
+        let (x, b) = host_rows(s)?;
+        let dev = s.device();
         match &self.cont {
-            Some(c) if deterministic => Ok(c.actor.deterministic(s)?),
             Some(c) => {
-                let eps = self.core.act_noise.normal(&[s.dim(0)?, c.act_dim])?;
-                Ok(c.actor.sample_with(s, &eps)?.0)
+                let mut a = vec![0.0; b * c.act_dim];
+                let cache = &mut self.scratch.acting;
+                if deterministic {
+                    c.actor.deterministic(&c.actor_params, &x, b, cache, &mut a);
+                } else {
+                    let mut eps = vec![0.0; b * c.act_dim];
+                    self.core.act_noise.normal_into(&mut eps);
+                    let mut lp = vec![0.0; b];
+                    c.actor.sample(&c.actor_params, &x, &eps, b, cache, &mut a, &mut lp);
+                }
+                Ok(Tensor::from_vec(a, (b, c.act_dim), dev)?)
             }
-            None => Ok(self.critic.q_all(s)?.get(0)?.argmax(D::Minus1)?),
+            None => {
+                let mut cache = QCache::default();
+                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
+                let n = q.len() / b.max(1);
+                let idx: Vec<u32> = q.chunks_exact(n).map(argmax).collect();
+                Ok(Tensor::from_vec(idx, b, dev)?)
+            }
         }
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(match &self.cont {
-            Some(c) => Some(c.actor.log_prob(s, a)?),
-            None => None,
-        })
+        let Some(c) = &self.cont else { return Ok(None) };
+        let (x, b) = host_rows(s)?;
+        let (a, _) = host_rows(a)?;
+        let mut lp = vec![0.0; b];
+        c.actor.log_prob(&c.actor_params, &x, &a, b, &mut self.scratch.acting, &mut lp);
+        Ok(Some(Tensor::from_vec(lp, b, s.device())?))
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(match &self.cont {
-            Some(_) => min_over_ensemble(&self.critic.q(s, a)?)?,
-            None => gather_actions(&self.critic.q_all(s)?.get(0)?, a)?,
-        }))
+        let (x, b) = host_rows(s)?;
+        let (a, _) = host_rows(a)?;
+        let mut cache = QCache::default();
+        let v: Vec<f32> = match &self.cont {
+            Some(_) => {
+                let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
+                (0..b).map(|i| q[i].min(q[b + i])).collect()
+            }
+            None => {
+                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
+                let n = q.len() / b.max(1);
+                (0..b)
+                    .map(|i| q[i * n + (a[i].max(0.0) as usize).min(n - 1)])
+                    .collect()
+            }
+        };
+        Ok(Some(Tensor::from_vec(v, b, s.device())?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
@@ -511,10 +714,10 @@ impl Algorithm for Cql {
             Some(c) => {
                 let mut names = mlp_layer_names("trunk.", h);
                 names.push("mean".into());
-                plain_policy(&c.actor_store.named_tensors(""), &names, &self.core.spec)?
+                plain_policy(&c.actor_params.named_tensors(""), &names, &self.core.spec)?
             }
             None => plain_policy(
-                &self.critic_store.named_tensors(""),
+                &self.critic_params.named_tensors(""),
                 &mlp_layer_names("", h + 1),
                 &self.core.spec,
             )?,
@@ -522,11 +725,11 @@ impl Algorithm for Cql {
     }
     fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         let mut v: Vec<(&'static str, &dyn NetState)> = vec![
-            ("critic", &self.critic_store),
-            ("critic_target", &self.critic_target_store),
+            ("critic", &self.critic_params),
+            ("critic_target", &self.critic_target),
         ];
         if let Some(c) = &self.cont {
-            v.push(("actor", &c.actor_store));
+            v.push(("actor", &c.actor_params));
             v.push(("log_alpha", &c.log_alpha));
             v.push(("log_alpha_prime", &c.log_alpha_prime));
         }
@@ -534,11 +737,11 @@ impl Algorithm for Cql {
     }
     fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
         let mut v: Vec<(&'static str, &mut dyn NetState)> = vec![
-            ("critic", &mut self.critic_store),
-            ("critic_target", &mut self.critic_target_store),
+            ("critic", &mut self.critic_params),
+            ("critic_target", &mut self.critic_target),
         ];
         if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.actor_store));
+            v.push(("actor", &mut c.actor_params));
             v.push(("log_alpha", &mut c.log_alpha));
             v.push(("log_alpha_prime", &mut c.log_alpha_prime));
         }

@@ -15,20 +15,30 @@
 //!
 //! Discrete actions: `Q(s, .)` heads, a categorical policy, the same three losses with
 //! `Q(s, a)` gathered at the data action (orl's addition; the paper is continuous only).
+//!
+//! Gradients with respect to the network outputs (`B` rows, `E = 2` critics), which the
+//! engine carries back to the parameters (`u_b = min_i Q'_i(s_b, a_b) - V(s_b)`,
+//! `w_b = |tau - 1(u_b < 0)|`):
+//!
+//! ```text
+//! value:   dL/dV_b  = -2 w_b u_b / B
+//! critic:  dL/dQ_eb = 2 (Q_eb - y_b) / B          (discrete: at the data action, 0 elsewhere)
+//! policy:  dL/d log pi(a_b|s_b) = -min(exp(beta u_b), 100) / B
+//! ```
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{NetState, OptimState};
-use orl_nets::{
-    Adam, AdamConfig, CategoricalActor, CosineSchedule, GaussianActor, Mlp, ParamStore, QEnsemble,
+use orl_nets::engine::{
+    Activation, CategoricalHead, FlatAdam, GaussianHead, Input, Mlp, MlpCache, Params,
+    PolicyHead, QCache, QNet,
 };
+use orl_nets::{AdamConfig, CosineSchedule, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, advantage_weights, expectile_loss,
-    gather_actions, min_over_ensemble, mlp_layer_names, mse_per_member, plain_policy, record,
-    sample_categorical, target_of,
+    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, head_act,
+    head_log_prob, host_rows, mlp_layer_names, plain_policy, record_value,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -136,29 +146,39 @@ pub static INFO: AlgoInfo = AlgoInfo {
     },
 };
 
-/// Builds a critic ensemble of the right shape (for the target network).
-type CriticBuilder = Box<dyn Fn(&mut orl_nets::Vb<'_>) -> orl_nets::Result<QEnsemble>>;
-
-enum Actor {
-    Gaussian(GaussianActor),
-    Categorical(CategoricalActor),
-}
-
 /// IQL.
 pub struct Iql {
     cfg: IqlConfig,
     core: Core,
-    actor: Actor,
-    actor_store: ParamStore,
-    critic: QEnsemble,
-    critic_store: ParamStore,
-    critic_target: QEnsemble,
-    critic_target_store: ParamStore,
+    actor: PolicyHead,
+    critic: QNet,
     value: Mlp,
-    value_store: ParamStore,
-    actor_opt: Adam,
-    critic_opt: Adam,
-    value_opt: Adam,
+    actor_params: Params,
+    critic_params: Params,
+    critic_target: Params,
+    value_params: Params,
+    actor_opt: FlatAdam,
+    critic_opt: FlatAdam,
+    value_opt: FlatAdam,
+    scratch: Scratch,
+}
+
+/// Buffers reused by every update (sized by the first one).
+#[derive(Default)]
+struct Scratch {
+    actor: MlpCache,
+    acting: MlpCache,
+    value: MlpCache,
+    q: QCache,
+    q_target: QCache,
+    idx: Vec<u32>,
+    v_next: Vec<f32>,
+    adv: Vec<f32>,
+    /// Gathered `Q_e(s_b, a_b)` `[E, B]`.
+    q_sa: Vec<f32>,
+    w: Vec<f32>,
+    out: Vec<f32>,
+    lp: Vec<f32>,
 }
 
 impl Iql {
@@ -173,139 +193,233 @@ impl Iql {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let h = cfg.hidden.clone();
         let od = spec.obs_dim;
-        let mut actor_store = ParamStore::new(device.clone());
-        let mut critic_store = ParamStore::new(device.clone());
-        let mut value_store = ParamStore::new(device.clone());
-        let (actor, critic, build_critic): (Actor, QEnsemble, CriticBuilder) = match spec.action {
+        let mut actor_params = Params::new();
+        let mut critic_params = Params::new();
+        let mut value_params = Params::new();
+        let (actor, critic) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => (
-                Actor::Gaussian(
-                    GaussianActor::new(
-                        &mut actor_store.builder("", &mut rng),
-                        od,
-                        dim,
-                        &h,
-                        max_action,
-                    )?
-                    .with_log_std_min(cfg.log_std_min as f32),
-                ),
-                QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?,
-                Box::new(move |vb| QEnsemble::continuous(vb, 2, od, dim, &h)),
+                PolicyHead::Gaussian(GaussianHead::new(
+                    &mut actor_params.builder("", &mut rng),
+                    od,
+                    dim,
+                    &h,
+                    max_action,
+                    cfg.log_std_min as f32,
+                )?),
+                QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, dim, &h)?,
             ),
             ActionSpec::Discrete { n } => (
-                Actor::Categorical(CategoricalActor::new(
-                    &mut actor_store.builder("", &mut rng),
+                PolicyHead::Categorical(CategoricalHead::new(
+                    &mut actor_params.builder("", &mut rng),
                     od,
                     n,
                     &h,
                 )?),
-                QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 2, od, n, &h)?,
-                Box::new(move |vb| QEnsemble::discrete(vb, 2, od, n, &h)),
+                QNet::discrete(&mut critic_params.builder("", &mut rng), 2, od, n, &h)?,
             ),
         };
-        let value = Mlp::new(&mut value_store.builder("", &mut rng), od, &cfg.hidden, 1)?;
-        let (critic_target, critic_target_store) = target_of(&critic_store, |vb| build_critic(vb))?;
-        let mut actor_opt = Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?;
+        let value = Mlp::new(
+            &mut value_params.builder("", &mut rng),
+            od,
+            &h,
+            1,
+            Activation::Identity,
+        )?;
+        let mut actor_opt = FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr));
         if let Some(total) = cfg.actor_cosine_steps {
             actor_opt = actor_opt.with_schedule(CosineSchedule { total_steps: total });
         }
-        let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
-        let value_opt = Adam::new(&value_store, AdamConfig::with_lr(cfg.value_lr))?;
+        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
+        let value_opt = FlatAdam::new(&value_params, AdamConfig::with_lr(cfg.value_lr));
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             actor,
-            actor_store,
             critic,
-            critic_store,
-            critic_target,
-            critic_target_store,
             value,
-            value_store,
+            critic_target: critic_params.clone(),
+            actor_params,
+            critic_params,
+            value_params,
             actor_opt,
             critic_opt,
             value_opt,
+            scratch: Scratch::default(),
         })
     }
+}
 
-    /// `Q_i(s, a)` of every member `[E, B]` (continuous: `Q(s, a)`; discrete: gathered).
-    fn q_members(&self, q: &QEnsemble, s: &Tensor, a: &Tensor) -> Result<Tensor> {
-        Ok(match self.actor {
-            Actor::Gaussian(_) => q.q(s, a)?,
-            Actor::Categorical(_) => {
-                let all = q.q_all(s)?; // [E, B, n]
-                let (e, b, _) = all.dims3()?;
-                let idx = a
-                    .unsqueeze(0)?
-                    .unsqueeze(2)?
-                    .broadcast_as((e, b, 1))?
-                    .contiguous()?;
-                all.gather(&idx, 2)?.squeeze(2)?
+/// `Q_e(s_b, a_b)` of every member into `out: [E, B]` (discrete: gathered at the data
+/// action, whose indices are `idx`).
+fn q_members(
+    critic: &QNet,
+    params: &Params,
+    batch: &Batch,
+    idx: &[u32],
+    cache: &mut QCache,
+    out: &mut Vec<f32>,
+) {
+    let bsz = batch.batch_size;
+    let e = critic.members();
+    out.resize(e * bsz, 0.0);
+    if idx.is_empty() {
+        let q = critic.q(params, &batch.observations, &batch.actions, bsz, cache);
+        out.copy_from_slice(&q[..e * bsz]);
+    } else {
+        let q = critic.q_all(params, &batch.observations, bsz, cache);
+        let n = q.len() / (e * bsz);
+        for m in 0..e {
+            for b in 0..bsz {
+                out[m * bsz + b] = q[(m * bsz + b) * n + idx[b] as usize];
             }
-        })
-    }
-    fn v(&self, s: &Tensor) -> Result<Tensor> {
-        Ok(self.value.forward(s)?.squeeze(1)?)
+        }
     }
 }
 
-// ---- losses ----
+// ---- losses and their gradients (into the optimizers' gradient buffers) ----
 
-/// Eq. 5: expectile regression of `V(s)` on `min_i Q'_i(s, a)`; returns `(loss, advantage)`
-/// with the advantage `min Q' - V` detached for the policy step.
-fn value_loss(t: &Iql, b: &BatchTensors) -> Result<(Tensor, Tensor)> {
-    let q_target = min_over_ensemble(&t.q_members(&t.critic_target, &b.s, &b.a)?)?.detach();
-    let v = t.v(&b.s)?;
-    let adv = (q_target - &v)?;
-    Ok((expectile_loss(&adv, t.cfg.expectile)?, adv.detach()))
+/// Eq. 5: expectile regression of `V(s)` on `min_i Q'_i(s, a)`; leaves the advantage
+/// `u = min Q' - V(s)` (before the value step) in the scratch; returns `(loss, mean u)`.
+fn value_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
+    let bsz = batch.batch_size;
+    let sc = &mut t.scratch;
+    q_members(&t.critic, &t.critic_target, batch, &sc.idx, &mut sc.q_target, &mut sc.q_sa);
+    t.value.forward(&t.value_params, &batch.observations, Input::Shared, bsz, &mut sc.value);
+    sc.adv.resize(bsz, 0.0);
+    let tau = t.cfg.expectile as f32;
+    let (mut loss, mut adv_sum) = (0.0f64, 0.0f64);
+    let (v, dv) = sc.value.output_and_dout();
+    for b in 0..bsz {
+        let u = sc.q_sa[b].min(sc.q_sa[bsz + b]) - v[b];
+        sc.adv[b] = u;
+        let w = if u < 0.0 { 1.0 - tau } else { tau };
+        loss += f64::from(w * u * u);
+        adv_sum += f64::from(u);
+        dv[b] = -2.0 * w * u / bsz as f32;
+    }
+    let g = t.value_opt.zero_grad();
+    t.value.backward(&t.value_params, &batch.observations, Input::Shared, &mut sc.value, Some(g), None);
+    (loss / bsz as f64, adv_sum / bsz as f64)
 }
 
-/// Eq. 6: `sum_i E (Q_i(s,a) - (r + gamma (1-d) V(s')))^2`; returns `(loss, mean Q, mean |TD|)`.
-fn critic_loss(t: &Iql, b: &BatchTensors, v_next: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let y = b.td_target(v_next)?.detach();
-    let q = t.q_members(&t.critic, &b.s, &b.a)?;
-    let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    Ok((
-        mse_per_member(&q, &y)?.sum_all()?,
-        q.mean_all()?,
-        diff.get(0)?.abs()?.mean_all()?,
-    ))
+/// Eq. 6: `sum_i E (Q_i(s,a) - (r + gamma (1-d) V(s')))^2` with `V(s')` read before the
+/// value step (in the scratch); returns `(loss, mean Q, mean |Q_1 - y|)`.
+fn critic_grad(t: &mut Iql, batch: &Batch) -> (f64, f64, f64) {
+    let bsz = batch.batch_size;
+    let sc = &mut t.scratch;
+    q_members(&t.critic, &t.critic_params, batch, &sc.idx, &mut sc.q, &mut sc.q_sa);
+    let discrete = !sc.idx.is_empty();
+    let dq = sc.q.mlp.dout_mut();
+    let n = dq.len() / (2 * bsz);
+    if discrete {
+        dq.iter_mut().for_each(|v| *v = 0.0);
+    }
+    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
+    for e in 0..2 {
+        for b in 0..bsz {
+            let y = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * sc.v_next[b];
+            let q = sc.q_sa[e * bsz + b];
+            let diff = q - y;
+            loss += f64::from(diff * diff);
+            q_sum += f64::from(q);
+            if e == 0 {
+                td += f64::from(diff.abs());
+            }
+            let grad = 2.0 * diff / bsz as f32;
+            if discrete {
+                dq[(e * bsz + b) * n + sc.idx[b] as usize] = grad;
+            } else {
+                dq[e * bsz + b] = grad;
+            }
+        }
+    }
+    let g = t.critic_opt.zero_grad();
+    if discrete {
+        t.critic.backward_all(&t.critic_params, &batch.observations, &mut sc.q, g);
+    } else {
+        t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
+    }
+    (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
 }
 
-/// Eq. 7: advantage-weighted log-likelihood; returns `(loss, mean weight)`.
-fn actor_loss(t: &Iql, b: &BatchTensors, adv: &Tensor) -> Result<(Tensor, Tensor)> {
-    let w = advantage_weights(adv, t.cfg.beta, t.cfg.max_weight)?;
-    let log_prob = match &t.actor {
-        Actor::Gaussian(p) => p.log_prob(&b.s, &b.a)?,
-        Actor::Categorical(p) => gather_actions(&p.log_probs(&b.s)?, &b.a)?,
-    };
-    Ok(((&w * log_prob)?.neg()?.mean_all()?, w.mean_all()?))
+/// Eq. 7: `-E min(exp(beta u), max_weight) log pi(a|s)` with the advantage of
+/// [`value_grad`]; returns `(loss, mean weight)`.
+fn actor_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
+    let bsz = batch.batch_size;
+    let sc = &mut t.scratch;
+    let (beta, cap) = (t.cfg.beta as f32, t.cfg.max_weight as f32);
+    sc.w.resize(bsz, 0.0);
+    sc.lp.resize(bsz, 0.0);
+    let mut w_sum = 0.0f64;
+    for (w, &u) in sc.w.iter_mut().zip(&sc.adv) {
+        let wb = (beta * u).exp().clamp(0.0, cap);
+        w_sum += f64::from(wb);
+        *w = -wb / bsz as f32;
+    }
+    let g = t.actor_opt.zero_grad();
+    let s = &batch.observations;
+    let p = &t.actor_params;
+    match &t.actor {
+        PolicyHead::Gaussian(h) => {
+            sc.out.resize(bsz * h.act_dim(), 0.0);
+            h.mean(p, s, bsz, &mut sc.actor, &mut sc.out);
+            h.log_prob(p, &batch.actions, &sc.actor, &mut sc.lp);
+            h.log_prob_backward(p, s, &batch.actions, &sc.w, &mut sc.actor, g);
+        }
+        PolicyHead::Categorical(h) => {
+            let n = h.n();
+            sc.out.resize(bsz * n, 0.0);
+            h.log_probs(p, s, bsz, &mut sc.actor, &mut sc.out);
+            for b in 0..bsz {
+                sc.lp[b] = sc.out[b * n + sc.idx[b] as usize];
+            }
+            h.log_prob_backward(p, s, &sc.idx, &sc.w, &sc.out, &mut sc.actor, g);
+        }
+        PolicyHead::Deterministic(_) => {}
+    }
+    let loss = sc
+        .w
+        .iter()
+        .zip(&sc.lp)
+        .map(|(&w, &lp)| f64::from(w) * f64::from(lp))
+        .sum::<f64>();
+    (loss, w_sum / bsz as f64)
 }
 
 impl Iql {
-    fn update_value(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<Tensor> {
-        let (loss, adv) = value_loss(self, b)?;
-        record(m, self.core.steps, "value_loss", &loss)?;
-        record(m, self.core.steps, "advantage_mean", &adv.mean_all()?)?;
-        self.value_opt.backward_step(&loss)?;
-        Ok(adv)
-    }
-    fn update_critic(&mut self, b: &BatchTensors, v_next: &Tensor, m: &mut Metrics) -> Result<()> {
-        let (loss, q, td) = critic_loss(self, b, v_next)?;
-        record(m, self.core.steps, "critic_loss", &loss)?;
-        record(m, self.core.steps, "q_mean", &q)?;
-        record(m, self.core.steps, "td_error", &td)?;
-        self.critic_opt.backward_step(&loss)?;
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
+    /// Checks the batch, gathers its discrete actions and reads `V(s')` (before any step).
+    fn prepare(&mut self, batch: &Batch) -> Result<()> {
+        check_batch(batch, &self.core.spec)?;
+        let sc = &mut self.scratch;
+        match self.core.spec.action {
+            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut sc.idx)?,
+            ActionSpec::Continuous { .. } => sc.idx.clear(),
+        }
+        let bsz = batch.batch_size;
+        self.value.forward(
+            &self.value_params,
+            &batch.next_observations,
+            Input::Shared,
+            bsz,
+            &mut sc.value,
+        );
+        sc.v_next.clear();
+        sc.v_next.extend_from_slice(sc.value.output());
         Ok(())
     }
-    fn update_actor(&mut self, b: &BatchTensors, adv: &Tensor, m: &mut Metrics) -> Result<()> {
-        let (loss, w) = actor_loss(self, b, adv)?;
-        record(m, self.core.steps, "actor_loss", &loss)?;
-        record(m, self.core.steps, "adv_weight_mean", &w)?;
-        m.insert("actor_lr", self.actor_opt.lr());
-        self.actor_opt.backward_step(&loss)?;
-        Ok(())
+
+    /// Every loss of an update and its gradients at the current parameters, without changing
+    /// any state. For the parity tests against candle's autograd.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
+        self.prepare(batch)?;
+        let (value_loss, _) = value_grad(self, batch);
+        let (critic_loss, ..) = critic_grad(self, batch);
+        let (actor_loss, _) = actor_grad(self, batch);
+        Ok(vec![
+            Probe::new("value_loss", value_loss, "value", &self.value_params, self.value_opt.grad()),
+            Probe::new("critic_loss", critic_loss, "critic", &self.critic_params, self.critic_opt.grad()),
+            Probe::new("actor_loss", actor_loss, "actor", &self.actor_params, self.actor_opt.grad()),
+        ])
     }
 }
 
@@ -317,60 +431,84 @@ impl Algorithm for Iql {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
+        self.prepare(batch)?;
+        let step = self.core.steps;
         let mut m = Metrics::new();
-        let v_next = self.v(&b.s2)?.detach();
-        let adv = self.update_value(&b, &mut m)?;
-        self.update_critic(&b, &v_next, &mut m)?;
-        self.update_actor(&b, &adv, &mut m)?;
+        let (loss, adv) = value_grad(self, batch);
+        record_value(&mut m, step, "value_loss", loss)?;
+        record_value(&mut m, step, "advantage_mean", adv)?;
+        self.value_opt.step(&mut self.value_params)?;
+        let (loss, q, td) = critic_grad(self, batch);
+        record_value(&mut m, step, "critic_loss", loss)?;
+        record_value(&mut m, step, "q_mean", q)?;
+        record_value(&mut m, step, "td_error", td)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        self.critic_target
+            .soft_update_from(&self.critic_params, self.cfg.tau)?;
+        let (loss, w) = actor_grad(self, batch);
+        record_value(&mut m, step, "actor_loss", loss)?;
+        record_value(&mut m, step, "adv_weight_mean", w)?;
+        m.insert("actor_lr", self.actor_opt.lr());
+        self.actor_opt.step(&mut self.actor_params)?;
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
-        Ok(match &self.actor {
-            Actor::Gaussian(p) if deterministic => p.deterministic(s)?,
-            Actor::Gaussian(p) => p.sample(s, &mut self.core.act_noise)?,
-            Actor::Categorical(p) if deterministic => p.greedy(s)?,
-            Actor::Categorical(p) => {
-                sample_categorical(&p.log_probs(s)?, &mut self.core.act_noise)?
-            }
-        })
+        head_act(
+            &self.actor,
+            &self.actor_params,
+            s,
+            &mut self.scratch.acting,
+            deterministic,
+            &mut self.core.act_noise,
+        )
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(match &self.actor {
-            Actor::Gaussian(p) => p.log_prob(s, a)?,
-            Actor::Categorical(p) => gather_actions(&p.log_probs(s)?, a)?,
-        }))
+        head_log_prob(&self.actor, &self.actor_params, s, a, &mut self.scratch.acting)
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(min_over_ensemble(&self.q_members(
-            &self.critic,
-            s,
-            a,
-        )?)?))
+        let (x, b) = host_rows(s)?;
+        let (a, _) = host_rows(a)?;
+        let mut cache = QCache::default();
+        let min: Vec<f32> = match self.core.spec.action {
+            ActionSpec::Continuous { .. } => {
+                let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
+                (0..b).map(|i| q[i].min(q[b + i])).collect()
+            }
+            ActionSpec::Discrete { n } => {
+                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
+                (0..b)
+                    .map(|i| {
+                        let k = (a[i].max(0.0) as usize).min(n - 1);
+                        q[i * n + k].min(q[(b + i) * n + k])
+                    })
+                    .collect()
+            }
+        };
+        Ok(Some(Tensor::from_vec(min, b, s.device())?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let names = mlp_layer_names("net.", self.cfg.hidden.len() + 1);
         Ok(Some(plain_policy(
-            &self.actor_store.named_tensors(""),
+            &self.actor_params.named_tensors(""),
             &names,
             &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
-            ("actor", &self.actor_store),
-            ("critic", &self.critic_store),
-            ("critic_target", &self.critic_target_store),
-            ("value", &self.value_store),
+            ("actor", &self.actor_params),
+            ("critic", &self.critic_params),
+            ("critic_target", &self.critic_target),
+            ("value", &self.value_params),
         ]
     }
     fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
         vec![
-            ("actor", &mut self.actor_store),
-            ("critic", &mut self.critic_store),
-            ("critic_target", &mut self.critic_target_store),
-            ("value", &mut self.value_store),
+            ("actor", &mut self.actor_params),
+            ("critic", &mut self.critic_params),
+            ("critic_target", &mut self.critic_target),
+            ("value", &mut self.value_params),
         ]
     }
     fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {

@@ -22,11 +22,14 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use orl_algos::{
-    Algorithm, BatchTensors, Bc, BcConfig, BcLoss, Spec, Td3Bc, Td3BcConfig, td3bc_lambda,
+    Algorithm, BatchTensors, Bc, BcConfig, BcLoss, Cql, CqlConfig, Iql, IqlConfig, Spec, Td3Bc,
+    Td3BcConfig, advantage_weights, cql_logsumexp, expectile_loss, gather_actions, huber_loss,
+    mse_per_member, td3bc_lambda,
 };
 use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
 use orl_nets::{
-    CategoricalActor, DeterministicActor, GaussianActor, NetState, ParamStore, QEnsemble, Vb,
+    CategoricalActor, DeterministicActor, GaussianActor, Mlp, NetState, ParamStore, QEnsemble,
+    TanhGaussianActor, Vb,
 };
 use rand::SeedableRng;
 
@@ -152,7 +155,7 @@ fn bc_gradients_match_autograd_for_every_loss() {
                 let (m, store) = candle_net(&algo, "policy", |vb| {
                     CategoricalActor::new(&mut vb.pp("policy"), od, 3, &h)
                 });
-                let lp = orl_algos::gather_actions(&m.log_probs(&b.s).unwrap(), &b.a).unwrap();
+                let lp = gather_actions(&m.log_probs(&b.s).unwrap(), &b.a).unwrap();
                 (lp.neg().unwrap().mean_all().unwrap(), store)
             }
             (false, BcLoss::Mse) => {
@@ -218,10 +221,7 @@ fn td3bc_gradients_match_autograd() {
         let q2 = critic_t.q(&b.s2, &a2).unwrap().min(0).unwrap();
         let y = b.td_target(&q2).unwrap().detach();
         let q = critic.q(&b.s, &b.a).unwrap();
-        let critic_loss = orl_algos::mse_per_member(&q, &y)
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let critic_loss = mse_per_member(&q, &y).unwrap().sum_all().unwrap();
         assert_parity(&case, &probes, "critic_loss", &critic_loss, &critic_store);
         // Actor: -lambda mean Q_1(s, pi(s)) + mean ((pi(s) - a) / m')^2.
         let pi = actor.forward(&b.s).unwrap();
@@ -237,4 +237,254 @@ fn td3bc_gradients_match_autograd() {
         let actor_loss = ((q1.mean_all().unwrap() * &lambda).unwrap().neg().unwrap() + bc).unwrap();
         assert_parity(&case, &probes, "actor_loss", &actor_loss, &actor_store);
     }
+}
+
+/// `Q_e(s, a)` of every member `[E, B]`: continuous, or gathered at the data action.
+fn q_members(q: &QEnsemble, b: &BatchTensors, discrete: bool) -> Tensor {
+    if discrete {
+        let all = q.q_all(&b.s).unwrap();
+        let (e, n, _) = all.dims3().unwrap();
+        let idx =
+            b.a.unsqueeze(0)
+                .unwrap()
+                .unsqueeze(2)
+                .unwrap()
+                .broadcast_as((e, n, 1))
+                .unwrap()
+                .contiguous()
+                .unwrap();
+        all.gather(&idx, 2).unwrap().squeeze(2).unwrap()
+    } else {
+        q.q(&b.s, &b.a).unwrap()
+    }
+}
+
+#[test]
+fn iql_gradients_match_autograd() {
+    for discrete in [false, true] {
+        let case = format!("iql discrete={discrete}");
+        let (spec, mut rp) = replay(discrete);
+        let cfg = IqlConfig {
+            hidden: vec![16, 16],
+            // A small beta keeps exp(beta u) under the cap for most rows and some at it.
+            beta: 3.0,
+            max_weight: 1.5,
+            ..IqlConfig::default()
+        };
+        let mut algo = Iql::new(spec.clone(), cfg.clone(), 2, &Device::Cpu).unwrap();
+        let batch = warm_batch(&mut rp, &mut algo, 64);
+        let probes = algo.probe(&batch).unwrap();
+        let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+        let h = cfg.hidden.clone();
+        let od = 5;
+        let build_q = |vb: &mut Vb<'_>| {
+            if discrete {
+                QEnsemble::discrete(vb, 2, od, 3, &h)
+            } else {
+                QEnsemble::continuous(vb, 2, od, 2, &h)
+            }
+        };
+        let (critic, critic_store) = candle_net(&algo, "critic", build_q);
+        let (critic_t, _) = candle_net(&algo, "critic_target", build_q);
+        let (value, value_store) = candle_net(&algo, "value", |vb| Mlp::new(vb, od, &h, 1));
+        // Eq. 5.
+        let q_t = q_members(&critic_t, &b, discrete).min(0).unwrap().detach();
+        let v = value.forward(&b.s).unwrap().squeeze(1).unwrap();
+        let adv = (q_t - &v).unwrap();
+        let value_loss = expectile_loss(&adv, cfg.expectile).unwrap();
+        assert_parity(&case, &probes, "value_loss", &value_loss, &value_store);
+        // Eq. 6 with V(s') before the value step.
+        let v_next = value.forward(&b.s2).unwrap().squeeze(1).unwrap().detach();
+        let y = b.td_target(&v_next).unwrap().detach();
+        let q = q_members(&critic, &b, discrete);
+        let critic_loss = mse_per_member(&q, &y).unwrap().sum_all().unwrap();
+        assert_parity(&case, &probes, "critic_loss", &critic_loss, &critic_store);
+        // Eq. 7.
+        let w = advantage_weights(&adv.detach(), cfg.beta, cfg.max_weight).unwrap();
+        let (lp, actor_store) = if discrete {
+            let (m, st) = candle_net(&algo, "actor", |vb| CategoricalActor::new(vb, od, 3, &h));
+            (
+                gather_actions(&m.log_probs(&b.s).unwrap(), &b.a).unwrap(),
+                st,
+            )
+        } else {
+            let (m, st) =
+                candle_net(&algo, "actor", |vb| {
+                    Ok(GaussianActor::new(vb, od, 2, &h, 1.0)?
+                        .with_log_std_min(cfg.log_std_min as f32))
+                });
+            (m.log_prob(&b.s, &b.a).unwrap(), st)
+        };
+        let actor_loss = (w * lp).unwrap().neg().unwrap().mean_all().unwrap();
+        assert_parity(&case, &probes, "actor_loss", &actor_loss, &actor_store);
+    }
+}
+
+/// Rows of `x: [B, d]` repeated `n` times each.
+fn repeat(x: &Tensor, n: usize) -> Tensor {
+    let (b, d) = x.dims2().unwrap();
+    x.unsqueeze(1)
+        .unwrap()
+        .broadcast_as((b, n, d))
+        .unwrap()
+        .reshape((b * n, d))
+        .unwrap()
+}
+
+#[test]
+fn cql_gradients_match_autograd() {
+    for (lagrange, backup_entropy) in [(None, false), (Some(1.0), true)] {
+        let case = format!("cql lagrange={lagrange:?} backup_entropy={backup_entropy}");
+        let (_, mut rp) = replay(false);
+        let spec = Spec::continuous(5, 2, 2.0);
+        let cfg = CqlConfig {
+            hidden: vec![16, 16],
+            n_actions: 3,
+            target_action_gap: lagrange,
+            backup_entropy,
+            temperature: 0.7,
+            ..CqlConfig::default()
+        };
+        let mut algo = Cql::new(spec.clone(), cfg.clone(), 3, &Device::Cpu).unwrap();
+        let batch = warm_batch(&mut rp, &mut algo, 32);
+        let mut noise = algo.noise().clone();
+        let probes = algo.probe(&batch).unwrap();
+        let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+        let (h, od, ad, m, n, bsz) = (cfg.hidden.clone(), 5, 2, 2.0, 3, 32);
+        let (actor, actor_store) = candle_net(&algo, "actor", |vb| {
+            TanhGaussianActor::new(vb, od, ad, &h, m)
+        });
+        let (critic, critic_store) = candle_net(&algo, "critic", |vb| {
+            QEnsemble::continuous(vb, 2, od, ad, &h)
+        });
+        let (critic_t, _) = candle_net(&algo, "critic_target", |vb| {
+            QEnsemble::continuous(vb, 2, od, ad, &h)
+        });
+        let scalar = |name: &str| {
+            let t = algo
+                .nets()
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .unwrap()
+                .1
+                .named_tensors("");
+            let mut st = ParamStore::new(Device::Cpu);
+            st.insert(t[0].0.clone(), t[0].1.clone()).unwrap();
+            st
+        };
+        let (la_store, lap_store) = (scalar("log_alpha"), scalar("log_alpha_prime"));
+        let la = la_store.get("log_alpha").unwrap().as_tensor().clone();
+        let lap = lap_store
+            .get("log_alpha_prime")
+            .unwrap()
+            .as_tensor()
+            .clone();
+        // The draws, in the algorithm's order.
+        let e_t = noise.normal(&[bsz, ad]).unwrap();
+        let e_c = noise.normal(&[bsz * n, ad]).unwrap();
+        let e_n = noise.normal(&[bsz * n, ad]).unwrap();
+        let unif = noise.uniform(&[bsz * n, ad], -2.0, 2.0).unwrap();
+        let e_a = noise.normal(&[bsz, ad]).unwrap();
+        let alpha = la.exp().unwrap().detach();
+        let (a2, lp2) = actor.sample_with(&b.s2, &e_t).unwrap();
+        let mut v2 = critic_t.q(&b.s2, &a2).unwrap().min(0).unwrap();
+        if backup_entropy {
+            v2 = (v2 - lp2.broadcast_mul(&alpha).unwrap()).unwrap();
+        }
+        let y = b.td_target(&v2).unwrap().detach();
+        let q = critic.q(&b.s, &b.a).unwrap();
+        let td = mse_per_member(&q, &y).unwrap();
+        let s_rep = repeat(&b.s, n);
+        let (a_cur, lp_cur) = actor.sample_with(&s_rep, &e_c).unwrap();
+        let (a_next, lp_next) = actor.sample_with(&repeat(&b.s2, n), &e_n).unwrap();
+        let q_rand = critic.q(&s_rep, &unif).unwrap();
+        let q_cur = critic.q(&s_rep, &a_cur.detach()).unwrap();
+        let q_next = critic.q(&s_rep, &a_next.detach()).unwrap();
+        let log_unif = 2.0 * (0.5f64 / m).ln();
+        let lse = cql_logsumexp(
+            &q_rand,
+            &q_next,
+            &q_cur,
+            &lp_next,
+            &lp_cur,
+            log_unif,
+            n,
+            cfg.temperature,
+        )
+        .unwrap();
+        let gap = (lse - &q).unwrap().mean(1).unwrap();
+        let (penalty, lag) = match lagrange {
+            None => ((&gap * cfg.cql_alpha).unwrap(), None),
+            Some(target) => {
+                let ap = lap.exp().unwrap().clamp(0.0, 1e6).unwrap();
+                let pen = ((&gap - target)
+                    .unwrap()
+                    .broadcast_mul(&ap.detach())
+                    .unwrap()
+                    * cfg.cql_alpha)
+                    .unwrap();
+                let lag = ((gap.detach() - target).unwrap().broadcast_mul(&ap).unwrap()
+                    * (-0.5 * cfg.cql_alpha))
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                (pen, Some(lag))
+            }
+        };
+        let critic_loss = (td + penalty).unwrap().sum_all().unwrap();
+        assert_parity(&case, &probes, "critic_loss", &critic_loss, &critic_store);
+        if let Some(lag) = lag {
+            assert_parity(&case, &probes, "alpha_prime_loss", &lag, &lap_store);
+        }
+        let (a, lp) = actor.sample_with(&b.s, &e_a).unwrap();
+        let qa = critic.q(&b.s, &a).unwrap().min(0).unwrap();
+        let actor_loss = (lp.broadcast_mul(&alpha).unwrap() - qa)
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        assert_parity(&case, &probes, "actor_loss", &actor_loss, &actor_store);
+        let alpha_loss = la
+            .broadcast_mul(&(lp.detach() - 2.0).unwrap())
+            .unwrap()
+            .neg()
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        assert_parity(&case, &probes, "alpha_loss", &alpha_loss, &la_store);
+    }
+}
+
+#[test]
+fn discrete_cql_gradients_match_autograd() {
+    let (spec, mut rp) = replay(true);
+    let cfg = CqlConfig {
+        hidden: vec![16, 16],
+        ..CqlConfig::default()
+    };
+    let mut algo = Cql::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    let batch = warm_batch(&mut rp, &mut algo, 64);
+    let probes = algo.probe(&batch).unwrap();
+    let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+    let h = cfg.hidden.clone();
+    let (critic, store) = candle_net(&algo, "critic", |vb| QEnsemble::discrete(vb, 1, 5, 3, &h));
+    let (critic_t, _) = candle_net(&algo, "critic_target", |vb| {
+        QEnsemble::discrete(vb, 1, 5, 3, &h)
+    });
+    let q_all = critic.q_all(&b.s).unwrap().get(0).unwrap();
+    let q = gather_actions(&q_all, &b.a).unwrap();
+    let a2 = critic
+        .q_all(&b.s2)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .argmax(candle_core::D::Minus1)
+        .unwrap();
+    let q2 = gather_actions(&critic_t.q_all(&b.s2).unwrap().get(0).unwrap(), &a2).unwrap();
+    let y = b.td_target(&q2).unwrap().detach();
+    let gap = (q_all.log_sum_exp(candle_core::D::Minus1).unwrap() - &q)
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let loss = (huber_loss(&q, &y).unwrap() + (gap * cfg.discrete_cql_alpha).unwrap()).unwrap();
+    assert_parity("discrete cql", &probes, "critic_loss", &loss, &store);
 }

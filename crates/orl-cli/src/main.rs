@@ -55,6 +55,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One thread per run unless `--threads` (or RAYON_NUM_THREADS) says otherwise
+    // (`orl_nets::threads`).
+    let threads = match &cli.command {
+        Command::Train(a) => Some(a.threads),
+        Command::Ope(a) => Some(a.threads),
+        _ => None,
+    };
+    if let Some(t) = threads {
+        match orl_nets::threads::reexec_with_threads(orl_nets::threads::resolve_threads(t)) {
+            Ok(None) => {}
+            Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("error: cannot re-run with the requested thread count: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match cli.command {
         Command::Convert(a) => convert::run(&a),
         Command::Inspect(a) => inspect::run(&a),

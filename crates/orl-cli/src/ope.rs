@@ -12,6 +12,10 @@ use crate::agent_io::load_agent_with_recipe;
 /// Arguments of `orl ope`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Intra-op threads of this run (default 1, or RAYON_NUM_THREADS when set): one thread per
+    /// run is fastest at these sizes; run several runs to use more cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Run folder or checkpoint file of the evaluated policy.
     #[arg(long)]
     pub policy: PathBuf,

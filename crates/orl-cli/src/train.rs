@@ -30,6 +30,10 @@ fn algo_parser() -> impl clap::builder::TypedValueParser<Value = AlgoKind> {
 /// Arguments of `orl train`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
+    /// Intra-op threads of this run (default 1, or RAYON_NUM_THREADS when set): one thread per
+    /// run is fastest at these sizes; run several runs to use more cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Algorithm (the registry's names).
     #[arg(long, value_parser = algo_parser())]
     pub algo: AlgoKind,

@@ -50,6 +50,7 @@ mod mlp;
 mod policy;
 mod state;
 mod store;
+pub mod threads;
 mod vae;
 
 pub use actor::{

@@ -17,6 +17,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::adam::{AdamConfig, CosineSchedule};
 use crate::engine::params::{Params, Segment};
+use crate::engine::simd;
 use crate::error::{NetError, Result};
 
 /// Adam over one [`Params`] buffer.
@@ -103,18 +104,20 @@ impl FlatAdam {
         let eps = self.cfg.eps as f32;
         let decay = (lr * self.cfg.weight_decay) as f32;
         let p = params.data_mut();
-        for (((p, m), v), &g) in p
-            .iter_mut()
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-            .zip(&self.grad)
-        {
-            let g = g * scale;
-            *m = *m * b1f + g * c1;
-            *v = *v * b2f + g * g * c2;
-            let update = *m * step / ((*v * inv_bc2).sqrt() + eps);
-            *p = *p - update - *p * decay;
-        }
+        let (ms, vs, gs) = (&mut self.m, &mut self.v, &self.grad);
+        simd(
+            #[inline(always)]
+            || {
+                for (((p, m), v), &g) in p.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs)
+                {
+                    let g = g * scale;
+                    *m = *m * b1f + g * c1;
+                    *v = *v * b2f + g * g * c2;
+                    let update = *m * step / ((*v * inv_bc2).sqrt() + eps);
+                    *p = *p - update - *p * decay;
+                }
+            },
+        );
         Ok(norm)
     }
     /// Moment tensors named `<prefix>m.<param>` and `<prefix>v.<param>`.

@@ -7,6 +7,11 @@
 //!   `log pi(a|s) = sum_j -z_j^2 / 2 - log sigma_j - log(2 pi) / 2`, `z = (a - mu) / sigma`;
 //!   `d log pi / d mu_j = z_j / sigma_j`, `d log pi / d log sigma_j = z_j^2 - 1` (zero outside
 //!   the clamp).
+//! - [`TanhGaussianHead`]: SAC's squashed Gaussian, `u = mu(s) + sigma(s) eps`,
+//!   `a = m tanh(u)`, `log pi(a|s) = sum_j [-eps_j^2 / 2 - log sigma_j - log(2 pi) / 2
+//!   - log(1 - tanh(u_j)^2)] - A log m` (with `u` reparameterised, `d log pi / d u_j =
+//!   2 tanh(u_j)`, `d log pi / d log sigma_j = -1` directly, and `du/dmu = 1`,
+//!   `du/d log sigma = sigma eps`; `log sigma` clamped to `[-20, 2]`).
 //! - [`CategoricalHead`]: `log pi(.|s) = log_softmax(f(s))`;
 //!   `d/d logits_k of log pi(a|s) = 1(k = a) - softmax_k`.
 //!
@@ -193,6 +198,219 @@ impl GaussianHead {
         self.net
             .backward(p, s, Input::Shared, cache, Some(grads), None);
     }
+}
+
+/// Tanh-squashed Gaussian policy of SAC / CQL: a ReLU trunk and two linear heads `mean` and
+/// `log_std` (names `trunk.<l>.*`, `mean.*`, `log_std.*`, as [`crate::TanhGaussianActor`]).
+#[derive(Debug, Clone)]
+pub struct TanhGaussianHead {
+    trunk: Mlp,
+    mean: Mlp,
+    log_std: Mlp,
+    act_dim: usize,
+    /// The action bound `m`.
+    pub max_action: f32,
+}
+
+/// Buffers of one [`TanhGaussianHead`] at one batch size.
+#[derive(Debug, Clone, Default)]
+pub struct TanhGaussianCache {
+    trunk: MlpCache,
+    mean: MlpCache,
+    log_std: MlpCache,
+    /// `u`, the pre-tanh sample, `[B, act]`.
+    u: Vec<f32>,
+    eps: Vec<f32>,
+    dh: Vec<f32>,
+    dh2: Vec<f32>,
+}
+
+const LOG_STD_MIN: f32 = -20.0;
+const LOG_STD_MAX: f32 = 2.0;
+
+impl TanhGaussianHead {
+    /// `obs_dim -> hidden... -> (mean, log_std)` of `act_dim` each.
+    pub fn new(
+        pb: &mut ParamsBuilder<'_>,
+        obs_dim: usize,
+        act_dim: usize,
+        hidden: &[usize],
+        max_action: f64,
+    ) -> Result<Self> {
+        let last = *hidden.last().unwrap_or(&obs_dim);
+        let trunk = Mlp::new(
+            &mut pb.pp("trunk"),
+            obs_dim,
+            &hidden[..hidden.len().saturating_sub(1)],
+            last,
+            Activation::Relu,
+        )?;
+        Ok(Self {
+            trunk,
+            mean: Mlp::linear(&mut pb.pp("mean"), last, act_dim, Activation::Identity)?,
+            log_std: Mlp::linear(&mut pb.pp("log_std"), last, act_dim, Activation::Identity)?,
+            act_dim,
+            max_action: max_action as f32,
+        })
+    }
+    /// Action dimension.
+    pub fn act_dim(&self) -> usize {
+        self.act_dim
+    }
+    fn heads(&self, p: &Params, s: &[f32], batch: usize, c: &mut TanhGaussianCache) {
+        self.trunk.forward(p, s, Input::Shared, batch, &mut c.trunk);
+        self.mean
+            .forward(p, c.trunk.output(), Input::Shared, batch, &mut c.mean);
+        self.log_std
+            .forward(p, c.trunk.output(), Input::Shared, batch, &mut c.log_std);
+    }
+    /// `m tanh(mu(s))` into `a: [B, act]`.
+    pub fn deterministic(
+        &self,
+        p: &Params,
+        s: &[f32],
+        batch: usize,
+        c: &mut TanhGaussianCache,
+        a: &mut [f32],
+    ) {
+        self.heads(p, s, batch, c);
+        for (a, &mu) in a.iter_mut().zip(c.mean.output()) {
+            *a = self.max_action * mu.tanh();
+        }
+    }
+    /// Reparameterised samples from standard-normal `eps: [B, act]`: actions into `a`,
+    /// log-probabilities into `lp: [B]`. Keeps what [`TanhGaussianHead::sample_backward`]
+    /// needs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample(
+        &self,
+        p: &Params,
+        s: &[f32],
+        eps: &[f32],
+        batch: usize,
+        c: &mut TanhGaussianCache,
+        a: &mut [f32],
+        lp: &mut [f32],
+    ) {
+        self.heads(p, s, batch, c);
+        let d = self.act_dim;
+        c.u.resize(batch * d, 0.0);
+        c.eps.clear();
+        c.eps.extend_from_slice(&eps[..batch * d]);
+        let log_scale = d as f32 * self.max_action.ln();
+        let (mu, ls) = (c.mean.output(), c.log_std.output());
+        for b in 0..batch {
+            let mut acc = -log_scale;
+            for j in 0..d {
+                let k = b * d + j;
+                let l = ls[k].clamp(LOG_STD_MIN, LOG_STD_MAX);
+                let u = mu[k] + l.exp() * eps[k];
+                c.u[k] = u;
+                a[k] = self.max_action * u.tanh();
+                // log N(u; mu, sigma) - log(1 - tanh(u)^2), the latter as 2 (log 2 - u - softplus(-2u)).
+                let z = (u - mu[k]) / l.exp();
+                acc += -0.5 * z * z
+                    - l
+                    - HALF_LOG_2PI
+                    - 2.0 * (std::f32::consts::LN_2 - u - softplus(-2.0 * u));
+            }
+            lp[b] = acc;
+        }
+    }
+    /// Backward of `L` with `da = dL/da` `[B, act]` and `dlp = dL/d log pi` `[B]` after
+    /// [`TanhGaussianHead::sample`].
+    pub fn sample_backward(
+        &self,
+        p: &Params,
+        s: &[f32],
+        da: &[f32],
+        dlp: &[f32],
+        c: &mut TanhGaussianCache,
+        grads: &mut [f32],
+    ) {
+        let d = self.act_dim;
+        let batch = c.trunk.batch();
+        let m = self.max_action;
+        {
+            let (ls, dls) = c.log_std.output_and_dout();
+            let dmu = c.mean.dout_mut();
+            for b in 0..batch {
+                for j in 0..d {
+                    let k = b * d + j;
+                    let t = c.u[k].tanh();
+                    let gu = da[k] * m * (1.0 - t * t) + dlp[b] * 2.0 * t;
+                    dmu[k] = gu;
+                    let raw = ls[k];
+                    dls[k] = if (LOG_STD_MIN..=LOG_STD_MAX).contains(&raw) {
+                        gu * raw.exp() * c.eps[k] - dlp[b]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        let h = c.trunk.output().len();
+        c.dh.resize(h, 0.0);
+        c.dh2.resize(h, 0.0);
+        self.mean.backward(
+            p,
+            c.trunk.output(),
+            Input::Shared,
+            &mut c.mean,
+            Some(grads),
+            Some(&mut c.dh),
+        );
+        self.log_std.backward(
+            p,
+            c.trunk.output(),
+            Input::Shared,
+            &mut c.log_std,
+            Some(grads),
+            Some(&mut c.dh2),
+        );
+        let dtrunk = c.trunk.dout_mut();
+        for ((o, &x), &y) in dtrunk.iter_mut().zip(&c.dh).zip(&c.dh2) {
+            *o = x + y;
+        }
+        self.trunk
+            .backward(p, s, Input::Shared, &mut c.trunk, Some(grads), None);
+    }
+    /// `log pi(a|s)` of given actions into `lp: [B]` (`a / m` clipped into the open interval
+    /// to invert the tanh), as [`crate::TanhGaussianActor::log_prob`].
+    pub fn log_prob(
+        &self,
+        p: &Params,
+        s: &[f32],
+        a: &[f32],
+        batch: usize,
+        c: &mut TanhGaussianCache,
+        lp: &mut [f32],
+    ) {
+        self.heads(p, s, batch, c);
+        let d = self.act_dim;
+        let log_scale = d as f32 * self.max_action.ln();
+        let (mu, ls) = (c.mean.output(), c.log_std.output());
+        for b in 0..batch {
+            let mut acc = -log_scale;
+            for j in 0..d {
+                let k = b * d + j;
+                let l = ls[k].clamp(LOG_STD_MIN, LOG_STD_MAX);
+                let y = (a[k] / self.max_action).clamp(-1.0 + 1e-6, 1.0 - 1e-6);
+                let u = 0.5 * ((1.0 + y) / (1.0 - y)).ln();
+                let z = (u - mu[k]) / l.exp();
+                acc += -0.5 * z * z
+                    - l
+                    - HALF_LOG_2PI
+                    - 2.0 * (std::f32::consts::LN_2 - u - softplus(-2.0 * u));
+            }
+            lp[b] = acc;
+        }
+    }
+}
+
+/// `log(1 + exp(x))`, stably.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// Categorical policy `log pi(.|s) = log_softmax(f(s))`.

@@ -21,6 +21,7 @@
 
 use crate::engine::gemm::{Op, gemm};
 use crate::engine::params::{Params, ParamsBuilder};
+use crate::engine::simd;
 use crate::error::Result;
 
 /// An elementwise activation.
@@ -36,23 +37,28 @@ pub enum Activation {
 
 impl Activation {
     fn apply(self, y: &mut [f32]) {
-        match self {
-            Self::Identity => {}
-            Self::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Self::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
-        }
+        simd(
+            #[inline(always)]
+            || match self {
+                Self::Identity => {}
+                Self::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Self::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+            },
+        )
     }
     /// `g *= act'(.)` written through the activation's output `y`.
     fn backward(self, g: &mut [f32], y: &[f32]) {
-        match self {
-            Self::Identity => {}
-            Self::Relu => g.iter_mut().zip(y).for_each(|(g, &y)| {
-                if y <= 0.0 {
-                    *g = 0.0;
-                }
-            }),
-            Self::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
-        }
+        simd(
+            #[inline(always)]
+            || match self {
+                Self::Identity => {}
+                Self::Relu => g
+                    .iter_mut()
+                    .zip(y)
+                    .for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
+                Self::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
+            },
+        )
     }
 }
 
@@ -147,6 +153,28 @@ impl Mlp {
         out_act: Activation,
     ) -> Result<Self> {
         Self::build(pb, Some(members), input, hidden, output, out_act)
+    }
+    /// One linear layer `input -> output` named `weight` `[in, out]` and `bias` `[out]` at the
+    /// builder's prefix itself (the layout of [`crate::Linear`]).
+    pub fn linear(
+        pb: &mut ParamsBuilder<'_>,
+        input: usize,
+        output: usize,
+        out_act: Activation,
+    ) -> Result<Self> {
+        let bound = 1.0 / (input as f64).sqrt();
+        let w = pb.uniform("weight", &[input, output], bound)?;
+        let b = pb.uniform("bias", &[output], bound)?;
+        Ok(Self {
+            members: 1,
+            layers: vec![Layer {
+                w,
+                b,
+                input,
+                output,
+            }],
+            out_act,
+        })
     }
     fn build(
         pb: &mut ParamsBuilder<'_>,
@@ -283,11 +311,16 @@ impl Mlp {
                     let gw = &mut g[layer.w + e * i * o..layer.w + (e + 1) * i * o];
                     gemm(gw, xe, Op::T, de, Op::N, i, batch, o, true);
                     let gb = &mut g[layer.b + e * o..layer.b + (e + 1) * o];
-                    for row in de.chunks_exact(o) {
-                        for (gb, &r) in gb.iter_mut().zip(row) {
-                            *gb += r;
-                        }
-                    }
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for row in de.chunks_exact(o) {
+                                for (gb, &r) in gb.iter_mut().zip(row) {
+                                    *gb += r;
+                                }
+                            }
+                        },
+                    );
                 }
                 if l > 0 {
                     let prev = &mut lower[l - 1][e * batch * i..(e + 1) * batch * i];

@@ -27,9 +27,23 @@ pub mod gemm;
 mod heads;
 mod mlp;
 mod params;
+mod policy;
 
 pub use adam::FlatAdam;
+
+/// Runs `f` compiled for the best instruction set this CPU has (AVX-512, AVX2+FMA, or the
+/// baseline), chosen at run time: the engine's elementwise loops are written once as plain
+/// iterator code and vectorised by the compiler for each level (`pulp`'s dispatch; no
+/// `unsafe` here). Without it they would run at the SSE2 width of a portable build.
+#[inline(always)]
+pub fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
 pub use critic::{QCache, QNet};
-pub use heads::{CategoricalHead, DeterministicHead, GaussianHead, log_softmax};
+pub use heads::{
+    CategoricalHead, DeterministicHead, GaussianHead, TanhGaussianCache, TanhGaussianHead,
+    log_softmax,
+};
 pub use mlp::{Activation, Input, Mlp, MlpCache};
 pub use params::{Params, ParamsBuilder, Segment};
+pub use policy::{Actions, PolicyHead, argmax};

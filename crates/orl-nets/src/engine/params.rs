@@ -116,9 +116,15 @@ impl Params {
             return Ok(());
         }
         let (t, u) = (tau as f32, (1.0 - tau) as f32);
-        for (d, &s) in self.data.iter_mut().zip(&other.data) {
-            *d = s * t + *d * u;
-        }
+        let (dst, src) = (&mut self.data, &other.data);
+        crate::engine::simd(
+            #[inline(always)]
+            || {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s * t + *d * u;
+                }
+            },
+        );
         Ok(())
     }
     fn check_layout(&self, other: &Params) -> Result<()> {

@@ -1,0 +1,90 @@
+//! In steady state an engine update allocates nothing on the heap: after a few warm-up
+//! updates have sized every buffer, `update` neither allocates nor reallocates.
+//!
+//! Its own binary without the test harness (`harness = false`): the harness's threads would
+//! allocate beside the measured region under the counting global allocator.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::alloc::System;
+
+use candle_core::Device;
+use orl_algos::{AlgoKind, Spec, build};
+use orl_data::{ActionSpace, Replay, ReplayConfig};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+/// Engine cases checked.
+const CASES: usize = 6;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn main() {
+    // The counter counts: one boxed value is one allocation.
+    let region = Region::new(GLOBAL);
+    let boxed = std::hint::black_box(Box::new(7u64));
+    assert_eq!(region.change().allocations, 1);
+    drop(boxed);
+    let cases: [(AlgoKind, bool, serde_json::Value); CASES] = [
+        (AlgoKind::BC, false, serde_json::json!({"hidden": [64, 64]})),
+        (
+            AlgoKind::BC,
+            false,
+            serde_json::json!({"hidden": [64, 64], "loss": "nll"}),
+        ),
+        (AlgoKind::BC, true, serde_json::json!({"hidden": [64, 64]})),
+        (
+            AlgoKind::TD3BC,
+            false,
+            serde_json::json!({"hidden": [64, 64]}),
+        ),
+        (
+            AlgoKind::IQL,
+            false,
+            serde_json::json!({"hidden": [64, 64]}),
+        ),
+        (AlgoKind::IQL, true, serde_json::json!({"hidden": [64, 64]})),
+    ];
+    for (kind, discrete, cfg) in cases {
+        let (spec, space) = if discrete {
+            (Spec::discrete(6, 3), ActionSpace::Discrete { n: 3 })
+        } else {
+            (
+                Spec::continuous(6, 2, 1.0),
+                ActionSpace::Continuous {
+                    dim: 2,
+                    low: None,
+                    high: None,
+                },
+            )
+        };
+        let ds = common::synthetic(6, space, 20, 30, 1);
+        let mut replay = Replay::new(ds, ReplayConfig::default(), 2).unwrap();
+        let batches: Vec<_> = (0..8).map(|_| replay.sample(128)).collect();
+        let mut algo = build(kind, spec, Some(&cfg), 0, &Device::Cpu).unwrap();
+        for b in batches.iter().take(4) {
+            algo.update(b).unwrap();
+        }
+        let region = Region::new(GLOBAL);
+        let mut last = 0.0;
+        for b in &batches {
+            let m = algo.update(b).unwrap();
+            last = m.values().sum::<f64>();
+        }
+        let stats = region.change();
+        assert!(last.is_finite());
+        assert_eq!(
+            (stats.allocations, stats.reallocations),
+            (0, 0),
+            "{kind:?} discrete={discrete}: {stats:?} over {} updates",
+            batches.len()
+        );
+        println!(
+            "{kind:?} discrete={discrete}: no allocation over {} updates",
+            batches.len()
+        );
+    }
+    println!("alloc: {n} passed, 0 failed", n = CASES);
+}
