@@ -196,7 +196,14 @@ pub fn run(args: &[String]) -> Result<()> {
         if !out.status.success() {
             bail!("xtask/speed/peers.py failed");
         }
-        serde_json::from_slice(&out.stdout).context("parsing the peers' JSON")?
+        // The JSON is the last line (d3rlpy logs to stdout too).
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("");
+        serde_json::from_str(last).context("parsing the peers' JSON")?
     } else {
         json!({})
     };

@@ -267,16 +267,15 @@ fn actor_grad(t: &mut Td3Bc, batch: &Batch) -> (f64, f64, f64) {
     sc.pi.resize(bsz * d, 0.0);
     sc.dpi.resize(bsz * d, 0.0);
     t.actor.forward(&t.actor_params, &batch.observations, bsz, &mut sc.actor, &mut sc.pi);
-    t.critic.q(&t.critic_params, &batch.observations, &sc.pi, bsz, &mut sc.q_pi);
-    let (q, dq) = sc.q_pi.mlp.output_and_dout();
-    let q1 = &q[..bsz];
+    // Q_1 alone: the second critic takes no part in the actor loss.
+    t.critic
+        .q_first(&t.critic_params, &batch.observations, &sc.pi, bsz, 1, &mut sc.q_pi);
+    let (q1, dq1) = sc.q_pi.mlp.output_and_dout();
     let abs_mean = q1.iter().map(|&v| f64::from(v.abs())).sum::<f64>() / bsz as f64;
     let lambda = t.cfg.alpha / abs_mean;
     let q_mean = q1.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64;
-    // dL/dQ_1b = -lambda / B; Q_2 takes no part.
-    let (dq1, dq2) = dq.split_at_mut(bsz);
+    // dL/dQ_1b = -lambda / B.
     dq1.iter_mut().for_each(|v| *v = (-lambda / bsz as f64) as f32);
-    dq2.iter_mut().for_each(|v| *v = 0.0);
     t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.dpi));
     let m = if t.cfg.bc_unit_actions {
         f64::from(t.max_action)

@@ -16,7 +16,7 @@ use orl_data::{ActionSpace, Replay, ReplayConfig};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Engine cases checked.
-const CASES: usize = 6;
+const CASES: usize = 9;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -46,6 +46,17 @@ fn main() {
             serde_json::json!({"hidden": [64, 64]}),
         ),
         (AlgoKind::IQL, true, serde_json::json!({"hidden": [64, 64]})),
+        (
+            AlgoKind::CQL,
+            false,
+            serde_json::json!({"hidden": [64, 64], "n_actions": 10}),
+        ),
+        (
+            AlgoKind::CQL,
+            false,
+            serde_json::json!({"hidden": [64, 64], "target_action_gap": 1.0}),
+        ),
+        (AlgoKind::CQL, true, serde_json::json!({"hidden": [64, 64]})),
     ];
     for (kind, discrete, cfg) in cases {
         let (spec, space) = if discrete {

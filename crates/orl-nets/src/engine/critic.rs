@@ -84,6 +84,18 @@ impl QNet {
         batch: usize,
         cache: &'c mut QCache,
     ) -> &'c [f32] {
+        self.q_first(p, s, a, batch, self.members(), cache)
+    }
+    /// [`QNet::q`] of the first `k` members only, `[k, B]` (TD3's actor loss reads `Q_1`).
+    pub fn q_first<'c>(
+        &self,
+        p: &Params,
+        s: &[f32],
+        a: &[f32],
+        batch: usize,
+        k: usize,
+        cache: &'c mut QCache,
+    ) -> &'c [f32] {
         let (o, d) = (self.obs_dim, self.act_dim);
         cache.x.resize(batch * (o + d), 0.0);
         for ((row, s), a) in cache
@@ -96,7 +108,7 @@ impl QNet {
             row[o..].copy_from_slice(a);
         }
         self.net
-            .forward(p, &cache.x, Input::Shared, batch, &mut cache.mlp);
+            .forward_first(p, &cache.x, Input::Shared, batch, k, &mut cache.mlp);
         cache.mlp.output()
     }
     /// `Q_e(s_b, .)` `[E, B, n]` (discrete).

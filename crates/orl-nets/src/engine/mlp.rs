@@ -14,8 +14,7 @@
 //! (`<prefix>.<l>.weight`, `<prefix>.<l>.bias`), initialised with the same draws
 //! (PyTorch's `U(-1/sqrt(in), 1/sqrt(in))`).
 //!
-//! The bias is fused into the product (the output rows start as the bias and the product is
-//! added), the activation is applied in place, and every buffer lives in an [`MlpCache`]
+//! The bias and the activation are applied in one pass over the product's output, and every buffer lives in an [`MlpCache`]
 //! that is sized on first use and reused after: a forward and backward pass allocates nothing
 //! once the cache has seen the batch size.
 
@@ -36,13 +35,29 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn apply(self, y: &mut [f32]) {
+    /// `y = act(y + b)` row by row (`b` one row): the bias and the activation in one pass.
+    fn bias_apply(self, y: &mut [f32], b: &[f32]) {
+        let o = b.len();
         simd(
             #[inline(always)]
-            || match self {
-                Self::Identity => {}
-                Self::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-                Self::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+            || {
+                if o == 1 {
+                    let b = b[0];
+                    match self {
+                        Self::Identity => y.iter_mut().for_each(|v| *v += b),
+                        Self::Relu => y.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                        Self::Tanh => y.iter_mut().for_each(|v| *v = (*v + b).tanh()),
+                    }
+                    return;
+                }
+                for row in y.chunks_exact_mut(o) {
+                    let pairs = row.iter_mut().zip(b);
+                    match self {
+                        Self::Identity => pairs.for_each(|(v, &b)| *v += b),
+                        Self::Relu => pairs.for_each(|(v, &b)| *v = (*v + b).max(0.0)),
+                        Self::Tanh => pairs.for_each(|(v, &b)| *v = (*v + b).tanh()),
+                    }
+                }
             },
         )
     }
@@ -91,6 +106,8 @@ pub enum Input {
 #[derive(Debug, Clone, Default)]
 pub struct MlpCache {
     batch: usize,
+    /// Members the last forward pass evaluated (the first `active`).
+    active: usize,
     outs: Vec<Vec<f32>>,
     deltas: Vec<Vec<f32>>,
 }
@@ -119,12 +136,13 @@ impl MlpCache {
             _ => (&[], &mut []),
         }
     }
-    fn prepare(&mut self, mlp: &Mlp, batch: usize) {
+    fn prepare(&mut self, mlp: &Mlp, batch: usize, active: usize) {
         let n = mlp.layers.len();
         self.outs.resize_with(n, Vec::new);
         self.deltas.resize_with(n, Vec::new);
+        self.active = active;
         for (l, layer) in mlp.layers.iter().enumerate() {
-            let len = mlp.members * batch * layer.output;
+            let len = active * batch * layer.output;
             self.outs[l].resize(len, 0.0);
             self.deltas[l].resize(len, 0.0);
         }
@@ -234,20 +252,32 @@ impl Mlp {
 
     /// Forward pass of `batch` rows; the output is `cache.output()`, `[E, B, out]`.
     pub fn forward(&self, p: &Params, x: &[f32], input: Input, batch: usize, cache: &mut MlpCache) {
-        cache.prepare(self, batch);
+        self.forward_first(p, x, input, batch, self.members, cache);
+    }
+
+    /// [`Mlp::forward`] of the first `k` members only (output `[k, B, out]`; TD3's actor
+    /// reads `Q_1` alone); [`Mlp::backward`] then runs over the same members.
+    pub fn forward_first(
+        &self,
+        p: &Params,
+        x: &[f32],
+        input: Input,
+        batch: usize,
+        k: usize,
+        cache: &mut MlpCache,
+    ) {
+        let k = k.clamp(1, self.members);
+        cache.prepare(self, batch, k);
         let data = p.data();
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (done, rest) = cache.outs.split_at_mut(l);
             let y = &mut rest[0];
             let (i, o) = (layer.input, layer.output);
-            for e in 0..self.members {
+            for e in 0..k {
                 let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
                 let b = &data[layer.b + e * o..layer.b + (e + 1) * o];
                 let ye = &mut y[e * batch * o..(e + 1) * batch * o];
-                for row in ye.chunks_exact_mut(o) {
-                    row.copy_from_slice(b);
-                }
                 let xe = if l == 0 {
                     match input {
                         Input::Shared => &x[..batch * i],
@@ -256,14 +286,14 @@ impl Mlp {
                 } else {
                     &done[l - 1][e * batch * i..(e + 1) * batch * i]
                 };
-                gemm(ye, xe, Op::N, w, Op::N, batch, i, o, true);
+                gemm(ye, xe, Op::N, w, Op::N, batch, i, o, false);
+                let act = if l == last {
+                    self.out_act
+                } else {
+                    Activation::Relu
+                };
+                act.bias_apply(ye, b);
             }
-            let act = if l == last {
-                self.out_act
-            } else {
-                Activation::Relu
-            };
-            act.apply(y);
         }
     }
 
@@ -296,7 +326,7 @@ impl Mlp {
                 Activation::Relu
             };
             act.backward(d, &cache.outs[l]);
-            for e in 0..self.members {
+            for e in 0..cache.active {
                 let de = &d[e * batch * o..(e + 1) * batch * o];
                 let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
                 let xe = if l == 0 {
