@@ -24,17 +24,31 @@
 //! a' = argmax_{a: G(a|s')/max G(.|s') > tau} Q(s', a)
 //! L = huber(Q(s, a), r + gamma (1 - d) Q'(s', a')) - log G(a|s) + 0.01 E[logits^2]
 //! ```
+//!
+//! Gradients with respect to the network outputs (`B` rows, perturbation output
+//! `f = tanh(mlp(s, a))`, `xi = Phi m f`), which the engine carries back to the parameters:
+//!
+//! ```text
+//! critics:  dL/dQ_ib = 2 (Q_ib - y_b) / B
+//! actor:    dL/dQ_1b = -1 / B -> through Q_1 -> dL/d(a + xi) -> * 1(|a + xi| < m) -> dL/dxi
+//! VAE:      see orl_nets::engine::VaeNet
+//! discrete: dL/dQ(s_b, a_b) = huber'(Q_b - y_b) / B
+//!           dL/dlogits_bk = (softmax_bk - 1(k = a_b)) / B + 0.02 logits_bk / (B n)
+//! ```
 
-use candle_core::{D, DType, Tensor};
+use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{NetState, OptimState};
-use orl_nets::{Adam, AdamConfig, CategoricalActor, Mlp, ParamStore, QEnsemble, Vae, Vb};
+use orl_nets::engine::{
+    Activation, CategoricalHead, FlatAdam, Input, Mlp, MlpCache, Params, ParamsBuilder, QCache,
+    QNet, VaeCache, VaeNet,
+};
+use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss,
-    mlp_layer_names, record, repeat_rows, soft_clipped_double_q, target_of,
+    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
+    mlp_layer_names, record_value,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -137,17 +151,28 @@ pub static INFO: AlgoInfo = AlgoInfo {
     },
 };
 
-/// BCQ's perturbation model `xi(s, a) = Phi max_action tanh(mlp(s, a))`; returns `clip(a + xi)`.
+/// BCQ's perturbation model `xi(s, a) = Phi max_action tanh(mlp(s, a))`: `clip(a + xi)`.
 #[derive(Debug, Clone)]
 struct Perturbation {
     net: Mlp,
-    phi: f64,
-    max_action: f64,
+    phi: f32,
+    max_action: f32,
+    obs_dim: usize,
+    act_dim: usize,
+}
+
+/// Buffers of one [`Perturbation`] at one batch size.
+#[derive(Debug, Clone, Default)]
+struct PerturbCache {
+    x: Vec<f32>,
+    mlp: MlpCache,
+    /// `clip(a + xi)` `[B, act]`.
+    out: Vec<f32>,
 }
 
 impl Perturbation {
     fn new(
-        vb: &mut Vb<'_>,
+        pb: &mut ParamsBuilder<'_>,
         od: usize,
         ad: usize,
         hidden: &[usize],
@@ -155,34 +180,53 @@ impl Perturbation {
         max_action: f64,
     ) -> orl_nets::Result<Self> {
         Ok(Self {
-            net: Mlp::new(vb, od + ad, hidden, ad)?,
-            phi,
-            max_action,
+            net: Mlp::new(pb, od + ad, hidden, ad, Activation::Tanh)?,
+            phi: phi as f32,
+            max_action: max_action as f32,
+            obs_dim: od,
+            act_dim: ad,
         })
     }
-    fn forward(&self, s: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let xi =
-            (self.net.forward(&Tensor::cat(&[s, a], 1)?)?.tanh()? * (self.phi * self.max_action))?;
-        Ok((a + xi)?.clamp(-self.max_action, self.max_action)?)
+    fn forward(&self, p: &Params, s: &[f32], a: &[f32], batch: usize, c: &mut PerturbCache) {
+        let (o, d) = (self.obs_dim, self.act_dim);
+        c.x.clear();
+        for (s, a) in s.chunks_exact(o).zip(a.chunks_exact(d)).take(batch) {
+            c.x.extend_from_slice(s);
+            c.x.extend_from_slice(a);
+        }
+        self.net.forward(p, &c.x, Input::Shared, batch, &mut c.mlp);
+        c.out.resize(batch * d, 0.0);
+        let (scale, m) = (self.phi * self.max_action, self.max_action);
+        for ((o, &f), &a) in c.out.iter_mut().zip(c.mlp.output()).zip(a) {
+            *o = (a + scale * f).clamp(-m, m);
+        }
+    }
+    /// Backward from `dout = dL/d clip(a + xi)`; the gradient does not pass the clip.
+    fn backward(&self, p: &Params, dout: &[f32], c: &mut PerturbCache, grads: &mut [f32]) {
+        let (scale, m) = (self.phi * self.max_action, self.max_action);
+        let (out, d) = (&c.out, c.mlp.dout_mut());
+        for ((d, &g), &o) in d.iter_mut().zip(dout).zip(out) {
+            *d = if o > -m && o < m { g * scale } else { 0.0 };
+        }
+        self.net.backward(p, &c.x, Input::Shared, &mut c.mlp, Some(grads), None);
     }
 }
 
 struct Continuous {
     act_dim: usize,
     actor: Perturbation,
-    actor_store: ParamStore,
-    actor_target: Perturbation,
-    actor_target_store: ParamStore,
-    actor_opt: Adam,
-    vae: Vae,
-    vae_store: ParamStore,
-    vae_opt: Adam,
+    actor_params: Params,
+    actor_target: Params,
+    actor_opt: FlatAdam,
+    vae: VaeNet,
+    vae_params: Params,
+    vae_opt: FlatAdam,
 }
 
 struct Discrete {
-    imitation: CategoricalActor,
-    imitation_store: ParamStore,
-    imitation_opt: Adam,
+    imitation: CategoricalHead,
+    imitation_params: Params,
+    imitation_opt: FlatAdam,
 }
 
 /// BCQ.
@@ -191,11 +235,31 @@ pub struct Bcq {
     core: Core,
     cont: Option<Continuous>,
     disc: Option<Discrete>,
-    critic: QEnsemble,
-    critic_store: ParamStore,
-    critic_target: QEnsemble,
-    critic_target_store: ParamStore,
-    critic_opt: Adam,
+    critic: QNet,
+    critic_params: Params,
+    critic_target: Params,
+    critic_opt: FlatAdam,
+    scratch: Scratch,
+}
+
+/// Buffers reused by every update (sized by the first one).
+#[derive(Default)]
+struct Scratch {
+    vae: VaeCache,
+    pert: PerturbCache,
+    q: QCache,
+    q_next: QCache,
+    q_pi: QCache,
+    imitation: MlpCache,
+    eps: Vec<f32>,
+    z_next: Vec<f32>,
+    z: Vec<f32>,
+    s2_rep: Vec<f32>,
+    decoded: Vec<f32>,
+    y: Vec<f32>,
+    da: Vec<f32>,
+    lp: Vec<f32>,
+    idx: Vec<u32>,
 }
 
 impl Bcq {
@@ -210,29 +274,23 @@ impl Bcq {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let od = spec.obs_dim;
         let h = cfg.hidden.clone();
-        let mut critic_store = ParamStore::new(device.clone());
-        let (critic, critic_target, critic_target_store, cont, disc) = match spec.action {
+        let mut critic_params = Params::new();
+        let (critic, cont, disc) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
-                let mut actor_store = ParamStore::new(device.clone());
+                let mut actor_params = Params::new();
                 let actor = Perturbation::new(
-                    &mut actor_store.builder("", &mut rng),
+                    &mut actor_params.builder("", &mut rng),
                     od,
                     dim,
                     &h,
                     cfg.phi,
                     max_action,
                 )?;
-                let (actor_target, actor_target_store) = target_of(&actor_store, |vb| {
-                    Perturbation::new(vb, od, dim, &h, cfg.phi, max_action)
-                })?;
                 let critic =
-                    QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, dim, &h)?;
-                let (ct, cts) = target_of(&critic_store, |vb| {
-                    QEnsemble::continuous(vb, 2, od, dim, &h)
-                })?;
-                let mut vae_store = ParamStore::new(device.clone());
-                let vae = Vae::new(
-                    &mut vae_store.builder("", &mut rng),
+                    QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, dim, &h)?;
+                let mut vae_params = Params::new();
+                let vae = VaeNet::new(
+                    &mut vae_params.builder("", &mut rng),
                     od,
                     dim,
                     2 * dim,
@@ -241,199 +299,328 @@ impl Bcq {
                 )?;
                 let c = Continuous {
                     act_dim: dim,
-                    actor_opt: Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?,
+                    actor_opt: FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr)),
                     actor,
-                    actor_store,
-                    actor_target,
-                    actor_target_store,
-                    vae_opt: Adam::new(&vae_store, AdamConfig::with_lr(cfg.vae_lr))?,
+                    actor_target: actor_params.clone(),
+                    actor_params,
+                    vae_opt: FlatAdam::new(&vae_params, AdamConfig::with_lr(cfg.vae_lr)),
                     vae,
-                    vae_store,
+                    vae_params,
                 };
-                (critic, ct, cts, Some(c), None)
+                (critic, Some(c), None)
             }
             ActionSpec::Discrete { n } => {
                 let critic =
-                    QEnsemble::discrete(&mut critic_store.builder("", &mut rng), 1, od, n, &h)?;
-                let (ct, cts) =
-                    target_of(&critic_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
-                let mut imitation_store = ParamStore::new(device.clone());
+                    QNet::discrete(&mut critic_params.builder("", &mut rng), 1, od, n, &h)?;
+                let mut imitation_params = Params::new();
                 let imitation =
-                    CategoricalActor::new(&mut imitation_store.builder("", &mut rng), od, n, &h)?;
+                    CategoricalHead::new(&mut imitation_params.builder("", &mut rng), od, n, &h)?;
                 let d = Discrete {
-                    imitation_opt: Adam::new(&imitation_store, AdamConfig::with_lr(cfg.critic_lr))?,
+                    imitation_opt: FlatAdam::new(
+                        &imitation_params,
+                        AdamConfig::with_lr(cfg.critic_lr),
+                    ),
                     imitation,
-                    imitation_store,
+                    imitation_params,
                 };
-                (critic, ct, cts, None, Some(d))
+                (critic, None, Some(d))
             }
         };
-        let critic_opt = Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?;
+        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             cont,
             disc,
             critic,
-            critic_store,
-            critic_target,
-            critic_target_store,
+            critic_target: critic_params.clone(),
+            critic_params,
             critic_opt,
+            scratch: Scratch::default(),
         })
     }
 }
 
-// ---- continuous losses ----
-
-/// Twin-critic loss with the soft clipped double-Q target over `n` VAE samples per `s'`:
-/// `(loss, mean Q, mean |TD|)`. `z_next: [B*n, latent]` are the decoder's latents.
-fn critic_loss(
-    t: &Bcq,
-    c: &Continuous,
-    b: &BatchTensors,
-    z_next: &Tensor,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let n = t.cfg.n_samples;
-    let bsz = b.s.dim(0)?;
-    let y = {
-        let s2 = repeat_rows(&b.s2, n)?;
-        let a2 = c.actor_target.forward(&s2, &c.vae.decode_z(&s2, z_next)?)?;
-        let q2 = t.critic_target.q(&s2, &a2)?; // [2, B*n]
-        let soft = soft_clipped_double_q(&q2, t.cfg.lambda)?;
-        let v2 = soft.reshape((bsz, n))?.max(1)?;
-        b.td_target(&v2)?.detach()
-    };
-    let q = t.critic.q(&b.s, &b.a)?;
-    let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    Ok((
-        diff.sqr()?.mean(1)?.sum_all()?,
-        q.mean_all()?,
-        diff.get(0)?.abs()?.mean_all()?,
-    ))
+/// Copies each row of `x: [B, d]` `n` times: `[B n, d]`, row `b n + j = x[b]`.
+fn repeat_rows_into(x: &[f32], d: usize, n: usize, out: &mut Vec<f32>) {
+    out.clear();
+    for row in x.chunks_exact(d) {
+        for _ in 0..n {
+            out.extend_from_slice(row);
+        }
+    }
 }
 
-/// `-E Q_1(s, xi(s, a~G(s)))` with `z: [B, latent]` the decoder's latents.
-fn actor_loss(t: &Bcq, c: &Continuous, b: &BatchTensors, z: &Tensor) -> Result<Tensor> {
-    let sampled = c.vae.decode_z(&b.s, z)?.detach();
-    let a = c.actor.forward(&b.s, &sampled)?;
-    Ok(t.critic.q(&b.s, &a)?.get(0)?.mean_all()?.neg()?)
+/// `clip(N(0, 1), -0.5, 0.5)` latents into `out` (resized to `len`).
+fn clipped_latents(noise: &mut orl_nets::Noise, out: &mut Vec<f32>, len: usize) {
+    out.resize(len, 0.0);
+    noise.normal_into(out);
+    out.iter_mut().for_each(|z| *z = z.clamp(-0.5, 0.5));
 }
 
-// ---- discrete loss ----
+// ---- continuous losses and their gradients ----
 
-/// `(loss, mean Q, mean |TD|, imitation NLL)` of discrete BCQ.
-fn discrete_loss(
-    t: &Bcq,
-    d: &Discrete,
-    b: &BatchTensors,
-) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
-    let y = {
-        let q2 = t.critic.q_all(&b.s2)?.get(0)?; // [B, n]
-        let a2 = masked_argmax(&q2, &d.imitation.log_probs(&b.s2)?, t.cfg.threshold)?;
-        let q2t = gather_actions(&t.critic_target.q_all(&b.s2)?.get(0)?, &a2)?;
-        b.td_target(&q2t)?.detach()
-    };
-    let q = gather_actions(&t.critic.q_all(&b.s)?.get(0)?, &b.a)?;
-    let logits = d.imitation.logits(&b.s)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let nll = gather_actions(&log_probs, &b.a)?.neg()?.mean_all()?;
-    let loss = ((huber_loss(&q, &y)? + &nll)? + (logits.sqr()?.mean_all()? * 1e-2)?)?;
-    Ok((loss, q.mean_all()?, (&q - &y)?.abs()?.mean_all()?, nll))
+/// The VAE loss and its gradient (`vae_opt`'s buffer), the posterior noise drawn from the
+/// training stream.
+fn vae_grad(t: &mut Bcq, batch: &Batch) -> f64 {
+    let Some(c) = &mut t.cont else { return 0.0 };
+    let bsz = batch.batch_size;
+    let sc = &mut t.scratch;
+    sc.eps.resize(bsz * c.vae.latent(), 0.0);
+    t.core.noise.normal_into(&mut sc.eps);
+    let g = c.vae_opt.zero_grad();
+    c.vae.loss_backward(&c.vae_params, &batch.observations, &batch.actions, &sc.eps, bsz, &mut sc.vae, g)
 }
 
-/// `argmax_a Q(s, a)` over actions with `G(a|s) / max G(.|s) > tau`: `u32 [B]`.
-fn masked_argmax(q: &Tensor, log_probs: &Tensor, tau: f64) -> Result<Tensor> {
-    let ratio = log_probs
-        .broadcast_sub(&log_probs.max_keepdim(D::Minus1)?)?
-        .exp()?;
-    let allowed = ratio.gt(tau)?;
-    let very_low = (q.ones_like()? * -1e8)?;
-    Ok(allowed.where_cond(q, &very_low)?.argmax(D::Minus1)?)
+/// Twin-critic loss with the soft clipped double-Q target over `n` VAE samples per `s'` and
+/// its gradient (`critic_opt`'s buffer): `(loss, mean Q, mean |TD|)`.
+fn critic_grad(t: &mut Bcq, batch: &Batch) -> (f64, f64, f64) {
+    let Some(c) = &t.cont else { return (0.0, 0.0, 0.0) };
+    let bsz = batch.batch_size;
+    let (n, od, ad, lat) = (t.cfg.n_samples, t.core.spec.obs_dim, c.act_dim, c.vae.latent());
+    let sc = &mut t.scratch;
+    clipped_latents(&mut t.core.noise, &mut sc.z_next, bsz * n * lat);
+    repeat_rows_into(&batch.next_observations, od, n, &mut sc.s2_rep);
+    sc.decoded.resize(bsz * n * ad, 0.0);
+    c.vae.decode_z(&c.vae_params, &sc.s2_rep, &sc.z_next, bsz * n, &mut sc.vae, &mut sc.decoded);
+    c.actor.forward(&c.actor_target, &sc.s2_rep, &sc.decoded, bsz * n, &mut sc.pert);
+    let q2 = t.critic.q(&t.critic_target, &sc.s2_rep, &sc.pert.out, bsz * n, &mut sc.q_next);
+    let lambda = t.cfg.lambda as f32;
+    sc.y.resize(bsz, 0.0);
+    let bn = bsz * n;
+    for b in 0..bsz {
+        let mut best = f32::NEG_INFINITY;
+        for j in 0..n {
+            let (q1, q2v) = (q2[b * n + j], q2[bn + b * n + j]);
+            let soft = lambda * q1.min(q2v) + (1.0 - lambda) * q1.max(q2v);
+            best = best.max(soft);
+        }
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * best;
+    }
+    t.critic.q(&t.critic_params, &batch.observations, &batch.actions, bsz, &mut sc.q);
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
+    for e in 0..2 {
+        for b in 0..bsz {
+            let diff = q[e * bsz + b] - sc.y[b];
+            loss += f64::from(diff * diff);
+            q_sum += f64::from(q[e * bsz + b]);
+            if e == 0 {
+                td += f64::from(diff.abs());
+            }
+            dq[e * bsz + b] = 2.0 * diff / bsz as f32;
+        }
+    }
+    let g = t.critic_opt.zero_grad();
+    t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
+    (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
+}
+
+/// `-E Q_1(s, xi(s, a~G(s)))` and its gradient (`actor_opt`'s buffer), with latents `z` drawn
+/// by [`Bcq::update_continuous`] before any step.
+fn actor_grad(t: &mut Bcq, batch: &Batch) -> f64 {
+    let Some(c) = &mut t.cont else { return 0.0 };
+    let bsz = batch.batch_size;
+    let ad = c.act_dim;
+    let sc = &mut t.scratch;
+    let s = &batch.observations;
+    sc.decoded.resize(bsz * ad, 0.0);
+    c.vae.decode_z(&c.vae_params, s, &sc.z, bsz, &mut sc.vae, &mut sc.decoded);
+    c.actor.forward(&c.actor_params, s, &sc.decoded, bsz, &mut sc.pert);
+    t.critic.q_first(&t.critic_params, s, &sc.pert.out, bsz, 1, &mut sc.q_pi);
+    let (q1, dq) = sc.q_pi.mlp.output_and_dout();
+    let loss = -q1.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64;
+    dq.iter_mut().for_each(|v| *v = -1.0 / bsz as f32);
+    sc.da.resize(bsz * ad, 0.0);
+    t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.da));
+    let g = c.actor_opt.zero_grad();
+    c.actor.backward(&c.actor_params, &sc.da, &mut sc.pert, g);
+    loss
+}
+
+// ---- discrete loss and its gradient ----
+
+/// `argmax_a Q(s, a)` over actions with `G(a|s) / max G(.|s) > tau` (first of ties).
+fn masked_argmax(q: &[f32], lp: &[f32], tau: f32) -> u32 {
+    let max_lp = lp.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut best = 0;
+    let mut best_q = f32::NEG_INFINITY;
+    for (k, (&qk, &l)) in q.iter().zip(lp).enumerate() {
+        let v = if (l - max_lp).exp() > tau { qk } else { -1e8 };
+        if v > best_q {
+            best_q = v;
+            best = k;
+        }
+    }
+    best as u32
+}
+
+/// `(loss, mean Q, mean |TD|, imitation NLL)` of discrete BCQ and the gradients of the one
+/// loss for the Q-network (`critic_opt`) and the imitation network (`imitation_opt`).
+fn discrete_grad(t: &mut Bcq, batch: &Batch) -> (f64, f64, f64, f64) {
+    let Some(d) = &mut t.disc else { return (0.0, 0.0, 0.0, 0.0) };
+    let bsz = batch.batch_size;
+    let n = d.imitation.n();
+    let sc = &mut t.scratch;
+    let tau = t.cfg.threshold as f32;
+    // y = r + gamma^k (1 - d) Q'(s', argmax over allowed actions of Q(s', .)).
+    sc.lp.resize(bsz * n, 0.0);
+    d.imitation.log_probs(&d.imitation_params, &batch.next_observations, bsz, &mut sc.imitation, &mut sc.lp);
+    let q_online = t.critic.q_all(&t.critic_params, &batch.next_observations, bsz, &mut sc.q_pi);
+    sc.da.resize(bsz, 0.0);
+    for b in 0..bsz {
+        sc.da[b] = masked_argmax(&q_online[b * n..(b + 1) * n], &sc.lp[b * n..(b + 1) * n], tau) as f32;
+    }
+    let q_t = t.critic.q_all(&t.critic_target, &batch.next_observations, bsz, &mut sc.q_next);
+    sc.y.resize(bsz, 0.0);
+    for b in 0..bsz {
+        let q2 = q_t[b * n + sc.da[b] as usize];
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * q2;
+    }
+    // Q part: Huber at the data action.
+    t.critic.q_all(&t.critic_params, &batch.observations, bsz, &mut sc.q);
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    dq.iter_mut().for_each(|v| *v = 0.0);
+    let (mut huber, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
+    for b in 0..bsz {
+        let k = sc.idx[b] as usize;
+        let diff = q[b * n + k] - sc.y[b];
+        let ad = diff.abs();
+        huber += f64::from(if ad < 1.0 { 0.5 * diff * diff } else { ad - 0.5 });
+        q_sum += f64::from(q[b * n + k]);
+        td += f64::from(ad);
+        dq[b * n + k] = (if ad < 1.0 { diff } else { diff.signum() }) / bsz as f32;
+    }
+    let g = t.critic_opt.zero_grad();
+    t.critic.backward_all(&t.critic_params, &batch.observations, &mut sc.q, g);
+    // Imitation part: NLL of the data action plus 0.01 mean(logits^2).
+    let s = &batch.observations;
+    d.imitation.net.forward(&d.imitation_params, s, Input::Shared, bsz, &mut sc.imitation);
+    let (logits, dl) = sc.imitation.output_and_dout();
+    let (mut nll, mut sq) = (0.0f64, 0.0f64);
+    for b in 0..bsz {
+        let row = &logits[b * n..(b + 1) * n];
+        let k = sc.idx[b] as usize;
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        let lse = max + sum.ln();
+        nll -= f64::from(row[k] - lse);
+        for (j, g) in dl[b * n..(b + 1) * n].iter_mut().enumerate() {
+            let hit = if j == k { 1.0 } else { 0.0 };
+            sq += f64::from(row[j] * row[j]);
+            *g = (((row[j] - max).exp() / sum) - hit) / bsz as f32
+                + 0.02 * row[j] / (bsz * n) as f32;
+        }
+    }
+    let g = d.imitation_opt.zero_grad();
+    d.imitation.net.backward(&d.imitation_params, s, Input::Shared, &mut sc.imitation, Some(g), None);
+    let bs = bsz as f64;
+    let nll = nll / bs;
+    (huber / bs + nll + 0.01 * sq / (bs * n as f64), q_sum / bs, td / bs, nll)
 }
 
 impl Bcq {
-    /// Continuous BCQ's action (eq. 12) with given latents `z: [B*n, latent]` (row `b*n + i`
-    /// is state `b`'s `i`-th candidate): `argmax_i Q_1(s, xi(s, D(s, z_i)))`. `[B, act]`.
-    pub fn act_with_latents(&self, s: &Tensor, z: &Tensor) -> Result<Tensor> {
-        let c = self
-            .cont
-            .as_ref()
-            .ok_or_else(|| crate::AlgoError::Config("discrete BCQ has no latents".into()))?;
-        let bsz = s.dim(0)?;
-        let n = z.dim(0)? / bsz.max(1);
-        let sr = repeat_rows(s, n)?;
-        let a = c.actor.forward(&sr, &c.vae.decode_z(&sr, z)?)?; // [B*n, act]
-        let q1 = self.critic.q(&sr, &a)?.get(0)?.reshape((bsz, n))?;
-        let best = q1.argmax(1)?; // [B]
-        let offsets = Tensor::arange(0u32, bsz as u32, s.device())?.affine(n as f64, 0.0)?;
-        let rows = (best.to_dtype(DType::U32)? + offsets)?;
-        Ok(a.index_select(&rows, 0)?.reshape((bsz, c.act_dim))?)
+    fn prepare(&mut self, batch: &Batch) -> Result<()> {
+        check_batch(batch, &self.core.spec)?;
+        match self.core.spec.action {
+            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut self.scratch.idx),
+            ActionSpec::Continuous { .. } => Ok(()),
+        }
     }
 
-    fn update_continuous(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let Some(c) = self.cont.as_ref() else {
-            return Ok(());
+    /// Every loss of an update and its gradients at the current parameters, without changing
+    /// any state (noise from a copy of the training stream; the actor's at the current VAE
+    /// and critic, where the update takes it after their steps). For the parity tests.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
+        self.prepare(batch)?;
+        if self.cont.is_none() {
+            let (loss, ..) = discrete_grad(self, batch);
+            let mut out = vec![Probe::new("critic_loss", loss, "critic", &self.critic_params, self.critic_opt.grad())];
+            if let Some(d) = &self.disc {
+                out.push(Probe::new("critic_loss", loss, "imitation", &d.imitation_params, d.imitation_opt.grad()));
+            }
+            return Ok(out);
+        }
+        let saved = self.core.noise.clone();
+        let vae = vae_grad(self, batch);
+        let (critic, ..) = critic_grad(self, batch);
+        let lat = self.cont.as_ref().map_or(0, |c| c.vae.latent());
+        clipped_latents(&mut self.core.noise, &mut self.scratch.z, batch.batch_size * lat);
+        self.core.noise = saved;
+        let actor = actor_grad(self, batch);
+        let mut out = vec![Probe::new("critic_loss", critic, "critic", &self.critic_params, self.critic_opt.grad())];
+        if let Some(c) = &self.cont {
+            out.push(Probe::new("vae_loss", vae, "vae", &c.vae_params, c.vae_opt.grad()));
+            out.push(Probe::new("actor_loss", actor, "actor", &c.actor_params, c.actor_opt.grad()));
+        }
+        Ok(out)
+    }
+
+    /// Continuous BCQ's action (eq. 12) with given latents `z: [B n, latent]` (row `b n + i`
+    /// is state `b`'s `i`-th candidate): `argmax_i Q_1(s, xi(s, D(s, z_i)))`. `[B, act]`.
+    pub fn act_with_latents(&mut self, s: &Tensor, z: &Tensor) -> Result<Tensor> {
+        let Some(c) = &self.cont else {
+            return Err(crate::AlgoError::Config("discrete BCQ has no latents".into()));
         };
-        let (bsz, lat) = (b.s.dim(0)?, c.vae.latent());
-        // VAE step.
-        let out = c.vae.forward(&b.s, &b.a, &mut self.core.noise)?;
-        let vae_loss = Vae::loss(&out, &b.a)?;
-        record(m, self.core.steps, "vae_loss", &vae_loss)?;
-        // Critic step.
-        let z_next = self
-            .core
-            .noise
-            .normal(&[bsz * self.cfg.n_samples, lat])?
-            .clamp(-0.5f32, 0.5f32)?;
-        let (closs, q, td) = critic_loss(self, c, b, &z_next)?;
-        record(m, self.core.steps, "critic_loss", &closs)?;
-        record(m, self.core.steps, "q_mean", &q)?;
-        record(m, self.core.steps, "td_error", &td)?;
-        let z = self
-            .core
-            .noise
-            .normal(&[bsz, lat])?
-            .clamp(-0.5f32, 0.5f32)?;
-        let c = self
-            .cont
-            .as_mut()
-            .ok_or_else(|| crate::AlgoError::Config("no VAE".into()))?;
-        c.vae_opt.backward_step(&vae_loss)?;
-        self.critic_opt.backward_step(&closs)?;
+        let (x, bsz) = host_rows(s)?;
+        let (z, rows) = host_rows(z)?;
+        let n = rows / bsz.max(1);
+        let (od, ad) = (self.core.spec.obs_dim, c.act_dim);
+        let mut sr = Vec::new();
+        repeat_rows_into(&x, od, n, &mut sr);
+        let mut vc = VaeCache::default();
+        let mut pc = PerturbCache::default();
+        let mut qc = QCache::default();
+        let mut decoded = vec![0.0; bsz * n * ad];
+        c.vae.decode_z(&c.vae_params, &sr, &z, bsz * n, &mut vc, &mut decoded);
+        c.actor.forward(&c.actor_params, &sr, &decoded, bsz * n, &mut pc);
+        let q1 = self.critic.q_first(&self.critic_params, &sr, &pc.out, bsz * n, 1, &mut qc);
+        let mut out = Vec::with_capacity(bsz * ad);
+        for b in 0..bsz {
+            let row = &q1[b * n..(b + 1) * n];
+            let best = orl_nets::engine::argmax(row) as usize;
+            out.extend_from_slice(&pc.out[(b * n + best) * ad..(b * n + best + 1) * ad]);
+        }
+        Ok(Tensor::from_vec(out, (bsz, ad), s.device())?)
+    }
+
+    fn update_continuous(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
+        let step = self.core.steps;
+        let lat = self.cont.as_ref().map_or(0, |c| c.vae.latent());
+        let vae = vae_grad(self, batch);
+        record_value(m, step, "vae_loss", vae)?;
+        let (critic, q, td) = critic_grad(self, batch);
+        record_value(m, step, "critic_loss", critic)?;
+        record_value(m, step, "q_mean", q)?;
+        record_value(m, step, "td_error", td)?;
+        clipped_latents(&mut self.core.noise, &mut self.scratch.z, batch.batch_size * lat);
+        if let Some(c) = &mut self.cont {
+            c.vae_opt.step(&mut c.vae_params)?;
+        }
+        self.critic_opt.step(&mut self.critic_params)?;
         // Actor step (after the critic, as in algorithm 1).
-        let c = self
-            .cont
-            .as_ref()
-            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
-        let aloss = actor_loss(self, c, b, &z)?;
-        record(m, self.core.steps, "actor_loss", &aloss)?;
-        let c = self
-            .cont
-            .as_mut()
-            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
-        c.actor_opt.backward_step(&aloss)?;
-        c.actor_target_store
-            .soft_update_from(&c.actor_store, self.cfg.tau)?;
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
+        let actor = actor_grad(self, batch);
+        record_value(m, step, "actor_loss", actor)?;
+        let Some(c) = &mut self.cont else { return Ok(()) };
+        c.actor_opt.step(&mut c.actor_params)?;
+        c.actor_target.soft_update_from(&c.actor_params, self.cfg.tau)?;
+        self.critic_target
+            .soft_update_from(&self.critic_params, self.cfg.tau)?;
         Ok(())
     }
-    fn update_discrete(&mut self, b: &BatchTensors, m: &mut Metrics) -> Result<()> {
-        let Some(d) = self.disc.as_ref() else {
-            return Ok(());
-        };
-        let (loss, q, td, nll) = discrete_loss(self, d, b)?;
-        record(m, self.core.steps, "critic_loss", &loss)?;
-        record(m, self.core.steps, "q_mean", &q)?;
-        record(m, self.core.steps, "td_error", &td)?;
-        record(m, self.core.steps, "imitation_nll", &nll)?;
-        let grads = loss.backward()?;
-        self.critic_opt.step(&grads)?;
-        if let Some(d) = self.disc.as_mut() {
-            d.imitation_opt.step(&grads)?;
+    fn update_discrete(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
+        let step = self.core.steps;
+        let (loss, q, td, nll) = discrete_grad(self, batch);
+        record_value(m, step, "critic_loss", loss)?;
+        record_value(m, step, "q_mean", q)?;
+        record_value(m, step, "td_error", td)?;
+        record_value(m, step, "imitation_nll", nll)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        if let Some(d) = &mut self.disc {
+            d.imitation_opt.step(&mut d.imitation_params)?;
         }
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
+        self.critic_target
+            .soft_update_from(&self.critic_params, self.cfg.tau)?;
         Ok(())
     }
 }
@@ -446,38 +633,58 @@ impl Algorithm for Bcq {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
+        self.prepare(batch)?;
         let mut m = Metrics::new();
         if self.cont.is_some() {
-            self.update_continuous(&b, &mut m)?;
+            self.update_continuous(batch, &mut m)?;
         } else {
-            self.update_discrete(&b, &mut m)?;
+            self.update_discrete(batch, &mut m)?;
         }
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, _deterministic: bool) -> Result<Tensor> {
         if let Some(d) = &self.disc {
-            let q = self.critic.q_all(s)?.get(0)?;
-            return masked_argmax(&q, &d.imitation.log_probs(s)?, self.cfg.threshold);
+            let (x, b) = host_rows(s)?;
+            let n = d.imitation.n();
+            let mut lp = vec![0.0; b * n];
+            let mut mc = MlpCache::new();
+            d.imitation.log_probs(&d.imitation_params, &x, b, &mut mc, &mut lp);
+            let mut qc = QCache::default();
+            let q = self.critic.q_all(&self.critic_params, &x, b, &mut qc);
+            let tau = self.cfg.threshold as f32;
+            let idx: Vec<u32> = (0..b)
+                .map(|r| masked_argmax(&q[r * n..(r + 1) * n], &lp[r * n..(r + 1) * n], tau))
+                .collect();
+            return Ok(Tensor::from_vec(idx, b, s.device())?);
         }
-        let c = self
-            .cont
-            .as_ref()
-            .ok_or_else(|| crate::AlgoError::Config("no actor".into()))?;
+        let lat = self.cont.as_ref().map_or(0, |c| c.vae.latent());
         let (bsz, n) = (s.dim(0)?, self.cfg.n_act_samples);
         let z = self
             .core
             .act_noise
-            .normal(&[bsz * n, c.vae.latent()])?
+            .normal(&[bsz * n, lat])?
             .clamp(-0.5f32, 0.5f32)?;
         self.act_with_latents(s, &z)
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(match &self.cont {
-            Some(_) => self.critic.q(s, a)?.min(0)?,
-            None => gather_actions(&self.critic.q_all(s)?.get(0)?, a)?,
-        }))
+        let (x, b) = host_rows(s)?;
+        let (a, _) = host_rows(a)?;
+        let mut cache = QCache::default();
+        let v: Vec<f32> = match &self.cont {
+            Some(_) => {
+                let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
+                (0..b).map(|i| q[i].min(q[b + i])).collect()
+            }
+            None => {
+                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
+                let n = q.len() / b.max(1);
+                (0..b)
+                    .map(|i| q[i * n + (a[i].max(0.0) as usize).min(n - 1)])
+                    .collect()
+            }
+        };
+        Ok(Some(Tensor::from_vec(v, b, s.device())?))
     }
     /// BCQ's policy is an argmax over generated actions: no density (discrete BCQ's imitation
     /// network models the behaviour policy, not BCQ's own).
@@ -488,7 +695,7 @@ impl Algorithm for Bcq {
     /// stream), so the exported policy is deterministic; `Agent::act` draws fresh ones per call.
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
-        let critic_t = self.critic_store.named_tensors("");
+        let critic_t = self.critic_params.named_tensors("");
         let critic = orl_nets::ReluNet::from_named(&critic_t, "", &mlp_layer_names("", h + 1))?;
         Ok(Some(match (&self.cont, &self.disc) {
             (Some(c), _) => {
@@ -501,12 +708,12 @@ impl Algorithm for Bcq {
                     .clamp(-0.5f32, 0.5f32)?;
                 orl_nets::PolicyModel::Bcq {
                     decoder: orl_nets::ReluNet::from_named(
-                        &c.vae_store.named_tensors(""),
+                        &c.vae_params.named_tensors(""),
                         "",
                         &mlp_layer_names("decoder.", self.cfg.vae_hidden.len() + 1),
                     )?,
                     perturbation: orl_nets::ReluNet::from_named(
-                        &c.actor_store.named_tensors(""),
+                        &c.actor_params.named_tensors(""),
                         "",
                         &mlp_layer_names("", h + 1),
                     )?,
@@ -519,7 +726,7 @@ impl Algorithm for Bcq {
             (None, Some(d)) => orl_nets::PolicyModel::BcqDiscrete {
                 critic,
                 imitation: orl_nets::ReluNet::from_named(
-                    &d.imitation_store.named_tensors(""),
+                    &d.imitation_params.named_tensors(""),
                     "",
                     &mlp_layer_names("net.", h + 1),
                 )?,
@@ -530,31 +737,31 @@ impl Algorithm for Bcq {
     }
     fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         let mut v: Vec<(&'static str, &dyn NetState)> = vec![
-            ("critic", &self.critic_store),
-            ("critic_target", &self.critic_target_store),
+            ("critic", &self.critic_params),
+            ("critic_target", &self.critic_target),
         ];
         if let Some(c) = &self.cont {
-            v.push(("actor", &c.actor_store));
-            v.push(("actor_target", &c.actor_target_store));
-            v.push(("vae", &c.vae_store));
+            v.push(("actor", &c.actor_params));
+            v.push(("actor_target", &c.actor_target));
+            v.push(("vae", &c.vae_params));
         }
         if let Some(d) = &self.disc {
-            v.push(("imitation", &d.imitation_store));
+            v.push(("imitation", &d.imitation_params));
         }
         v
     }
     fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
         let mut v: Vec<(&'static str, &mut dyn NetState)> = vec![
-            ("critic", &mut self.critic_store),
-            ("critic_target", &mut self.critic_target_store),
+            ("critic", &mut self.critic_params),
+            ("critic_target", &mut self.critic_target),
         ];
         if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.actor_store));
-            v.push(("actor_target", &mut c.actor_target_store));
-            v.push(("vae", &mut c.vae_store));
+            v.push(("actor", &mut c.actor_params));
+            v.push(("actor_target", &mut c.actor_target));
+            v.push(("vae", &mut c.vae_params));
         }
         if let Some(d) = &mut self.disc {
-            v.push(("imitation", &mut d.imitation_store));
+            v.push(("imitation", &mut d.imitation_params));
         }
         v
     }

@@ -442,14 +442,6 @@ pub fn min_over_ensemble(q: &Tensor) -> Result<Tensor> {
     Ok(q.min(0)?)
 }
 
-/// Rows of `x: [B, d]` repeated `n` times each: `[B * n, d]` with row `b * n + j = x[b]`.
-pub fn repeat_rows(x: &Tensor, n: usize) -> Result<Tensor> {
-    let (b, d) = x.dims2()?;
-    Ok(x.unsqueeze(1)?
-        .broadcast_as((b, n, d))?
-        .reshape((b * n, d))?)
-}
-
 /// An algorithm: updates from batches, acts, and saves/restores its complete training state.
 ///
 /// Observations given to [`Algorithm::act`] are in the same space as the batches' (normalised if

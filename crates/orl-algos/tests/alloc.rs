@@ -16,7 +16,7 @@ use orl_data::{ActionSpace, Replay, ReplayConfig};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Engine cases checked.
-const CASES: usize = 9;
+const CASES: usize = 11;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -57,6 +57,8 @@ fn main() {
             serde_json::json!({"hidden": [64, 64], "target_action_gap": 1.0}),
         ),
         (AlgoKind::CQL, true, serde_json::json!({"hidden": [64, 64]})),
+        (AlgoKind::BCQ, false, serde_json::json!({"hidden": [64, 64], "vae_hidden": [64, 64]})),
+        (AlgoKind::BCQ, true, serde_json::json!({"hidden": [64, 64]})),
     ];
     for (kind, discrete, cfg) in cases {
         let (spec, space) = if discrete {

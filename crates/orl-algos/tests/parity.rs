@@ -21,15 +21,16 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
+use orl_algos::soft_clipped_double_q;
 use orl_algos::{
-    Algorithm, BatchTensors, Bc, BcConfig, BcLoss, Cql, CqlConfig, Iql, IqlConfig, Spec, Td3Bc,
-    Td3BcConfig, advantage_weights, cql_logsumexp, expectile_loss, gather_actions, huber_loss,
-    mse_per_member, td3bc_lambda,
+    Algorithm, BatchTensors, Bc, BcConfig, BcLoss, Bcq, BcqConfig, Cql, CqlConfig, Iql, IqlConfig,
+    Spec, Td3Bc, Td3BcConfig, advantage_weights, cql_logsumexp, expectile_loss, gather_actions,
+    huber_loss, mse_per_member, td3bc_lambda,
 };
 use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
 use orl_nets::{
     CategoricalActor, DeterministicActor, GaussianActor, Mlp, NetState, ParamStore, QEnsemble,
-    TanhGaussianActor, Vb,
+    TanhGaussianActor, Vae, Vb,
 };
 use rand::SeedableRng;
 
@@ -88,10 +89,12 @@ fn assert_parity(
     oracle: &Tensor,
     store: &ParamStore,
 ) {
+    // The probe of this loss whose parameters are the store's (one loss can train two
+    // networks, as discrete BCQ's).
     let p = probes
         .iter()
-        .find(|p| p.loss == loss)
-        .unwrap_or_else(|| panic!("{case}: no probe of {loss}"));
+        .find(|p| p.loss == loss && p.grads.iter().all(|(n, _)| store.get(n).is_some()))
+        .unwrap_or_else(|| panic!("{case}: no probe of {loss} for these parameters"));
     let want = f64::from(oracle.to_scalar::<f32>().unwrap());
     assert!(
         (p.value - want).abs() <= RTOL * want.abs().max(FLOOR),
@@ -487,4 +490,138 @@ fn discrete_cql_gradients_match_autograd() {
         .unwrap();
     let loss = (huber_loss(&q, &y).unwrap() + (gap * cfg.discrete_cql_alpha).unwrap()).unwrap();
     assert_parity("discrete cql", &probes, "critic_loss", &loss, &store);
+}
+
+#[test]
+fn bcq_gradients_match_autograd() {
+    let (_, mut rp) = replay(false);
+    let spec = Spec::continuous(5, 2, 2.0);
+    let cfg = BcqConfig {
+        hidden: vec![16, 16],
+        vae_hidden: vec![24, 24],
+        n_samples: 4,
+        ..BcqConfig::default()
+    };
+    let mut algo = Bcq::new(spec.clone(), cfg.clone(), 5, &Device::Cpu).unwrap();
+    let batch = warm_batch(&mut rp, &mut algo, 32);
+    let mut noise = algo.noise().clone();
+    let probes = algo.probe(&batch).unwrap();
+    let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+    let (h, od, ad, lat, m, n, bsz) = (cfg.hidden.clone(), 5, 2, 4, 2.0, 4, 32);
+    let (vae, vae_store) = candle_net(&algo, "vae", |vb| {
+        Vae::new(vb, od, ad, lat, &cfg.vae_hidden, m)
+    });
+    let xi = |net: &Mlp, s: &Tensor, a: &Tensor| {
+        let f = net
+            .forward(&Tensor::cat(&[s, a], 1).unwrap())
+            .unwrap()
+            .tanh()
+            .unwrap();
+        ((f * (cfg.phi * m)).unwrap() + a)
+            .unwrap()
+            .clamp(-m, m)
+            .unwrap()
+    };
+    let (actor, actor_store) = candle_net(&algo, "actor", |vb| Mlp::new(vb, od + ad, &h, ad));
+    let (actor_t, _) = candle_net(&algo, "actor_target", |vb| Mlp::new(vb, od + ad, &h, ad));
+    let (critic, critic_store) = candle_net(&algo, "critic", |vb| {
+        QEnsemble::continuous(vb, 2, od, ad, &h)
+    });
+    let (critic_t, _) = candle_net(&algo, "critic_target", |vb| {
+        QEnsemble::continuous(vb, 2, od, ad, &h)
+    });
+    let out = vae.forward(&b.s, &b.a, &mut noise).unwrap();
+    let vae_loss = Vae::loss(&out, &b.a).unwrap();
+    assert_parity("bcq", &probes, "vae_loss", &vae_loss, &vae_store);
+    let z_next = noise
+        .normal(&[bsz * n, lat])
+        .unwrap()
+        .clamp(-0.5f32, 0.5f32)
+        .unwrap();
+    let s2 = repeat(&b.s2, n);
+    let a2 = xi(&actor_t, &s2, &vae.decode_z(&s2, &z_next).unwrap());
+    let q2 = critic_t.q(&s2, &a2).unwrap();
+    let v2 = soft_clipped_double_q(&q2, cfg.lambda)
+        .unwrap()
+        .reshape((bsz, n))
+        .unwrap()
+        .max(1)
+        .unwrap();
+    let y = b.td_target(&v2).unwrap().detach();
+    let critic_loss = mse_per_member(&critic.q(&b.s, &b.a).unwrap(), &y)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    assert_parity("bcq", &probes, "critic_loss", &critic_loss, &critic_store);
+    let z = noise
+        .normal(&[bsz, lat])
+        .unwrap()
+        .clamp(-0.5f32, 0.5f32)
+        .unwrap();
+    let sampled = vae.decode_z(&b.s, &z).unwrap().detach();
+    let a = xi(&actor, &b.s, &sampled);
+    let actor_loss = critic
+        .q(&b.s, &a)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .neg()
+        .unwrap();
+    assert_parity("bcq", &probes, "actor_loss", &actor_loss, &actor_store);
+}
+
+#[test]
+fn discrete_bcq_gradients_match_autograd() {
+    let (spec, mut rp) = replay(true);
+    let cfg = BcqConfig {
+        hidden: vec![16, 16],
+        ..BcqConfig::default()
+    };
+    let mut algo = Bcq::new(spec.clone(), cfg.clone(), 6, &Device::Cpu).unwrap();
+    let batch = warm_batch(&mut rp, &mut algo, 64);
+    let probes = algo.probe(&batch).unwrap();
+    let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+    let h = cfg.hidden.clone();
+    let (critic, critic_store) =
+        candle_net(&algo, "critic", |vb| QEnsemble::discrete(vb, 1, 5, 3, &h));
+    let (critic_t, _) = candle_net(&algo, "critic_target", |vb| {
+        QEnsemble::discrete(vb, 1, 5, 3, &h)
+    });
+    let (imitation, imitation_store) =
+        candle_net(&algo, "imitation", |vb| CategoricalActor::new(vb, 5, 3, &h));
+    let d = candle_core::D::Minus1;
+    let q2 = critic.q_all(&b.s2).unwrap().get(0).unwrap();
+    let lp2 = imitation.log_probs(&b.s2).unwrap();
+    let ratio = lp2
+        .broadcast_sub(&lp2.max_keepdim(d).unwrap())
+        .unwrap()
+        .exp()
+        .unwrap();
+    let allowed = ratio.gt(cfg.threshold).unwrap();
+    let low = (q2.ones_like().unwrap() * -1e8).unwrap();
+    let a2 = allowed.where_cond(&q2, &low).unwrap().argmax(d).unwrap();
+    let q2t = gather_actions(&critic_t.q_all(&b.s2).unwrap().get(0).unwrap(), &a2).unwrap();
+    let y = b.td_target(&q2t).unwrap().detach();
+    let q = gather_actions(&critic.q_all(&b.s).unwrap().get(0).unwrap(), &b.a).unwrap();
+    let logits = imitation.logits(&b.s).unwrap();
+    let lp = candle_nn::ops::log_softmax(&logits, d).unwrap();
+    let nll = gather_actions(&lp, &b.a)
+        .unwrap()
+        .neg()
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let loss = ((huber_loss(&q, &y).unwrap() + nll).unwrap()
+        + (logits.sqr().unwrap().mean_all().unwrap() * 1e-2).unwrap())
+    .unwrap();
+    assert_parity("discrete bcq", &probes, "critic_loss", &loss, &critic_store);
+    assert_parity(
+        "discrete bcq",
+        &probes,
+        "critic_loss",
+        &loss,
+        &imitation_store,
+    );
 }

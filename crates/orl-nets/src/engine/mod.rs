@@ -13,6 +13,7 @@
 //!   parameter gradients and returns `dL/d(input)` only when asked for.
 //! - [`QNet`]: critic ensembles over `concat(s, a)` or with one output per discrete action.
 //! - Heads: [`DeterministicHead`], [`GaussianHead`], [`CategoricalHead`].
+//! - [`VaeNet`]: BCQ's conditional VAE.
 //! - [`FlatAdam`]: Adam in place over a flat buffer, with the gradient buffer.
 //! - [`gemm`]: the one matrix product (`faer`, one thread).
 //!
@@ -28,6 +29,7 @@ mod heads;
 mod mlp;
 mod params;
 mod policy;
+mod vae;
 
 pub use adam::FlatAdam;
 
@@ -47,3 +49,4 @@ pub use heads::{
 pub use mlp::{Activation, Input, Mlp, MlpCache};
 pub use params::{Params, ParamsBuilder, Segment};
 pub use policy::{Actions, PolicyHead, argmax};
+pub use vae::{VaeCache, VaeNet};
