@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use orl_data::Batch;
-use orl_nets::{NetState, Noise, OptimState, ParamStore, checkpoint};
+use orl_nets::{NetState, Noise, OptimState, checkpoint};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AlgoError, Result};
@@ -437,11 +437,6 @@ pub fn gather_actions(x: &Tensor, a: &Tensor) -> Result<Tensor> {
     Ok(x.gather(&a.unsqueeze(1)?, 1)?.squeeze(1)?)
 }
 
-/// `[E, B] -> [B]` minimum over the ensemble.
-pub fn min_over_ensemble(q: &Tensor) -> Result<Tensor> {
-    Ok(q.min(0)?)
-}
-
 /// An algorithm: updates from batches, acts, and saves/restores its complete training state.
 ///
 /// Observations given to [`Algorithm::act`] are in the same space as the batches' (normalised if
@@ -585,19 +580,6 @@ pub trait Algorithm: Send {
         self.set_steps(steps);
         Ok(meta)
     }
-}
-
-/// A target network: the same module built over a fresh store, then hard-copied from `source`.
-pub fn target_of<M>(
-    source: &ParamStore,
-    build: impl FnOnce(&mut orl_nets::Vb<'_>) -> orl_nets::Result<M>,
-) -> Result<(M, ParamStore)> {
-    use rand::SeedableRng;
-    let mut store = ParamStore::new(source.device().clone());
-    let mut scratch = rand_pcg::Pcg64Mcg::seed_from_u64(0);
-    let module = build(&mut store.builder("", &mut scratch))?;
-    store.copy_from(source)?;
-    Ok((module, store))
 }
 
 /// An exportable plain policy network: `tanh` head for continuous specs (the network gives the

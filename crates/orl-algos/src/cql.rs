@@ -45,16 +45,18 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::engine::{
-    FlatAdam, Params, QCache, QNet, TanhGaussianCache, TanhGaussianHead, argmax,
+    FlatAdam, Params, QCache, QNet, TanhGaussianCache,
 };
 use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
+    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices,
     mlp_layer_names, plain_policy, record_value,
 };
+use crate::dqn::{TdScratch, greedy, q_at, td_grad};
+use crate::sac::{ActorScratch, SacActor, min_q};
 use crate::error::Result;
 use crate::registry::{
     AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
@@ -178,15 +180,12 @@ fn reduced_protocol(hidden: usize, steps: usize) -> serde_json::Value {
         "target_update_interval": (steps / 10).clamp(1, 8000),
     })
 }
-/// The actor side of continuous CQL (SAC's actor and temperature, the Lagrange multiplier).
+/// The actor side of continuous CQL: SAC's actor and temperature ([`SacActor`]) and the
+/// Lagrange multiplier.
 struct Continuous {
     act_dim: usize,
     max_action: f64,
-    actor: TanhGaussianHead,
-    actor_params: Params,
-    actor_opt: FlatAdam,
-    log_alpha: Params,
-    alpha_opt: FlatAdam,
+    sac: SacActor,
     log_alpha_prime: Params,
     alpha_prime_opt: FlatAdam,
 }
@@ -206,12 +205,11 @@ pub struct Cql {
 /// Buffers reused by every update (sized by the first one).
 #[derive(Default)]
 struct Scratch {
-    pi: TanhGaussianCache,
+    /// SAC's actor step, its acting cache and the target policy's samples.
+    actor: ActorScratch,
     pi_rep: TanhGaussianCache,
-    acting: TanhGaussianCache,
     q: QCache,
     q_next: QCache,
-    q_pi: QCache,
     eps_target: Vec<f32>,
     eps_cur: Vec<f32>,
     eps_next: Vec<f32>,
@@ -226,12 +224,9 @@ struct Scratch {
     a2: Vec<f32>,
     lp2: Vec<f32>,
     y: Vec<f32>,
-    a_pi: Vec<f32>,
-    lp_pi: Vec<f32>,
-    da: Vec<f32>,
-    dlp: Vec<f32>,
     lse: Vec<f32>,
-    idx: Vec<u32>,
+    /// Discrete CQL's TD step (DQN's).
+    td: TdScratch,
 }
 
 fn scalar_param(name: &str, rng: &mut rand_pcg::Pcg64Mcg) -> Result<Params> {
@@ -256,30 +251,17 @@ impl Cql {
         let mut critic_params = Params::new();
         let (critic, cont) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
-                let mut actor_params = Params::new();
-                let actor = TanhGaussianHead::new(
-                    &mut actor_params.builder("", &mut rng),
-                    od,
-                    dim,
-                    &h,
-                    max_action,
-                )?;
+                let sac =
+                    SacActor::new(&mut rng, od, dim, &h, max_action, cfg.actor_lr, cfg.alpha_lr)?;
                 let critic =
                     QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, dim, &h)?;
-                let actor_opt = FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr));
-                let log_alpha = scalar_param("log_alpha", &mut rng)?;
-                let alpha_opt = FlatAdam::new(&log_alpha, AdamConfig::with_lr(cfg.alpha_lr));
                 let log_alpha_prime = scalar_param("log_alpha_prime", &mut rng)?;
                 let alpha_prime_opt =
                     FlatAdam::new(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr));
                 let c = Continuous {
                     act_dim: dim,
                     max_action,
-                    actor,
-                    actor_params,
-                    actor_opt,
-                    log_alpha,
-                    alpha_opt,
+                    sac,
                     log_alpha_prime,
                     alpha_prime_opt,
                 };
@@ -355,12 +337,12 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
     let bsz = batch.batch_size;
     let (od, ad, n) = (t.core.spec.obs_dim, c.act_dim, t.cfg.n_actions);
     let sc = &mut t.scratch;
-    let p = &c.actor_params;
-    let alpha = c.log_alpha.data()[0].exp();
+    let p = &c.sac.params;
+    let alpha = c.sac.alpha();
     // TD target y = r + gamma^k (1 - d) (min_i Q'_i(s', a') [- alpha log pi(a'|s')]), a' ~ pi(s').
     sc.a2.resize(bsz * ad, 0.0);
     sc.lp2.resize(bsz, 0.0);
-    c.actor.sample(p, &batch.next_observations, &sc.eps_target, bsz, &mut sc.pi, &mut sc.a2, &mut sc.lp2);
+    c.sac.head.sample(p, &batch.next_observations, &sc.eps_target, bsz, &mut sc.actor.pi, &mut sc.a2, &mut sc.lp2);
     let q2 = t.critic.q(&t.critic_target, &batch.next_observations, &sc.a2, bsz, &mut sc.q_next);
     sc.y.resize(bsz, 0.0);
     for b in 0..bsz {
@@ -386,9 +368,9 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
     sc.lp_next.resize(bn, 0.0);
     {
         let (cur, rest) = sc.a_all[(bsz + bn) * ad..].split_at_mut(bn * ad);
-        c.actor.sample(p, &sc.s_rep, &sc.eps_cur, bn, &mut sc.pi_rep, cur, &mut sc.lp_cur);
+        c.sac.head.sample(p, &sc.s_rep, &sc.eps_cur, bn, &mut sc.pi_rep, cur, &mut sc.lp_cur);
         repeat_rows_into(&batch.next_observations, od, n, &mut sc.a2);
-        c.actor.sample(p, &sc.a2, &sc.eps_next, bn, &mut sc.pi_rep, rest, &mut sc.lp_next);
+        c.sac.head.sample(p, &sc.a2, &sc.eps_next, bn, &mut sc.pi_rep, rest, &mut sc.lp_next);
     }
     t.critic.q(&t.critic_params, &sc.s_all, &sc.a_all, rows, &mut sc.q);
     let (q, dq) = sc.q.mlp.output_and_dout();
@@ -464,103 +446,27 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
     }
 }
 
-/// SAC actor and temperature losses and their gradients (into `actor_opt`'s and `alpha_opt`'s
-/// buffers): `(actor loss, alpha loss, entropy estimate, alpha)`.
-fn actor_grad(t: &mut Cql, batch: &Batch) -> (f64, f64, f64, f64) {
-    let Some(c) = &mut t.cont else { return (0.0, 0.0, 0.0, 0.0) };
-    let bsz = batch.batch_size;
-    let ad = c.act_dim;
-    let sc = &mut t.scratch;
-    let s = &batch.observations;
-    let alpha = c.log_alpha.data()[0].exp();
-    sc.a_pi.resize(bsz * ad, 0.0);
-    sc.lp_pi.resize(bsz, 0.0);
-    c.actor.sample(&c.actor_params, s, &sc.eps_actor, bsz, &mut sc.pi, &mut sc.a_pi, &mut sc.lp_pi);
-    t.critic.q(&t.critic_params, s, &sc.a_pi, bsz, &mut sc.q_pi);
-    // L = mean_b (alpha lp_b - min_i Q_i(s_b, a_b)); the smaller member carries the gradient.
-    let mut loss = 0.0f64;
-    let mut lp_sum = 0.0f64;
-    let (qv, dq) = sc.q_pi.mlp.output_and_dout();
-    for b in 0..bsz {
-        let (q0, q1) = (qv[b], qv[bsz + b]);
-        let first = q0 <= q1;
-        loss += f64::from(alpha * sc.lp_pi[b] - q0.min(q1));
-        lp_sum += f64::from(sc.lp_pi[b]);
-        dq[b] = if first { -1.0 / bsz as f32 } else { 0.0 };
-        dq[bsz + b] = if first { 0.0 } else { -1.0 / bsz as f32 };
-    }
-    sc.da.resize(bsz * ad, 0.0);
-    t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.da));
-    sc.dlp.clear();
-    sc.dlp.resize(bsz, alpha / bsz as f32);
-    let g = c.actor_opt.zero_grad();
-    c.actor.sample_backward(&c.actor_params, s, &sc.da, &sc.dlp, &mut sc.pi, g);
-    // L(alpha) = -mean(log alpha (lp + target_entropy)), target entropy -A.
-    let target_entropy = -(ad as f64);
-    let lp_mean = lp_sum / bsz as f64;
-    let log_alpha = f64::from(c.log_alpha.data()[0]);
-    c.alpha_opt.zero_grad()[0] = (-(lp_mean + target_entropy)) as f32;
-    (
-        loss / bsz as f64,
-        -log_alpha * (lp_mean + target_entropy),
-        -lp_mean,
-        f64::from(alpha),
-    )
-}
-
-// ---- discrete loss and its gradient ----
-
-/// Double-DQN Huber TD loss plus `alpha (logsumexp_a Q(s,a) - Q(s,a_data))` and its gradient
-/// into `critic_opt`'s buffer: `(loss, mean Q, mean |TD|, gap)`.
-fn discrete_grad(t: &mut Cql, batch: &Batch) -> (f64, f64, f64, f64) {
-    let bsz = batch.batch_size;
-    let sc = &mut t.scratch;
-    // y = r + gamma^k (1 - d) Q'(s', argmax_a Q(s', a)).
-    let online = t.critic.q_all(&t.critic_params, &batch.next_observations, bsz, &mut sc.q_pi);
-    let n = online.len() / bsz;
-    sc.a2.resize(bsz, 0.0);
-    for (b, row) in online.chunks_exact(n).enumerate() {
-        sc.a2[b] = argmax(row) as f32;
-    }
-    let target = t.critic.q_all(&t.critic_target, &batch.next_observations, bsz, &mut sc.q_next);
-    sc.y.resize(bsz, 0.0);
-    for b in 0..bsz {
-        let q2 = target[b * n + sc.a2[b] as usize];
-        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * q2;
-    }
-    t.critic.q_all(&t.critic_params, &batch.observations, bsz, &mut sc.q);
-    let (q, dq) = sc.q.mlp.output_and_dout();
-    let alpha = t.cfg.discrete_cql_alpha as f32;
-    let (mut huber, mut q_sum, mut td, mut gap) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for b in 0..bsz {
-        let row = &q[b * n..(b + 1) * n];
-        let k = sc.idx[b] as usize;
-        let qd = row[k];
-        let d = qd - sc.y[b];
-        let ad = d.abs();
-        huber += f64::from(if ad < 1.0 { 0.5 * d * d } else { ad - 0.5 });
-        q_sum += f64::from(qd);
-        td += f64::from(ad);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-        gap += f64::from(max + sum.ln() - qd);
-        let dh = if ad < 1.0 { d } else { d.signum() };
-        for (j, g) in dq[b * n..(b + 1) * n].iter_mut().enumerate() {
-            let hit = if j == k { 1.0 } else { 0.0 };
-            *g = (dh * hit + alpha * ((row[j] - max).exp() / sum - hit)) / bsz as f32;
-        }
-    }
-    let g = t.critic_opt.zero_grad();
-    t.critic.backward_all(&t.critic_params, &batch.observations, &mut sc.q, g);
-    let (bs, gap) = (bsz as f64, gap / bsz as f64);
-    (huber / bs + t.cfg.discrete_cql_alpha * gap, q_sum / bs, td / bs, gap)
-}
-
 impl Cql {
+    /// Discrete CQL: DQN's double-DQN Huber loss plus the regulariser ([`td_grad`]), the
+    /// gradient into `critic_opt`'s buffer: `(loss, mean Q, mean |TD|, gap)`.
+    fn discrete_grad(&mut self, batch: &Batch) -> (f64, f64, f64, f64) {
+        let g = self.critic_opt.zero_grad();
+        let o = td_grad(
+            &self.critic,
+            &self.critic_params,
+            &self.critic_target,
+            batch,
+            true,
+            self.cfg.discrete_cql_alpha as f32,
+            &mut self.scratch.td,
+            g,
+        );
+        (o.loss, o.q_mean, o.td, o.gap)
+    }
     fn prepare(&mut self, batch: &Batch) -> Result<()> {
         check_batch(batch, &self.core.spec)?;
         match self.core.spec.action {
-            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut self.scratch.idx),
+            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut self.scratch.td.idx),
             ActionSpec::Continuous { .. } => Ok(()),
         }
     }
@@ -571,18 +477,19 @@ impl Cql {
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
         self.prepare(batch)?;
         if self.cont.is_none() {
-            let (loss, ..) = discrete_grad(self, batch);
+            let (loss, ..) = self.discrete_grad(batch);
             return Ok(vec![Probe::new("critic_loss", loss, "critic", &self.critic_params, self.critic_opt.grad())]);
         }
         let saved = self.core.noise.clone();
         draw(self, batch.batch_size);
         self.core.noise = saved;
         let co = critic_grad(self, batch);
-        let (actor, alpha_loss, ..) = actor_grad(self, batch);
         let mut out = vec![Probe::new("critic_loss", co.loss, "critic", &self.critic_params, self.critic_opt.grad())];
-        if let Some(c) = &self.cont {
-            out.push(Probe::new("actor_loss", actor, "actor", &c.actor_params, c.actor_opt.grad()));
-            out.push(Probe::new("alpha_loss", alpha_loss, "log_alpha", &c.log_alpha, c.alpha_opt.grad()));
+        let sc = &mut self.scratch;
+        if let Some(c) = &mut self.cont {
+            let a = c.sac.grad(&self.critic, &self.critic_params, &batch.observations, &sc.eps_actor, batch.batch_size, &mut sc.actor);
+            out.push(Probe::new("actor_loss", a.loss, "actor", &c.sac.params, c.sac.opt.grad()));
+            out.push(Probe::new("alpha_loss", a.alpha_loss, "log_alpha", &c.sac.log_alpha, c.sac.alpha_opt.grad()));
             if let Some(l) = co.lagrange {
                 out.push(Probe::new("alpha_prime_loss", l, "log_alpha_prime", &c.log_alpha_prime, c.alpha_prime_opt.grad()));
             }
@@ -599,7 +506,6 @@ impl Cql {
         let step = self.core.steps;
         draw(self, batch.batch_size);
         let co = critic_grad(self, batch);
-        let (actor, alpha_loss, entropy, alpha) = actor_grad(self, batch);
         record_value(m, step, "critic_loss", co.loss)?;
         record_value(m, step, "q_mean", co.q_mean)?;
         record_value(m, step, "td_error", co.td)?;
@@ -607,14 +513,22 @@ impl Cql {
         if let Some(lag) = co.lagrange {
             record_value(m, step, "alpha_prime_loss", lag)?;
         }
-        record_value(m, step, "actor_loss", actor)?;
-        record_value(m, step, "alpha_loss", alpha_loss)?;
-        record_value(m, step, "entropy", entropy)?;
-        record_value(m, step, "alpha", alpha)?;
-        self.critic_opt.step(&mut self.critic_params)?;
+        let sc = &mut self.scratch;
         let Some(c) = &mut self.cont else { return Ok(()) };
-        c.actor_opt.step(&mut c.actor_params)?;
-        c.alpha_opt.step(&mut c.log_alpha)?;
+        let a = c.sac.grad(
+            &self.critic,
+            &self.critic_params,
+            &batch.observations,
+            &sc.eps_actor,
+            batch.batch_size,
+            &mut sc.actor,
+        );
+        record_value(m, step, "actor_loss", a.loss)?;
+        record_value(m, step, "alpha_loss", a.alpha_loss)?;
+        record_value(m, step, "entropy", a.entropy)?;
+        record_value(m, step, "alpha", a.alpha)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        c.sac.step()?;
         if co.lagrange.is_some() {
             c.alpha_prime_opt.step(&mut c.log_alpha_prime)?;
         }
@@ -624,7 +538,7 @@ impl Cql {
     }
     fn update_discrete(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
-        let (loss, q, td, gap) = discrete_grad(self, batch);
+        let (loss, q, td, gap) = self.discrete_grad(batch);
         record_value(m, step, "critic_loss", loss)?;
         record_value(m, step, "q_mean", q)?;
         record_value(m, step, "td_error", td)?;
@@ -656,66 +570,35 @@ impl Algorithm for Cql {
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
-        let (x, b) = host_rows(s)?;
-        let dev = s.device();
         match &self.cont {
-            Some(c) => {
-                let mut a = vec![0.0; b * c.act_dim];
-                let cache = &mut self.scratch.acting;
-                if deterministic {
-                    c.actor.deterministic(&c.actor_params, &x, b, cache, &mut a);
-                } else {
-                    let mut eps = vec![0.0; b * c.act_dim];
-                    self.core.act_noise.normal_into(&mut eps);
-                    let mut lp = vec![0.0; b];
-                    c.actor.sample(&c.actor_params, &x, &eps, b, cache, &mut a, &mut lp);
-                }
-                Ok(Tensor::from_vec(a, (b, c.act_dim), dev)?)
-            }
-            None => {
-                let mut cache = QCache::default();
-                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
-                let n = q.len() / b.max(1);
-                let idx: Vec<u32> = q.chunks_exact(n).map(argmax).collect();
-                Ok(Tensor::from_vec(idx, b, dev)?)
-            }
+            Some(c) => Ok(c
+                .sac
+                .act(
+                    s,
+                    deterministic,
+                    &mut self.core.act_noise,
+                    &mut self.scratch.actor.acting,
+                )?
+                .0),
+            None => greedy(&self.critic, &self.critic_params, s),
         }
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        let Some(c) = &self.cont else { return Ok(None) };
-        let (x, b) = host_rows(s)?;
-        let (a, _) = host_rows(a)?;
-        let mut lp = vec![0.0; b];
-        c.actor.log_prob(&c.actor_params, &x, &a, b, &mut self.scratch.acting, &mut lp);
-        Ok(Some(Tensor::from_vec(lp, b, s.device())?))
+        match &self.cont {
+            Some(c) => Ok(Some(c.sac.log_prob(s, a, &mut self.scratch.actor.acting)?)),
+            None => Ok(None),
+        }
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        let (x, b) = host_rows(s)?;
-        let (a, _) = host_rows(a)?;
-        let mut cache = QCache::default();
-        let v: Vec<f32> = match &self.cont {
-            Some(_) => {
-                let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
-                (0..b).map(|i| q[i].min(q[b + i])).collect()
-            }
-            None => {
-                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
-                let n = q.len() / b.max(1);
-                (0..b)
-                    .map(|i| q[i * n + (a[i].max(0.0) as usize).min(n - 1)])
-                    .collect()
-            }
-        };
-        Ok(Some(Tensor::from_vec(v, b, s.device())?))
+        if self.cont.is_some() {
+            return Ok(Some(min_q(&self.critic, &self.critic_params, s, a)?));
+        }
+        Ok(Some(q_at(&self.critic, &self.critic_params, s, a)?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
         Ok(Some(match &self.cont {
-            Some(c) => {
-                let mut names = mlp_layer_names("trunk.", h);
-                names.push("mean".into());
-                plain_policy(&c.actor_params.named_tensors(""), &names, &self.core.spec)?
-            }
+            Some(c) => c.sac.policy_model(h, &self.core.spec)?,
             None => plain_policy(
                 &self.critic_params.named_tensors(""),
                 &mlp_layer_names("", h + 1),
@@ -729,8 +612,8 @@ impl Algorithm for Cql {
             ("critic_target", &self.critic_target),
         ];
         if let Some(c) = &self.cont {
-            v.push(("actor", &c.actor_params));
-            v.push(("log_alpha", &c.log_alpha));
+            v.push(("actor", &c.sac.params));
+            v.push(("log_alpha", &c.sac.log_alpha));
             v.push(("log_alpha_prime", &c.log_alpha_prime));
         }
         v
@@ -741,8 +624,8 @@ impl Algorithm for Cql {
             ("critic_target", &mut self.critic_target),
         ];
         if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.actor_params));
-            v.push(("log_alpha", &mut c.log_alpha));
+            v.push(("actor", &mut c.sac.params));
+            v.push(("log_alpha", &mut c.sac.log_alpha));
             v.push(("log_alpha_prime", &mut c.log_alpha_prime));
         }
         v
@@ -750,8 +633,8 @@ impl Algorithm for Cql {
     fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         let mut v: Vec<(&'static str, &dyn OptimState)> = vec![("critic", &self.critic_opt)];
         if let Some(c) = &self.cont {
-            v.push(("actor", &c.actor_opt));
-            v.push(("log_alpha", &c.alpha_opt));
+            v.push(("actor", &c.sac.opt));
+            v.push(("log_alpha", &c.sac.alpha_opt));
             v.push(("log_alpha_prime", &c.alpha_prime_opt));
         }
         v
@@ -759,8 +642,8 @@ impl Algorithm for Cql {
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         let mut v: Vec<(&'static str, &mut dyn OptimState)> = vec![("critic", &mut self.critic_opt)];
         if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.actor_opt));
-            v.push(("log_alpha", &mut c.alpha_opt));
+            v.push(("actor", &mut c.sac.opt));
+            v.push(("log_alpha", &mut c.sac.alpha_opt));
             v.push(("log_alpha_prime", &mut c.alpha_prime_opt));
         }
         v

@@ -8,18 +8,26 @@
 //!
 //! In orl, DQN trains discrete behaviour policies online (`orl_algos::train_online`) and serves as
 //! the unconstrained baseline in the extrapolation tests: trained offline, it over-values
-//! actions the data never takes, which is what CQL, IQL and BCQ are built to avoid.
+//! actions the data never takes, which is what CQL, IQL and BCQ are built to avoid. Discrete CQL
+//! is this loss plus its regulariser ([`td_grad`] with `cql_alpha > 0`).
+//!
+//! Gradient with respect to the network output (`B` rows, `n` actions, `d_b = Q(s_b, a_b) - y_b`):
+//!
+//! ```text
+//! dL/dQ(s_b, k) = huber'(d_b) 1(k = a_b) / B        huber'(d) = d if |d| < 1 else sign(d)
+//!   (+ cql_alpha (softmax_k(Q(s_b, .)) - 1(k = a_b)) / B for discrete CQL)
+//! ```
 
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble};
-use orl_nets::{NetState, OptimState};
+use orl_nets::engine::{FlatAdam, Params, QCache, QNet, argmax};
+use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Core, Metrics, Spec, gather_actions, huber_loss, mlp_layer_names,
-    plain_policy, record, target_of,
+    Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
+    mlp_layer_names, plain_policy, record_value,
 };
 use crate::error::Result;
 
@@ -52,20 +60,128 @@ impl Default for DqnConfig {
         }
     }
 }
-
 /// DQN.
 pub struct Dqn {
     cfg: DqnConfig,
     core: Core,
-    q: QEnsemble,
-    q_store: ParamStore,
-    q_target: QEnsemble,
-    q_target_store: ParamStore,
-    opt: Adam,
+    q: QNet,
+    q_params: Params,
+    q_target: Params,
+    opt: FlatAdam,
+    scratch: TdScratch,
+}
+
+/// Buffers of [`td_grad`].
+#[derive(Default)]
+pub(crate) struct TdScratch {
+    pub(crate) q: QCache,
+    q_online: QCache,
+    q_next: QCache,
+    y: Vec<f32>,
+    pub(crate) idx: Vec<u32>,
+}
+
+/// What [`td_grad`] reports.
+pub(crate) struct TdOut {
+    pub(crate) loss: f64,
+    pub(crate) q_mean: f64,
+    pub(crate) td: f64,
+    /// `mean_b logsumexp_a Q(s_b, a) - Q(s_b, a_b)`.
+    pub(crate) gap: f64,
+}
+
+/// The (double-)DQN Huber loss, plus `cql_alpha (logsumexp_a Q(s, a) - Q(s, a_data))`, and its
+/// gradient into `grad` (the data actions in `sc.idx`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn td_grad(
+    q_net: &QNet,
+    params: &Params,
+    target: &Params,
+    batch: &Batch,
+    double: bool,
+    cql_alpha: f32,
+    sc: &mut TdScratch,
+    grad: &mut [f32],
+) -> TdOut {
+    let bsz = batch.batch_size;
+    let s2 = &batch.next_observations;
+    let q_t = q_net.q_all(target, s2, bsz, &mut sc.q_next);
+    let n = q_t.len() / bsz;
+    sc.y.resize(bsz, 0.0);
+    let online = if double {
+        Some(q_net.q_all(params, s2, bsz, &mut sc.q_online))
+    } else {
+        None
+    };
+    for b in 0..bsz {
+        let row = &q_t[b * n..(b + 1) * n];
+        let v2 = match online {
+            Some(o) => row[argmax(&o[b * n..(b + 1) * n]) as usize],
+            None => row.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        };
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * v2;
+    }
+    q_net.q_all(params, &batch.observations, bsz, &mut sc.q);
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    let (mut huber, mut q_sum, mut td, mut gap) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for b in 0..bsz {
+        let row = &q[b * n..(b + 1) * n];
+        let k = sc.idx[b] as usize;
+        let d = row[k] - sc.y[b];
+        let ad = d.abs();
+        huber += f64::from(if ad < 1.0 { 0.5 * d * d } else { ad - 0.5 });
+        q_sum += f64::from(row[k]);
+        td += f64::from(ad);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        gap += f64::from(max + sum.ln() - row[k]);
+        let dh = if ad < 1.0 { d } else { d.signum() };
+        for (j, g) in dq[b * n..(b + 1) * n].iter_mut().enumerate() {
+            let hit = if j == k { 1.0 } else { 0.0 };
+            let reg = if cql_alpha > 0.0 {
+                cql_alpha * ((row[j] - max).exp() / sum - hit)
+            } else {
+                0.0
+            };
+            *g = (dh * hit + reg) / bsz as f32;
+        }
+    }
+    q_net.backward_all(params, &batch.observations, &mut sc.q, grad);
+    let bs = bsz as f64;
+    let gap = gap / bs;
+    TdOut {
+        loss: huber / bs + f64::from(cql_alpha) * gap,
+        q_mean: q_sum / bs,
+        td: td / bs,
+        gap,
+    }
+}
+
+/// The greedy actions `argmax_a Q(s, a)` and the values `Q(s, a)` of a discrete Q-network.
+pub(crate) fn greedy(q_net: &QNet, params: &Params, s: &Tensor) -> Result<Tensor> {
+    let (x, b) = host_rows(s)?;
+    let mut cache = QCache::default();
+    let q = q_net.q_all(params, &x, b, &mut cache);
+    let n = q.len() / b.max(1);
+    let idx: Vec<u32> = q.chunks_exact(n).map(argmax).collect();
+    Ok(Tensor::from_vec(idx, b, s.device())?)
+}
+
+/// `Q(s_b, a_b)` `[B]` of a one-member discrete Q-network.
+pub(crate) fn q_at(q_net: &QNet, params: &Params, s: &Tensor, a: &Tensor) -> Result<Tensor> {
+    let (x, b) = host_rows(s)?;
+    let (a, _) = host_rows(a)?;
+    let mut cache = QCache::default();
+    let q = q_net.q_all(params, &x, b, &mut cache);
+    let n = q.len() / b.max(1);
+    let v: Vec<f32> = (0..b)
+        .map(|i| q[i * n + (a[i].max(0.0) as usize).min(n - 1)])
+        .collect();
+    Ok(Tensor::from_vec(v, b, s.device())?)
 }
 
 impl Dqn {
-    /// Builds the Q-network for `spec` (discrete actions), initialised from `seed`.
+    /// Builds the Q-network and its target for `spec`, initialised from `seed`.
     pub fn new(
         spec: Spec,
         cfg: DqnConfig,
@@ -75,44 +191,48 @@ impl Dqn {
         let n = spec.discrete_n("DQN")?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let (od, h) = (spec.obs_dim, cfg.hidden.clone());
-        let mut q_store = ParamStore::new(device.clone());
-        let q = QEnsemble::discrete(&mut q_store.builder("", &mut rng), 1, od, n, &h)?;
-        let (q_target, q_target_store) =
-            target_of(&q_store, |vb| QEnsemble::discrete(vb, 1, od, n, &h))?;
-        let opt = Adam::new(&q_store, AdamConfig::with_lr(cfg.lr))?;
+        let mut q_params = Params::new();
+        let q = QNet::discrete(&mut q_params.builder("", &mut rng), 1, od, n, &h)?;
+        let opt = FlatAdam::new(&q_params, AdamConfig::with_lr(cfg.lr));
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             q,
-            q_store,
-            q_target,
-            q_target_store,
+            q_target: q_params.clone(),
+            q_params,
             opt,
+            scratch: TdScratch::default(),
         })
     }
-    /// `Q(s, .)`: `[B, n]`.
-    pub fn q_all(&self, s: &Tensor) -> Result<Tensor> {
-        Ok(self.q.q_all(s)?.get(0)?)
+    fn prepare(&mut self, batch: &Batch) -> Result<usize> {
+        check_batch(batch, &self.core.spec)?;
+        let n = self.core.spec.discrete_n("DQN")?;
+        discrete_indices(batch, n, &mut self.scratch.idx)?;
+        Ok(n)
     }
-}
-
-/// Huber TD loss: `(loss, mean Q, mean |TD|)`.
-fn td_loss(t: &Dqn, b: &BatchTensors) -> Result<(Tensor, Tensor, Tensor)> {
-    let y = {
-        let q2t = t.q_target.q_all(&b.s2)?.get(0)?;
-        let v2 = if t.cfg.double {
-            gather_actions(&q2t, &t.q_all(&b.s2)?.argmax(D::Minus1)?)?
-        } else {
-            q2t.max(D::Minus1)?
-        };
-        b.td_target(&v2)?.detach()
-    };
-    let q = gather_actions(&t.q_all(&b.s)?, &b.a)?;
-    Ok((
-        huber_loss(&q, &y)?,
-        q.mean_all()?,
-        (&q - &y)?.abs()?.mean_all()?,
-    ))
+    /// The loss and its gradient at the current parameters, without changing any state. For
+    /// the parity tests.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
+        self.prepare(batch)?;
+        let g = self.opt.zero_grad();
+        let out = td_grad(
+            &self.q,
+            &self.q_params,
+            &self.q_target,
+            batch,
+            self.cfg.double,
+            0.0,
+            &mut self.scratch,
+            g,
+        );
+        Ok(vec![Probe::new(
+            "critic_loss",
+            out.loss,
+            "critic",
+            &self.q_params,
+            self.opt.grad(),
+        )])
+    }
 }
 
 impl Algorithm for Dqn {
@@ -123,47 +243,58 @@ impl Algorithm for Dqn {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
+        self.prepare(batch)?;
+        let step = self.core.steps;
         let mut m = Metrics::new();
-        let (loss, q, td) = td_loss(self, &b)?;
-        record(&mut m, self.core.steps, "critic_loss", &loss)?;
-        record(&mut m, self.core.steps, "q_mean", &q)?;
-        record(&mut m, self.core.steps, "td_error", &td)?;
-        self.opt.backward_step(&loss)?;
+        let g = self.opt.zero_grad();
+        let out = td_grad(
+            &self.q,
+            &self.q_params,
+            &self.q_target,
+            batch,
+            self.cfg.double,
+            0.0,
+            &mut self.scratch,
+            g,
+        );
+        record_value(&mut m, step, "critic_loss", out.loss)?;
+        record_value(&mut m, step, "q_mean", out.q_mean)?;
+        record_value(&mut m, step, "td_error", out.td)?;
+        self.opt.step(&mut self.q_params)?;
         self.core.steps += 1;
         if self
             .core
             .steps
             .is_multiple_of(self.cfg.target_update_interval.max(1))
         {
-            self.q_target_store.copy_from(&self.q_store)?;
+            self.q_target.copy_from(&self.q_params)?;
         }
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, _deterministic: bool) -> Result<Tensor> {
-        Ok(self.q_all(s)?.argmax(D::Minus1)?)
+        greedy(&self.q, &self.q_params, s)
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(gather_actions(&self.q_all(s)?, a)?))
+        Ok(Some(q_at(&self.q, &self.q_params, s, a)?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let names = mlp_layer_names("", self.cfg.hidden.len() + 1);
         Ok(Some(plain_policy(
-            &self.q_store.named_tensors(""),
+            &self.q_params.named_tensors(""),
             &names,
             &self.core.spec,
         )?))
     }
     fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
-            ("critic", &self.q_store),
-            ("critic_target", &self.q_target_store),
+            ("critic", &self.q_params),
+            ("critic_target", &self.q_target),
         ]
     }
     fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
         vec![
-            ("critic", &mut self.q_store),
-            ("critic_target", &mut self.q_target_store),
+            ("critic", &mut self.q_params),
+            ("critic_target", &mut self.q_target),
         ]
     }
     fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {

@@ -10,18 +10,28 @@
 //! ```
 //!
 //! In orl, SAC trains continuous behaviour policies online (`orl_algos::train_online`); it is not an
-//! offline method.
+//! offline method. Its actor and temperature step ([`SacActor`]) is also CQL's.
+//!
+//! Gradients with respect to the network outputs (`B` rows), which the engine carries back to
+//! the parameters:
+//!
+//! ```text
+//! critic:      dL/dQ_ib = (Q_ib - y_b) / B
+//! actor:       dL/da_b = -dQ_k(s_b, a_b)/da / B  (k the smaller critic),  dL/d log pi_b = alpha / B
+//!              -> orl_nets::engine::TanhGaussianHead::sample_backward
+//! temperature: dL/d log alpha = -E[log pi + target_entropy]
+//! ```
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::{Adam, AdamConfig, ParamStore, QEnsemble, TanhGaussianActor};
-use orl_nets::{NetState, OptimState};
+use orl_nets::engine::{FlatAdam, Params, QCache, QNet, TanhGaussianCache, TanhGaussianHead};
+use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, BatchTensors, Core, Metrics, Spec, min_over_ensemble, mlp_layer_names, plain_policy,
-    record, target_of,
+    Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
+    record_value,
 };
 use crate::error::Result;
 
@@ -53,26 +63,209 @@ impl Default for SacConfig {
         }
     }
 }
+/// SAC's actor with its temperature: the tanh-Gaussian policy, `log alpha`, and their
+/// optimizers (shared by SAC and CQL).
+pub(crate) struct SacActor {
+    pub(crate) head: TanhGaussianHead,
+    pub(crate) params: Params,
+    pub(crate) opt: FlatAdam,
+    pub(crate) log_alpha: Params,
+    pub(crate) alpha_opt: FlatAdam,
+    pub(crate) act_dim: usize,
+}
+
+/// Buffers of the actor step.
+#[derive(Default)]
+pub(crate) struct ActorScratch {
+    pub(crate) pi: TanhGaussianCache,
+    pub(crate) acting: TanhGaussianCache,
+    q_pi: QCache,
+    a: Vec<f32>,
+    lp: Vec<f32>,
+    da: Vec<f32>,
+    dlp: Vec<f32>,
+}
+
+/// What the actor step reports.
+pub(crate) struct ActorOut {
+    pub(crate) loss: f64,
+    pub(crate) alpha_loss: f64,
+    pub(crate) entropy: f64,
+    pub(crate) alpha: f64,
+}
+
+impl SacActor {
+    /// The policy (`obs -> hidden -> (mean, log_std)`) drawn from `rng` and `log alpha = 0`.
+    pub(crate) fn new(
+        pb_rng: &mut rand_pcg::Pcg64Mcg,
+        obs_dim: usize,
+        act_dim: usize,
+        hidden: &[usize],
+        max_action: f64,
+        lr: f64,
+        alpha_lr: f64,
+    ) -> Result<Self> {
+        let mut params = Params::new();
+        let head = TanhGaussianHead::new(
+            &mut params.builder("", pb_rng),
+            obs_dim,
+            act_dim,
+            hidden,
+            max_action,
+        )?;
+        let mut log_alpha = Params::new();
+        log_alpha
+            .builder("", pb_rng)
+            .constant("log_alpha", &[1], 0.0)?;
+        Ok(Self {
+            opt: FlatAdam::new(&params, AdamConfig::with_lr(lr)),
+            alpha_opt: FlatAdam::new(&log_alpha, AdamConfig::with_lr(alpha_lr)),
+            head,
+            params,
+            log_alpha,
+            act_dim,
+        })
+    }
+    /// `alpha = exp(log alpha)`.
+    pub(crate) fn alpha(&self) -> f32 {
+        self.log_alpha.data()[0].exp()
+    }
+    /// Actor loss `E[alpha log pi(a|s) - min_i Q_i(s, a)]`, `a = pi(s; eps)` reparameterised,
+    /// and temperature loss `-E[log alpha (log pi + target_entropy)]` (target `-A`), their
+    /// gradients into `opt`'s and `alpha_opt`'s buffers; the critic's parameters get none.
+    pub(crate) fn grad(
+        &mut self,
+        critic: &QNet,
+        critic_params: &Params,
+        s: &[f32],
+        eps: &[f32],
+        bsz: usize,
+        sc: &mut ActorScratch,
+    ) -> ActorOut {
+        let ad = self.act_dim;
+        let alpha = self.alpha();
+        sc.a.resize(bsz * ad, 0.0);
+        sc.lp.resize(bsz, 0.0);
+        self.head
+            .sample(&self.params, s, eps, bsz, &mut sc.pi, &mut sc.a, &mut sc.lp);
+        critic.q(critic_params, s, &sc.a, bsz, &mut sc.q_pi);
+        let (mut loss, mut lp_sum) = (0.0f64, 0.0f64);
+        let (q, dq) = sc.q_pi.mlp.output_and_dout();
+        for b in 0..bsz {
+            let (q0, q1) = (q[b], q[bsz + b]);
+            loss += f64::from(alpha * sc.lp[b] - q0.min(q1));
+            lp_sum += f64::from(sc.lp[b]);
+            let first = q0 <= q1;
+            dq[b] = if first { -1.0 / bsz as f32 } else { 0.0 };
+            dq[bsz + b] = if first { 0.0 } else { -1.0 / bsz as f32 };
+        }
+        sc.da.resize(bsz * ad, 0.0);
+        critic.backward(critic_params, &mut sc.q_pi, None, Some(&mut sc.da));
+        sc.dlp.clear();
+        sc.dlp.resize(bsz, alpha / bsz as f32);
+        let g = self.opt.zero_grad();
+        self.head
+            .sample_backward(&self.params, s, &sc.da, &sc.dlp, &mut sc.pi, g);
+        let target_entropy = -(ad as f64);
+        let lp_mean = lp_sum / bsz as f64;
+        let log_alpha = f64::from(self.log_alpha.data()[0]);
+        self.alpha_opt.zero_grad()[0] = (-(lp_mean + target_entropy)) as f32;
+        ActorOut {
+            loss: loss / bsz as f64,
+            alpha_loss: -log_alpha * (lp_mean + target_entropy),
+            entropy: -lp_mean,
+            alpha: f64::from(alpha),
+        }
+    }
+    /// Steps the policy and the temperature from their gradient buffers.
+    pub(crate) fn step(&mut self) -> Result<()> {
+        self.opt.step(&mut self.params)?;
+        self.alpha_opt.step(&mut self.log_alpha)?;
+        Ok(())
+    }
+    /// Actions (`m tanh(mu)` when deterministic, else a sample from `noise`) and their
+    /// log-probabilities (samples only) for `s: [B, obs]`.
+    pub(crate) fn act(
+        &self,
+        s: &Tensor,
+        deterministic: bool,
+        noise: &mut orl_nets::Noise,
+        cache: &mut TanhGaussianCache,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (x, b) = host_rows(s)?;
+        let ad = self.act_dim;
+        let mut a = vec![0.0; b * ad];
+        if deterministic {
+            self.head.deterministic(&self.params, &x, b, cache, &mut a);
+            return Ok((Tensor::from_vec(a, (b, ad), s.device())?, None));
+        }
+        let mut eps = vec![0.0; b * ad];
+        noise.normal_into(&mut eps);
+        let mut lp = vec![0.0; b];
+        self.head
+            .sample(&self.params, &x, &eps, b, cache, &mut a, &mut lp);
+        Ok((
+            Tensor::from_vec(a, (b, ad), s.device())?,
+            Some(Tensor::from_vec(lp, b, s.device())?),
+        ))
+    }
+    /// `log pi(a|s)` of given actions.
+    pub(crate) fn log_prob(
+        &self,
+        s: &Tensor,
+        a: &Tensor,
+        cache: &mut TanhGaussianCache,
+    ) -> Result<Tensor> {
+        let (x, b) = host_rows(s)?;
+        let (a, _) = host_rows(a)?;
+        let mut lp = vec![0.0; b];
+        self.head.log_prob(&self.params, &x, &a, b, cache, &mut lp);
+        Ok(Tensor::from_vec(lp, b, s.device())?)
+    }
+    /// The exportable policy (the mean through `tanh`).
+    pub(crate) fn policy_model(&self, hidden: usize, spec: &Spec) -> Result<orl_nets::PolicyModel> {
+        let mut names = mlp_layer_names("trunk.", hidden);
+        names.push("mean".into());
+        plain_policy(&self.params.named_tensors(""), &names, spec)
+    }
+}
+
+/// `min_i Q_i(s_b, a_b)` `[B]` of a continuous twin critic.
+pub(crate) fn min_q(critic: &QNet, params: &Params, s: &Tensor, a: &Tensor) -> Result<Tensor> {
+    let (x, b) = host_rows(s)?;
+    let (a, _) = host_rows(a)?;
+    let mut cache = QCache::default();
+    let q = critic.q(params, &x, &a, b, &mut cache);
+    let v: Vec<f32> = (0..b).map(|i| q[i].min(q[b + i])).collect();
+    Ok(Tensor::from_vec(v, b, s.device())?)
+}
 
 /// SAC.
 pub struct Sac {
     cfg: SacConfig,
     core: Core,
-    act_dim: usize,
-    actor: TanhGaussianActor,
-    actor_store: ParamStore,
-    critic: QEnsemble,
-    critic_store: ParamStore,
-    critic_target: QEnsemble,
-    critic_target_store: ParamStore,
-    log_alpha: ParamStore,
-    actor_opt: Adam,
-    critic_opt: Adam,
-    alpha_opt: Adam,
+    actor: SacActor,
+    critic: QNet,
+    critic_params: Params,
+    critic_target: Params,
+    critic_opt: FlatAdam,
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    actor: ActorScratch,
+    q: QCache,
+    q_next: QCache,
+    eps_target: Vec<f32>,
+    eps_actor: Vec<f32>,
+    a2: Vec<f32>,
+    lp2: Vec<f32>,
+    y: Vec<f32>,
 }
 
 impl Sac {
-    /// Builds actor, twin critics, target critics and the temperature for `spec`.
+    /// Builds actor, twin critics and their targets for `spec`, initialised from `seed`.
     pub fn new(
         spec: Spec,
         cfg: SacConfig,
@@ -82,77 +275,138 @@ impl Sac {
         let (act_dim, max_action) = spec.continuous_parts("SAC")?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let (od, h) = (spec.obs_dim, cfg.hidden.clone());
-        let mut actor_store = ParamStore::new(device.clone());
-        let actor = TanhGaussianActor::new(
-            &mut actor_store.builder("", &mut rng),
+        let actor = SacActor::new(
+            &mut rng,
             od,
             act_dim,
             &h,
             max_action,
+            cfg.actor_lr,
+            cfg.alpha_lr,
         )?;
-        let mut critic_store = ParamStore::new(device.clone());
+        let mut critic_params = Params::new();
         let critic =
-            QEnsemble::continuous(&mut critic_store.builder("", &mut rng), 2, od, act_dim, &h)?;
-        let (critic_target, critic_target_store) = target_of(&critic_store, |vb| {
-            QEnsemble::continuous(vb, 2, od, act_dim, &h)
-        })?;
-        let mut log_alpha = ParamStore::new(device.clone());
-        log_alpha
-            .builder("", &mut rng)
-            .constant("log_alpha", &[1], 0.0)?;
+            QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, act_dim, &h)?;
         Ok(Self {
-            actor_opt: Adam::new(&actor_store, AdamConfig::with_lr(cfg.actor_lr))?,
-            critic_opt: Adam::new(&critic_store, AdamConfig::with_lr(cfg.critic_lr))?,
-            alpha_opt: Adam::new(&log_alpha, AdamConfig::with_lr(cfg.alpha_lr))?,
+            critic_opt: FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr)),
             core: Core::new(spec, seed, device),
             cfg,
-            act_dim,
             actor,
-            actor_store,
             critic,
-            critic_store,
-            critic_target,
-            critic_target_store,
-            log_alpha,
+            critic_target: critic_params.clone(),
+            critic_params,
+            scratch: Scratch::default(),
         })
     }
-    fn log_alpha(&self) -> Result<Tensor> {
-        self.log_alpha
-            .get("log_alpha")
-            .map(|v| v.as_tensor().clone())
-            .ok_or_else(|| crate::AlgoError::Config("missing log_alpha".into()))
+}
+
+/// Soft TD loss of both critics and its gradient (`critic_opt`'s buffer):
+/// `(loss, mean Q, mean |TD|)`.
+fn critic_grad(t: &mut Sac, batch: &Batch) -> (f64, f64, f64) {
+    let bsz = batch.batch_size;
+    let ad = t.actor.act_dim;
+    let sc = &mut t.scratch;
+    let alpha = t.actor.alpha();
+    sc.a2.resize(bsz * ad, 0.0);
+    sc.lp2.resize(bsz, 0.0);
+    t.actor.head.sample(
+        &t.actor.params,
+        &batch.next_observations,
+        &sc.eps_target,
+        bsz,
+        &mut sc.actor.pi,
+        &mut sc.a2,
+        &mut sc.lp2,
+    );
+    let q2 = t.critic.q(
+        &t.critic_target,
+        &batch.next_observations,
+        &sc.a2,
+        bsz,
+        &mut sc.q_next,
+    );
+    sc.y.resize(bsz, 0.0);
+    for b in 0..bsz {
+        let v2 = q2[b].min(q2[bsz + b]) - alpha * sc.lp2[b];
+        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * v2;
     }
+    t.critic.q(
+        &t.critic_params,
+        &batch.observations,
+        &batch.actions,
+        bsz,
+        &mut sc.q,
+    );
+    let (q, dq) = sc.q.mlp.output_and_dout();
+    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
+    for e in 0..2 {
+        for b in 0..bsz {
+            let diff = q[e * bsz + b] - sc.y[b];
+            loss += 0.5 * f64::from(diff * diff);
+            q_sum += f64::from(q[e * bsz + b]);
+            if e == 0 {
+                td += f64::from(diff.abs());
+            }
+            dq[e * bsz + b] = diff / bsz as f32;
+        }
+    }
+    let g = t.critic_opt.zero_grad();
+    t.critic
+        .backward(&t.critic_params, &mut sc.q, Some(g), None);
+    (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
 }
 
-/// Soft TD loss of both critics: `(loss, mean Q, mean |TD|)`. `eps: [B, act]` standard normal.
-fn critic_loss(t: &Sac, b: &BatchTensors, eps: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let alpha = t.log_alpha()?.exp()?.detach();
-    let y = {
-        let (a2, lp2) = t.actor.sample_with(&b.s2, eps)?;
-        let v2 =
-            (min_over_ensemble(&t.critic_target.q(&b.s2, &a2)?)? - lp2.broadcast_mul(&alpha)?)?;
-        b.td_target(&v2)?.detach()
-    };
-    let q = t.critic.q(&b.s, &b.a)?;
-    let diff = q.broadcast_sub(&y.unsqueeze(0)?)?;
-    Ok((
-        (diff.sqr()?.mean(1)? * 0.5)?.sum_all()?,
-        q.mean_all()?,
-        diff.get(0)?.abs()?.mean_all()?,
-    ))
-}
-
-/// Actor and temperature losses: `(actor, alpha loss, entropy)`.
-fn actor_loss(t: &Sac, b: &BatchTensors, eps: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let log_alpha = t.log_alpha()?;
-    let (a, lp) = t.actor.sample_with(&b.s, eps)?;
-    let q = min_over_ensemble(&t.critic.q(&b.s, &a)?)?;
-    let actor = (lp.broadcast_mul(&log_alpha.exp()?.detach())? - q)?.mean_all()?;
-    let alpha_loss = log_alpha
-        .broadcast_mul(&(lp.detach() - t.act_dim as f64)?)?
-        .neg()?
-        .mean_all()?;
-    Ok((actor, alpha_loss, lp.neg()?.mean_all()?))
+impl Sac {
+    fn draw(&mut self, bsz: usize) {
+        let ad = self.actor.act_dim;
+        let sc = &mut self.scratch;
+        sc.eps_target.resize(bsz * ad, 0.0);
+        self.core.noise.normal_into(&mut sc.eps_target);
+        sc.eps_actor.resize(bsz * ad, 0.0);
+        self.core.noise.normal_into(&mut sc.eps_actor);
+    }
+    /// Every loss of an update and its gradients at the current parameters (the actor's at
+    /// the current critic, where the update takes it after the critic's step), without
+    /// changing any state. For the parity tests.
+    pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
+        check_batch(batch, &self.core.spec)?;
+        let saved = self.core.noise.clone();
+        self.draw(batch.batch_size);
+        self.core.noise = saved;
+        let (critic, ..) = critic_grad(self, batch);
+        let sc = &mut self.scratch;
+        let out = self.actor.grad(
+            &self.critic,
+            &self.critic_params,
+            &batch.observations,
+            &sc.eps_actor,
+            batch.batch_size,
+            &mut sc.actor,
+        );
+        Ok(vec![
+            Probe::new(
+                "critic_loss",
+                critic,
+                "critic",
+                &self.critic_params,
+                self.critic_opt.grad(),
+            ),
+            Probe::new(
+                "actor_loss",
+                out.loss,
+                "actor",
+                &self.actor.params,
+                self.actor.opt.grad(),
+            ),
+            Probe::new(
+                "alpha_loss",
+                out.alpha_loss,
+                "log_alpha",
+                &self.actor.log_alpha,
+                self.actor.alpha_opt.grad(),
+            ),
+        ])
+    }
 }
 
 impl Algorithm for Sac {
@@ -169,90 +423,99 @@ impl Algorithm for Sac {
         serde_json::to_string(&self.cfg).unwrap_or_default()
     }
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
-        let b = BatchTensors::new(batch, &self.core.spec, &self.core.device)?;
-        let mut m = Metrics::new();
+        check_batch(batch, &self.core.spec)?;
+        let step = self.core.steps;
         let bsz = batch.batch_size;
-        let eps_target = self.core.noise.normal(&[bsz, self.act_dim])?;
-        let eps_actor = self.core.noise.normal(&[bsz, self.act_dim])?;
-        let (closs, q, td) = critic_loss(self, &b, &eps_target)?;
-        record(&mut m, self.core.steps, "critic_loss", &closs)?;
-        record(&mut m, self.core.steps, "q_mean", &q)?;
-        record(&mut m, self.core.steps, "td_error", &td)?;
-        self.critic_opt.backward_step(&closs)?;
-        let (aloss, alpha_loss, entropy) = actor_loss(self, &b, &eps_actor)?;
-        record(&mut m, self.core.steps, "actor_loss", &aloss)?;
-        record(&mut m, self.core.steps, "alpha_loss", &alpha_loss)?;
-        record(&mut m, self.core.steps, "entropy", &entropy)?;
-        record(
-            &mut m,
-            self.core.steps,
-            "alpha",
-            &self.log_alpha()?.exp()?.sum_all()?,
-        )?;
-        self.actor_opt.backward_step(&aloss)?;
-        self.alpha_opt.backward_step(&alpha_loss)?;
-        self.critic_target_store
-            .soft_update_from(&self.critic_store, self.cfg.tau)?;
+        let mut m = Metrics::new();
+        self.draw(bsz);
+        let (closs, q, td) = critic_grad(self, batch);
+        record_value(&mut m, step, "critic_loss", closs)?;
+        record_value(&mut m, step, "q_mean", q)?;
+        record_value(&mut m, step, "td_error", td)?;
+        self.critic_opt.step(&mut self.critic_params)?;
+        let sc = &mut self.scratch;
+        let out = self.actor.grad(
+            &self.critic,
+            &self.critic_params,
+            &batch.observations,
+            &sc.eps_actor,
+            bsz,
+            &mut sc.actor,
+        );
+        record_value(&mut m, step, "actor_loss", out.loss)?;
+        record_value(&mut m, step, "alpha_loss", out.alpha_loss)?;
+        record_value(&mut m, step, "entropy", out.entropy)?;
+        record_value(&mut m, step, "alpha", out.alpha)?;
+        self.actor.step()?;
+        self.critic_target
+            .soft_update_from(&self.critic_params, self.cfg.tau)?;
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
-        if deterministic {
-            return Ok(self.actor.deterministic(s)?);
-        }
-        let eps = self.core.noise.normal(&[s.dim(0)?, self.act_dim])?;
-        Ok(self.actor.sample_with(s, &eps)?.0)
+        // Online acting is part of training: it draws from the training stream.
+        let (a, _) = self.actor.act(
+            s,
+            deterministic,
+            &mut self.core.noise,
+            &mut self.scratch.actor.acting,
+        )?;
+        Ok(a)
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(self.actor.log_prob(s, a)?))
+        Ok(Some(self.actor.log_prob(
+            s,
+            a,
+            &mut self.scratch.actor.acting,
+        )?))
     }
     /// The sample's own log-probability (from its pre-tanh value), exact even where
     /// `tanh` saturates. Online acting is part of training: it draws from the training stream.
     fn act_with_log_prob(&mut self, s: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let eps = self.core.noise.normal(&[s.dim(0)?, self.act_dim])?;
-        let (a, lp) = self.actor.sample_with(s, &eps)?;
-        Ok((a, Some(lp)))
+        self.actor.act(
+            s,
+            false,
+            &mut self.core.noise,
+            &mut self.scratch.actor.acting,
+        )
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(min_over_ensemble(&self.critic.q(s, a)?)?))
+        Ok(Some(min_q(&self.critic, &self.critic_params, s, a)?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
-        let mut names = mlp_layer_names("trunk.", self.cfg.hidden.len());
-        names.push("mean".into());
-        Ok(Some(plain_policy(
-            &self.actor_store.named_tensors(""),
-            &names,
-            &self.core.spec,
-        )?))
+        Ok(Some(
+            self.actor
+                .policy_model(self.cfg.hidden.len(), &self.core.spec)?,
+        ))
     }
     fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
         vec![
-            ("actor", &self.actor_store),
-            ("critic", &self.critic_store),
-            ("critic_target", &self.critic_target_store),
-            ("log_alpha", &self.log_alpha),
+            ("actor", &self.actor.params),
+            ("critic", &self.critic_params),
+            ("critic_target", &self.critic_target),
+            ("log_alpha", &self.actor.log_alpha),
         ]
     }
     fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
         vec![
-            ("actor", &mut self.actor_store),
-            ("critic", &mut self.critic_store),
-            ("critic_target", &mut self.critic_target_store),
-            ("log_alpha", &mut self.log_alpha),
+            ("actor", &mut self.actor.params),
+            ("critic", &mut self.critic_params),
+            ("critic_target", &mut self.critic_target),
+            ("log_alpha", &mut self.actor.log_alpha),
         ]
     }
     fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
         vec![
-            ("actor", &self.actor_opt),
+            ("actor", &self.actor.opt),
             ("critic", &self.critic_opt),
-            ("log_alpha", &self.alpha_opt),
+            ("log_alpha", &self.actor.alpha_opt),
         ]
     }
     fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
         vec![
-            ("actor", &mut self.actor_opt),
+            ("actor", &mut self.actor.opt),
             ("critic", &mut self.critic_opt),
-            ("log_alpha", &mut self.alpha_opt),
+            ("log_alpha", &mut self.actor.alpha_opt),
         ]
     }
 }

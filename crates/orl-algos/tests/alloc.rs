@@ -11,8 +11,8 @@ mod common;
 use std::alloc::System;
 
 use candle_core::Device;
-use orl_algos::{AlgoKind, Spec, build};
-use orl_data::{ActionSpace, Replay, ReplayConfig};
+use orl_algos::{AlgoKind, Algorithm, Dqn, DqnConfig, Sac, SacConfig, Spec, build};
+use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 /// Engine cases checked.
@@ -57,7 +57,11 @@ fn main() {
             serde_json::json!({"hidden": [64, 64], "target_action_gap": 1.0}),
         ),
         (AlgoKind::CQL, true, serde_json::json!({"hidden": [64, 64]})),
-        (AlgoKind::BCQ, false, serde_json::json!({"hidden": [64, 64], "vae_hidden": [64, 64]})),
+        (
+            AlgoKind::BCQ,
+            false,
+            serde_json::json!({"hidden": [64, 64], "vae_hidden": [64, 64]}),
+        ),
         (AlgoKind::BCQ, true, serde_json::json!({"hidden": [64, 64]})),
     ];
     for (kind, discrete, cfg) in cases {
@@ -77,12 +81,73 @@ fn main() {
         let mut replay = Replay::new(ds, ReplayConfig::default(), 2).unwrap();
         let batches: Vec<_> = (0..8).map(|_| replay.sample(128)).collect();
         let mut algo = build(kind, spec, Some(&cfg), 0, &Device::Cpu).unwrap();
+        check(
+            &mut *algo,
+            &batches,
+            &format!("{kind:?} discrete={discrete}"),
+        );
+    }
+    // The online learners (not in the offline registry).
+    let online: [(Box<dyn Algorithm>, bool); 2] = [
+        (
+            Box::new(
+                Sac::new(
+                    Spec::continuous(6, 2, 1.0),
+                    SacConfig {
+                        hidden: vec![64, 64],
+                        ..SacConfig::default()
+                    },
+                    0,
+                    &Device::Cpu,
+                )
+                .unwrap(),
+            ),
+            false,
+        ),
+        (
+            Box::new(
+                Dqn::new(
+                    Spec::discrete(6, 3),
+                    DqnConfig {
+                        hidden: vec![64, 64],
+                        ..DqnConfig::default()
+                    },
+                    0,
+                    &Device::Cpu,
+                )
+                .unwrap(),
+            ),
+            true,
+        ),
+    ];
+    for (mut algo, discrete) in online {
+        let space = if discrete {
+            ActionSpace::Discrete { n: 3 }
+        } else {
+            ActionSpace::Continuous {
+                dim: 2,
+                low: None,
+                high: None,
+            }
+        };
+        let ds = common::synthetic(6, space, 20, 30, 1);
+        let mut replay = Replay::new(ds, ReplayConfig::default(), 2).unwrap();
+        let batches: Vec<_> = (0..8).map(|_| replay.sample(128)).collect();
+        let name = algo.name();
+        check(&mut *algo, &batches, name);
+    }
+    println!("alloc: {n} passed, 0 failed", n = CASES + 2);
+}
+
+/// Warms `algo` up on half the batches, then requires no allocation over all of them.
+fn check(algo: &mut dyn Algorithm, batches: &[Batch], case: &str) {
+    {
         for b in batches.iter().take(4) {
             algo.update(b).unwrap();
         }
         let region = Region::new(GLOBAL);
         let mut last = 0.0;
-        for b in &batches {
+        for b in batches {
             let m = algo.update(b).unwrap();
             last = m.values().sum::<f64>();
         }
@@ -91,13 +156,9 @@ fn main() {
         assert_eq!(
             (stats.allocations, stats.reallocations),
             (0, 0),
-            "{kind:?} discrete={discrete}: {stats:?} over {} updates",
+            "{case}: {stats:?} over {} updates",
             batches.len()
         );
-        println!(
-            "{kind:?} discrete={discrete}: no allocation over {} updates",
-            batches.len()
-        );
+        println!("{case}: no allocation over {} updates", batches.len());
     }
-    println!("alloc: {n} passed, 0 failed", n = CASES);
 }

@@ -21,12 +21,12 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use orl_algos::soft_clipped_double_q;
 use orl_algos::{
     Algorithm, BatchTensors, Bc, BcConfig, BcLoss, Bcq, BcqConfig, Cql, CqlConfig, Iql, IqlConfig,
     Spec, Td3Bc, Td3BcConfig, advantage_weights, cql_logsumexp, expectile_loss, gather_actions,
     huber_loss, mse_per_member, td3bc_lambda,
 };
+use orl_algos::{Dqn, DqnConfig, Sac, SacConfig, soft_clipped_double_q};
 use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
 use orl_nets::{
     CategoricalActor, DeterministicActor, GaussianActor, Mlp, NetState, ParamStore, QEnsemble,
@@ -624,4 +624,115 @@ fn discrete_bcq_gradients_match_autograd() {
         &loss,
         &imitation_store,
     );
+}
+
+#[test]
+fn sac_gradients_match_autograd() {
+    let (_, mut rp) = replay(false);
+    let spec = Spec::continuous(5, 2, 2.0);
+    let cfg = SacConfig {
+        hidden: vec![16, 16],
+        ..SacConfig::default()
+    };
+    let mut algo = Sac::new(spec.clone(), cfg.clone(), 7, &Device::Cpu).unwrap();
+    let batch = warm_batch(&mut rp, &mut algo, 32);
+    let mut noise = algo.noise().clone();
+    let probes = algo.probe(&batch).unwrap();
+    let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+    let (h, od, ad, m) = (cfg.hidden.clone(), 5, 2, 2.0);
+    let (actor, actor_store) = candle_net(&algo, "actor", |vb| {
+        TanhGaussianActor::new(vb, od, ad, &h, m)
+    });
+    let (critic, critic_store) = candle_net(&algo, "critic", |vb| {
+        QEnsemble::continuous(vb, 2, od, ad, &h)
+    });
+    let (critic_t, _) = candle_net(&algo, "critic_target", |vb| {
+        QEnsemble::continuous(vb, 2, od, ad, &h)
+    });
+    let la_t = algo
+        .nets()
+        .into_iter()
+        .find(|(k, _)| *k == "log_alpha")
+        .unwrap()
+        .1
+        .named_tensors("");
+    let mut la_store = ParamStore::new(Device::Cpu);
+    la_store
+        .insert(la_t[0].0.clone(), la_t[0].1.clone())
+        .unwrap();
+    let la = la_store.get("log_alpha").unwrap().as_tensor().clone();
+    let alpha = la.exp().unwrap().detach();
+    let e_t = noise.normal(&[32, ad]).unwrap();
+    let e_a = noise.normal(&[32, ad]).unwrap();
+    let (a2, lp2) = actor.sample_with(&b.s2, &e_t).unwrap();
+    let v2 = (critic_t.q(&b.s2, &a2).unwrap().min(0).unwrap() - lp2.broadcast_mul(&alpha).unwrap())
+        .unwrap();
+    let y = b.td_target(&v2).unwrap().detach();
+    let q = critic.q(&b.s, &b.a).unwrap();
+    let critic_loss = (mse_per_member(&q, &y).unwrap() * 0.5)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    assert_parity("sac", &probes, "critic_loss", &critic_loss, &critic_store);
+    let (a, lp) = actor.sample_with(&b.s, &e_a).unwrap();
+    let qa = critic.q(&b.s, &a).unwrap().min(0).unwrap();
+    let actor_loss = (lp.broadcast_mul(&alpha).unwrap() - qa)
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    assert_parity("sac", &probes, "actor_loss", &actor_loss, &actor_store);
+    let alpha_loss = la
+        .broadcast_mul(&(lp.detach() - 2.0).unwrap())
+        .unwrap()
+        .neg()
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    assert_parity("sac", &probes, "alpha_loss", &alpha_loss, &la_store);
+}
+
+#[test]
+fn dqn_gradients_match_autograd() {
+    for double in [true, false] {
+        let (spec, mut rp) = replay(true);
+        let cfg = DqnConfig {
+            hidden: vec![16, 16],
+            double,
+            target_update_interval: 3,
+            ..DqnConfig::default()
+        };
+        let mut algo = Dqn::new(spec.clone(), cfg.clone(), 8, &Device::Cpu).unwrap();
+        let batch = warm_batch(&mut rp, &mut algo, 64);
+        let probes = algo.probe(&batch).unwrap();
+        let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
+        let h = cfg.hidden.clone();
+        let (q_net, store) = candle_net(&algo, "critic", |vb| QEnsemble::discrete(vb, 1, 5, 3, &h));
+        let (q_t, _) = candle_net(&algo, "critic_target", |vb| {
+            QEnsemble::discrete(vb, 1, 5, 3, &h)
+        });
+        let d = candle_core::D::Minus1;
+        let q2t = q_t.q_all(&b.s2).unwrap().get(0).unwrap();
+        let v2 = if double {
+            let a2 = q_net
+                .q_all(&b.s2)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .argmax(d)
+                .unwrap();
+            gather_actions(&q2t, &a2).unwrap()
+        } else {
+            q2t.max(d).unwrap()
+        };
+        let y = b.td_target(&v2).unwrap().detach();
+        let q = gather_actions(&q_net.q_all(&b.s).unwrap().get(0).unwrap(), &b.a).unwrap();
+        let loss = huber_loss(&q, &y).unwrap();
+        assert_parity(
+            &format!("dqn double={double}"),
+            &probes,
+            "critic_loss",
+            &loss,
+            &store,
+        );
+    }
 }
