@@ -2,14 +2,18 @@
 //! run on one machine, one thread each (issue 15's acceptance table).
 //!
 //! Shapes: HalfCheetah (obs 17, act 6), batch 256 (BCQ 100, each algorithm's own batch size
-//! from the registry), 256x256 networks, CQL with its 10 sampled actions. orl is timed on
+//! from the registry), 256x256 networks (CQL too: orl's default is the paper's 3x256), CQL and BCQ with their
+//! papers' 10 sampled actions. orl is timed on
 //! presampled batches of a synthetic dataset (`update` only); d3rlpy 2.8.1 through `fit`
 //! (sampling included, as its users run it); JAX through jitted updates written in the style of
 //! JAX-CORL (`xtask/speed/peers.py`). The peers run in a virtual environment this task creates
 //! under `target/speed/venv` (`pip install d3rlpy==2.8.1 jax[cpu]`; reused when present).
 //!
-//! `cargo xtask speed [--seconds S] [--no-peers]`: about `S` seconds per (library, algorithm)
-//! (default 5). Writes `target/speed/report.json` and `target/speed/report.md` (the table of
+//! `cargo xtask speed [--seconds S] [--rounds R] [--no-peers]`: about `S` seconds per (library,
+//! algorithm) and round (default 5), `R` rounds (default 2) that alternate orl and the peers so
+//! that a drift of the machine's speed (this VM's throughput varies by up to a quarter from one
+//! hour to the next) reaches both sides alike; each figure is the median over the rounds.
+//! Writes `target/speed/report.json` and `target/speed/report.md` (the table of
 //! `docs/performance.md`, with the CPU model) and prints the table.
 
 use std::path::{Path, PathBuf};
@@ -100,7 +104,16 @@ fn orl_speed(name: &str, seconds: f64) -> Result<f64> {
     let batches: Vec<_> = (0..32)
         .map(|_| replay.sample(kind.default_batch_size()))
         .collect();
-    let mut algo = build(kind, Spec::continuous(17, 6, 1.0), None, 0, &Device::Cpu)?;
+    // 2x256 everywhere, as d3rlpy's defaults and issue 15's table (orl's CQL default is the
+    // paper's 3x256); every other setting is the algorithm's default.
+    let cfg = serde_json::json!({"hidden": [256, 256]});
+    let mut algo = build(
+        kind,
+        Spec::continuous(17, 6, 1.0),
+        Some(&cfg),
+        0,
+        &Device::Cpu,
+    )?;
     let t = Instant::now();
     let mut warm = 0;
     while warm < 5 || t.elapsed().as_secs_f64() < 0.5 {
@@ -153,6 +166,7 @@ fn venv(dir: &Path) -> Result<PathBuf> {
 /// Runs `args`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut seconds = 5.0;
+    let mut rounds = 2usize;
     let mut peers = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -164,57 +178,69 @@ pub fn run(args: &[String]) -> Result<()> {
                     .parse()
                     .context("--seconds: expected a number")?
             }
+            "--rounds" => {
+                rounds = it
+                    .next()
+                    .context("--rounds needs a value")?
+                    .parse::<usize>()
+                    .context("--rounds: expected a count")?
+                    .max(1)
+            }
             "--no-peers" => peers = false,
-            other => bail!("unknown option `{other}` (expected --seconds S, --no-peers)"),
+            other => {
+                bail!("unknown option `{other}` (expected --seconds S, --rounds R, --no-peers)")
+            }
         }
     }
     let dir = PathBuf::from("target/speed");
     std::fs::create_dir_all(&dir)?;
     let cpu = cpu_model();
     eprintln!("CPU: {cpu}");
-    let mut ours = serde_json::Map::new();
-    for (name, ..) in ALGOS {
-        let v = orl_speed(name, seconds)?;
-        eprintln!("orl {name}: {v:.1} updates/s");
-        ours.insert(name.into(), json!(v));
-    }
-    let peer: Value = if peers {
-        let py = venv(&dir)?;
-        // The peers' own step counts: about `seconds` each at the speeds issue 15 measured.
-        let steps = json!({"bc": (300.0 * seconds) as usize, "td3bc": (100.0 * seconds) as usize,
-            "iql": (80.0 * seconds) as usize, "cql": (8.0 * seconds) as usize, "bcq": (10.0 * seconds) as usize});
-        let d3: Vec<&str> = ALGOS.iter().filter(|a| a.1).map(|a| a.0).collect();
-        let jx: Vec<&str> = ALGOS.iter().filter(|a| a.2).map(|a| a.0).collect();
-        let arg = json!({"steps": steps, "d3rlpy": d3, "jax": jx}).to_string();
-        let out = Command::new(py)
-            .arg("xtask/speed/peers.py")
-            .arg(arg)
-            .env("RAYON_NUM_THREADS", "1")
-            .output()
-            .context("running xtask/speed/peers.py")?;
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        if !out.status.success() {
-            bail!("xtask/speed/peers.py failed");
+    let py = if peers { Some(venv(&dir)?) } else { None };
+    let mut ours: Vec<serde_json::Map<String, Value>> = Vec::new();
+    let mut theirs: Vec<Value> = Vec::new();
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}", round + 1);
+        let mut o = serde_json::Map::new();
+        for (name, ..) in ALGOS {
+            let v = orl_speed(name, seconds)?;
+            eprintln!("orl {name}: {v:.1} updates/s");
+            o.insert(name.into(), json!(v));
         }
-        // The JSON is the last line (d3rlpy logs to stdout too).
-        let text = String::from_utf8_lossy(&out.stdout);
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or("");
-        serde_json::from_str(last).context("parsing the peers' JSON")?
-    } else {
-        json!({})
+        ours.push(o);
+        if let Some(py) = &py {
+            theirs.push(run_peers(py, seconds)?);
+        }
+    }
+    let median = |xs: &mut Vec<f64>| -> Option<f64> {
+        xs.retain(|x| x.is_finite());
+        xs.sort_by(f64::total_cmp);
+        let n = xs.len();
+        (n > 0).then(|| {
+            if n % 2 == 1 {
+                xs[n / 2]
+            } else {
+                0.5 * (xs[n / 2 - 1] + xs[n / 2])
+            }
+        })
+    };
+    let med_ours =
+        |name: &str| median(&mut ours.iter().filter_map(|o| o.get(name)?.as_f64()).collect());
+    let med_peer = |lib: &str, name: &str| {
+        median(
+            &mut theirs
+                .iter()
+                .filter_map(|p| p.get(lib)?.get(name)?.as_f64())
+                .collect(),
+        )
     };
     let mut md = format!(
         "CPU: {cpu}; one thread each; updates/s (HalfCheetah shapes obs 17 / act 6, batch 256, BCQ 100, 256x256 networks, CQL 10 sampled actions)\n\n| algorithm | orl | d3rlpy (`fit`) | JAX, jitted | orl / d3rlpy | orl / JAX |\n|---|---|---|---|---|---|\n"
     );
-    let num = |v: &Value| v.as_f64();
     for (name, ..) in ALGOS {
-        let o = num(&ours[name]).unwrap_or(f64::NAN);
-        let d = peer.get("d3rlpy").and_then(|m| m.get(name)).and_then(num);
-        let j = peer.get("jax").and_then(|m| m.get(name)).and_then(num);
+        let o = med_ours(name).unwrap_or(f64::NAN);
+        let d = med_peer("d3rlpy", name);
+        let j = med_peer("jax", name);
         let cell = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
         let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{:.2}", o / x));
         md.push_str(&format!(
@@ -225,8 +251,11 @@ pub fn run(args: &[String]) -> Result<()> {
             ratio(j)
         ));
     }
-    let report = json!({"cpu": cpu, "seconds": seconds, "orl": ours, "peers": peer,
-        "commit": git_head()});
+    md.push_str(&format!(
+        "\nMedians over {rounds} alternating rounds of about {seconds} s per cell; every round's figures are in `target/speed/report.json`.\n"
+    ));
+    let report = json!({"cpu": cpu, "seconds": seconds, "rounds": rounds, "orl": ours,
+        "peers": theirs, "commit": git_head()});
     std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
@@ -243,4 +272,37 @@ fn git_head() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// One run of `xtask/speed/peers.py`: `{"d3rlpy": {algo: updates/s}, "jax": {...}, "versions"}`.
+fn run_peers(py: &Path, seconds: f64) -> Result<Value> {
+    // The peers' own step counts: about `seconds` each at the speeds issue 15 measured.
+    let steps = json!({"bc": (300.0 * seconds) as usize, "td3bc": (100.0 * seconds) as usize,
+        "iql": (80.0 * seconds) as usize, "cql": (8.0 * seconds) as usize,
+        "bcq": (20.0 * seconds) as usize});
+    let d3: Vec<&str> = ALGOS.iter().filter(|a| a.1).map(|a| a.0).collect();
+    let jx: Vec<&str> = ALGOS.iter().filter(|a| a.2).map(|a| a.0).collect();
+    let arg = json!({"steps": steps, "d3rlpy": d3, "jax": jx}).to_string();
+    let out = Command::new(py)
+        .arg("xtask/speed/peers.py")
+        .arg(arg)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .context("running xtask/speed/peers.py")?;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        if line.starts_with("d3rlpy ") || line.starts_with("jax ") || !out.status.success() {
+            eprintln!("{line}");
+        }
+    }
+    if !out.status.success() {
+        bail!("xtask/speed/peers.py failed");
+    }
+    // The JSON is the last line (d3rlpy logs to stdout too).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(last).context("parsing the peers' JSON")
 }
