@@ -8,10 +8,10 @@
 //!   `d log pi / d mu_j = z_j / sigma_j`, `d log pi / d log sigma_j = z_j^2 - 1` (zero outside
 //!   the clamp).
 //! - [`TanhGaussianHead`]: SAC's squashed Gaussian, `u = mu(s) + sigma(s) eps`,
-//!   `a = m tanh(u)`, `log pi(a|s) = sum_j [-eps_j^2 / 2 - log sigma_j - log(2 pi) / 2
-//!   - log(1 - tanh(u_j)^2)] - A log m` (with `u` reparameterised, `d log pi / d u_j =
-//!   2 tanh(u_j)`, `d log pi / d log sigma_j = -1` directly, and `du/dmu = 1`,
-//!   `du/d log sigma = sigma eps`; `log sigma` clamped to `[-20, 2]`).
+//!   `a = m tanh(u)`, log-density `sum_j [-eps_j^2 / 2 - log sigma_j - log(2 pi) / 2 -
+//!   log(1 - tanh(u_j)^2)] - A log m`; with `u` reparameterised its derivative is `2 tanh(u_j)`
+//!   in `u_j` and `-1` in `log sigma_j` directly, and `du/dmu = 1`, `du/d log sigma = sigma eps`
+//!   (`log sigma` clamped to `[-20, 2]`).
 //! - [`CategoricalHead`]: `log pi(.|s) = log_softmax(f(s))`;
 //!   `d/d logits_k of log pi(a|s) = 1(k = a) - softmax_k`.
 //!
