@@ -227,6 +227,33 @@ impl Core {
     }
 }
 
+/// The TD loss of an ensemble and its gradient with respect to the critics' outputs:
+/// `L = scale sum_e mean_b (Q_eb - y_b)^2` for `q: [E, B]`, `y: [B]`, with
+/// `dL/dQ_eb = 2 scale (Q_eb - y_b) / B` written into `dq`. Returns `(L, mean Q, mean |Q_1b - y_b|)`.
+/// `scale` is 1 for the plain MSE of TD3+BC, BCQ and IQL, 1/2 for SAC's.
+pub fn td_mse_grad(q: &[f32], y: &[f32], dq: &mut [f32], scale: f32) -> (f64, f64, f64) {
+    let bsz = y.len();
+    let members = q.len() / bsz.max(1);
+    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
+    for e in 0..members {
+        for b in 0..bsz {
+            let diff = q[e * bsz + b] - y[b];
+            loss += f64::from(diff * diff);
+            q_sum += f64::from(q[e * bsz + b]);
+            if e == 0 {
+                td += f64::from(diff.abs());
+            }
+            dq[e * bsz + b] = 2.0 * scale * diff / bsz as f32;
+        }
+    }
+    let bs = bsz as f64;
+    (
+        f64::from(scale) * loss / bs,
+        q_sum / (members as f64 * bs),
+        td / bs,
+    )
+}
+
 /// One loss of an update and the gradients of one network's parameters, computed at the
 /// current parameters without stepping ([`crate::Bc::probe`] and the other engine
 /// algorithms' `probe`): what the parity tests compare with candle's autograd.

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
-    record_value,
+    record_value, td_mse_grad,
 };
 use crate::error::Result;
 
@@ -338,22 +338,11 @@ fn critic_grad(t: &mut Sac, batch: &Batch) -> (f64, f64, f64) {
         &mut sc.q,
     );
     let (q, dq) = sc.q.mlp.output_and_dout();
-    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
-    for e in 0..2 {
-        for b in 0..bsz {
-            let diff = q[e * bsz + b] - sc.y[b];
-            loss += 0.5 * f64::from(diff * diff);
-            q_sum += f64::from(q[e * bsz + b]);
-            if e == 0 {
-                td += f64::from(diff.abs());
-            }
-            dq[e * bsz + b] = diff / bsz as f32;
-        }
-    }
+    let out = td_mse_grad(q, &sc.y, dq, 0.5);
     let g = t.critic_opt.zero_grad();
     t.critic
         .backward(&t.critic_params, &mut sc.q, Some(g), None);
-    (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
+    out
 }
 
 impl Sac {

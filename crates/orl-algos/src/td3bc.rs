@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
-    record_value,
+    record_value, td_mse_grad,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -240,21 +240,10 @@ fn critic_grad(t: &mut Td3Bc, batch: &Batch) -> (f64, f64, f64) {
     // L = sum_e mean_b (Q_eb - y_b)^2,  dL/dQ_eb = 2 (Q_eb - y_b) / B
     t.critic.q(&t.critic_params, &batch.observations, &batch.actions, bsz, &mut sc.q);
     let (q, dq) = sc.q.mlp.output_and_dout();
-    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
-    for e in 0..2 {
-        for b in 0..bsz {
-            let diff = q[e * bsz + b] - sc.y[b];
-            loss += f64::from(diff * diff);
-            q_sum += f64::from(q[e * bsz + b]);
-            if e == 0 {
-                td += f64::from(diff.abs());
-            }
-            dq[e * bsz + b] = 2.0 * diff / bsz as f32;
-        }
-    }
+    let out = td_mse_grad(q, &sc.y, dq, 1.0);
     let g = t.critic_opt.zero_grad();
     t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
-    (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
+    out
 }
 
 /// Actor loss `-lambda E Q_1(s, pi(s)) + E ((pi(s) - a) / m)^2` and its gradient
