@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
-    mlp_layer_names, record_value, td_mse_grad,
+    mlp_layer_names, record_value, repeat_rows_into, td_mse_grad,
 };
 use crate::error::Result;
 use crate::registry::{
@@ -338,16 +338,6 @@ impl Bcq {
             critic_opt,
             scratch: Scratch::default(),
         })
-    }
-}
-
-/// Copies each row of `x: [B, d]` `n` times: `[B n, d]`, row `b n + j = x[b]`.
-fn repeat_rows_into(x: &[f32], d: usize, n: usize, out: &mut Vec<f32>) {
-    out.clear();
-    for row in x.chunks_exact(d) {
-        for _ in 0..n {
-            out.extend_from_slice(row);
-        }
     }
 }
 

@@ -227,6 +227,24 @@ impl Core {
     }
 }
 
+/// Copies each row of `x: [B, d]` `n` times into `out` (reused): `[B n, d]`, row `b n + j` is
+/// `x[b]` (the sampled-action batches of CQL and BCQ).
+pub fn repeat_rows_into(x: &[f32], d: usize, n: usize, out: &mut Vec<f32>) {
+    out.clear();
+    for row in x.chunks_exact(d) {
+        for _ in 0..n {
+            out.extend_from_slice(row);
+        }
+    }
+}
+
+/// A one-parameter network `name` `[1]` = 0 (SAC's `log alpha`, CQL's `log alpha'`).
+pub fn scalar_param(name: &str, rng: &mut rand_pcg::Pcg64Mcg) -> Result<orl_nets::engine::Params> {
+    let mut s = orl_nets::engine::Params::new();
+    s.builder("", rng).constant(name, &[1], 0.0)?;
+    Ok(s)
+}
+
 /// The TD loss of an ensemble and its gradient with respect to the critics' outputs:
 /// `L = scale sum_e mean_b (Q_eb - y_b)^2` for `q: [E, B]`, `y: [B]`, with
 /// `dL/dQ_eb = 2 scale (Q_eb - y_b) / B` written into `dq`. Returns `(L, mean Q, mean |Q_1b - y_b|)`.

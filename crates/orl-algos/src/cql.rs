@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices,
-    mlp_layer_names, plain_policy, record_value,
+    mlp_layer_names, plain_policy, record_value, repeat_rows_into, scalar_param,
 };
 use crate::dqn::{TdScratch, greedy, q_at, td_grad};
 use crate::sac::{ActorScratch, SacActor, min_q};
@@ -229,12 +229,6 @@ struct Scratch {
     td: TdScratch,
 }
 
-fn scalar_param(name: &str, rng: &mut rand_pcg::Pcg64Mcg) -> Result<Params> {
-    let mut s = Params::new();
-    s.builder("", rng).constant(name, &[1], 0.0)?;
-    Ok(s)
-}
-
 impl Cql {
     /// Builds the networks for `spec` (SAC actor-critic for continuous actions, a double-DQN
     /// Q-network for discrete ones), initialised from `seed`.
@@ -283,16 +277,6 @@ impl Cql {
             critic_opt,
             scratch: Scratch::default(),
         })
-    }
-}
-
-/// Copies each row of `x: [B, d]` `n` times: `[B n, d]`, row `b n + j = x[b]`.
-fn repeat_rows_into(x: &[f32], d: usize, n: usize, out: &mut Vec<f32>) {
-    out.clear();
-    for row in x.chunks_exact(d) {
-        for _ in 0..n {
-            out.extend_from_slice(row);
-        }
     }
 }
 

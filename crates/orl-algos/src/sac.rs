@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{
     Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
-    record_value, td_mse_grad,
+    record_value, scalar_param, td_mse_grad,
 };
 use crate::error::Result;
 
@@ -113,10 +113,7 @@ impl SacActor {
             hidden,
             max_action,
         )?;
-        let mut log_alpha = Params::new();
-        log_alpha
-            .builder("", pb_rng)
-            .constant("log_alpha", &[1], 0.0)?;
+        let log_alpha = scalar_param("log_alpha", pb_rng)?;
         Ok(Self {
             opt: FlatAdam::new(&params, AdamConfig::with_lr(lr)),
             alpha_opt: FlatAdam::new(&log_alpha, AdamConfig::with_lr(alpha_lr)),

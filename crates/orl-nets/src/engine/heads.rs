@@ -24,6 +24,22 @@ use crate::error::Result;
 
 const HALF_LOG_2PI: f32 = 0.918_938_5;
 
+/// `out = m tanh(f(s))` for a tanh-output `net` (the deterministic action, the Gaussian's mean).
+fn bounded_forward(
+    net: &Mlp,
+    m: f32,
+    p: &Params,
+    s: &[f32],
+    batch: usize,
+    cache: &mut MlpCache,
+    out: &mut [f32],
+) {
+    net.forward(p, s, Input::Shared, batch, cache);
+    for (o, &y) in out.iter_mut().zip(cache.output()) {
+        *o = m * y;
+    }
+}
+
 /// `a = max_action * tanh(f(s))`.
 #[derive(Debug, Clone)]
 pub struct DeterministicHead {
@@ -66,10 +82,7 @@ impl DeterministicHead {
         cache: &mut MlpCache,
         a: &mut [f32],
     ) {
-        self.net.forward(p, s, Input::Shared, batch, cache);
-        for (a, &y) in a.iter_mut().zip(cache.output()) {
-            *a = self.max_action * y;
-        }
+        bounded_forward(&self.net, self.max_action, p, s, batch, cache, a);
     }
     /// Backward from `da = dL/da` `[B, act]` after [`DeterministicHead::forward`].
     pub fn backward(
@@ -144,10 +157,7 @@ impl GaussianHead {
         cache: &mut MlpCache,
         mean: &mut [f32],
     ) {
-        self.net.forward(p, s, Input::Shared, batch, cache);
-        for (m, &y) in mean.iter_mut().zip(cache.output()) {
-            *m = self.max_action * y;
-        }
+        bounded_forward(&self.net, self.max_action, p, s, batch, cache, mean);
     }
     /// `log pi(a_b|s_b)` into `lp: [B]` after [`GaussianHead::mean`] (reads the cached
     /// means).
