@@ -300,11 +300,7 @@ impl Probe {
             loss,
             value,
             net,
-            grads: params
-                .segments()
-                .iter()
-                .map(|s| (s.name.clone(), grad[s.offset..s.offset + s.len].to_vec()))
-                .collect(),
+            grads: params.named_values(grad),
         }
     }
 }

@@ -3,19 +3,38 @@
 //! Evaluation with an Estimated Behavior Policy", ICML, section 4: `mu_hat = argmax_mu
 //! sum_(s,a) in D log mu(a|s)` over the same data that is evaluated).
 //!
-//! - discrete: a categorical MLP, `log mu(a|s) = log_softmax(mlp(s))_a`, cross-entropy loss;
-//! - continuous: a Gaussian MLP with state-dependent mean and log-std (clamped to `[-5, 2]`),
+//! - discrete: a categorical MLP, `log mu(a|s) = log_softmax(f(s))_a`, cross-entropy loss;
+//! - continuous: a Gaussian MLP with state-dependent mean and log-std,
+//!   `f(s) = [m(s), l(s)]`, `ls = clamp(l, -5, 2)`, `sigma = exp(ls)`,
 //!   `log mu(a|s) = sum_j log N(a_j; m_j(s), sigma_j(s))`, negative log-likelihood loss.
 //!
 //! Observations are standardised with the data's mean and std before the network.
+//!
+//! Loss over a batch of `B` rows and its gradient with respect to the network output
+//! (`z = (a - m) / sigma`):
+//!
+//! ```text
+//! continuous  L = -(1/B) sum_b sum_j [ -z^2/2 - ls - log(2 pi)/2 ]
+//!             dL/dm_j = -(1/B) z_j / sigma_j
+//!             dL/dl_j = -(1/B) (z_j^2 - 1)     where -5 <= l_j <= 2, else 0 (the clamp)
+//! discrete    L = -(1/B) sum_b log_softmax(f)_{a_b}
+//!             dL/df_k = -(1/B) (1[k = a_b] - softmax(f)_k)
+//! ```
+//!
+//! Shapes: `f: [B, obs] -> [B, 2 act]` (continuous) or `[B, n]` (discrete).
 
-use candle_core::{D, DType, Device, Tensor};
-use orl_nets::{Adam, AdamConfig, Mlp, ParamStore, finite_scalar, normal_log_prob};
-use rand::{RngExt, SeedableRng};
+use orl_nets::AdamConfig;
+use orl_nets::engine::{Activation, FlatAdam, Input, Mlp, MlpCache, Params, log_softmax};
+use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use crate::error::{OpeError, Result};
+use crate::fit::{Probe, Standardiser, check_finite, draw_rows};
 use crate::logged::{ActionKind, Logged};
+
+const HALF_LOG_2PI: f32 = 0.918_938_5;
+const LOG_STD_MIN: f32 = -5.0;
+const LOG_STD_MAX: f32 = 2.0;
 
 /// Settings of the behaviour model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -49,34 +68,19 @@ impl Default for BehaviorConfig {
 #[derive(Debug)]
 pub struct BehaviorModel {
     net: Mlp,
+    params: Params,
     kind: ActionKind,
-    mean: Tensor,
-    std: Tensor,
+    scaler: Standardiser,
     /// Final training loss (mean negative log-likelihood).
     pub final_nll: f64,
 }
 
-/// Per-dimension mean and std (`+1e-3`) of row-major `x` with `dim` columns, as `[1, dim]`.
-pub(crate) fn standardiser(x: &[f32], dim: usize) -> Result<(Tensor, Tensor)> {
-    let n = (x.len() / dim).max(1) as f64;
-    let mut mean = vec![0f64; dim];
-    let mut sq = vec![0f64; dim];
-    for row in x.chunks_exact(dim) {
-        for (j, &v) in row.iter().enumerate() {
-            mean[j] += f64::from(v);
-            sq[j] += f64::from(v) * f64::from(v);
-        }
-    }
-    let m: Vec<f32> = mean.iter().map(|s| (s / n) as f32).collect();
-    let s: Vec<f32> = sq
-        .iter()
-        .zip(&mean)
-        .map(|(q, s)| (((q / n) - (s / n).powi(2)).max(0.0).sqrt() + 1e-3) as f32)
-        .collect();
-    Ok((
-        Tensor::from_vec(m, (1, dim), &Device::Cpu)?,
-        Tensor::from_vec(s, (1, dim), &Device::Cpu)?,
-    ))
+/// The buffers of one pass, reused from step to step.
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,
+    lp: Vec<f32>,
+    cache: MlpCache,
 }
 
 impl BehaviorModel {
@@ -88,98 +92,162 @@ impl BehaviorModel {
             ));
         }
         let od = data.obs_dim;
-        let (mean, std) = standardiser(&data.obs, od)?;
         let out = match data.kind {
             ActionKind::Continuous(d) => 2 * d,
             ActionKind::Discrete(n) => n,
         };
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let mut store = ParamStore::new(Device::Cpu);
+        let mut params = Params::new();
         let net = Mlp::new(
-            &mut store.builder("behavior", &mut rng),
+            &mut params.builder("behavior", &mut rng),
             od,
             &cfg.hidden,
             out,
+            Activation::Identity,
         )?;
-        let mut opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
+        let mut opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
         let mut model = Self {
             net,
+            params,
             kind: data.kind,
-            mean,
-            std,
+            scaler: Standardiser::of(&data.obs, od),
             final_nll: f64::NAN,
         };
-        let n = data.len();
+        let mut sc = Scratch::default();
+        let mut idx = Vec::with_capacity(cfg.batch_size);
         for step in 0..cfg.steps {
-            let idx: Vec<usize> = (0..cfg.batch_size)
-                .map(|_| rng.random_range(0..n))
-                .collect();
-            let obs: Vec<f32> = idx
-                .iter()
-                .flat_map(|&i| data.obs[i * od..(i + 1) * od].iter().copied())
-                .collect();
-            let s = Tensor::from_vec(obs, (idx.len(), od), &Device::Cpu)?;
-            let a = match data.kind {
-                ActionKind::Continuous(d) => Tensor::from_vec(
-                    idx.iter()
-                        .flat_map(|&i| data.act_f32[i * d..(i + 1) * d].iter().copied())
-                        .collect::<Vec<f32>>(),
-                    (idx.len(), d),
-                    &Device::Cpu,
-                )?,
-                ActionKind::Discrete(_) => Tensor::from_vec(
-                    idx.iter().map(|&i| data.act_u32[i]).collect::<Vec<u32>>(),
-                    idx.len(),
-                    &Device::Cpu,
-                )?,
-            };
-            let loss = model.log_prob_tensor(&s, &a)?.mean_all()?.neg()?;
-            let v = finite_scalar("nll", &loss).map_err(|_| OpeError::NonFinite {
-                model: "behaviour model",
-                name: "negative log-likelihood".into(),
-                step,
-            })?;
-            model.final_nll = f64::from(v);
-            opt.backward_step(&loss)?;
+            draw_rows(&mut rng, data.len(), cfg.batch_size, &mut idx);
+            let nll = model.loss_grad(data, &idx, &mut sc, opt.zero_grad());
+            model.final_nll =
+                check_finite(nll, "behaviour model", "negative log-likelihood", step)?;
+            opt.step(&mut model.params)?;
         }
         Ok(model)
     }
 
-    fn log_prob_tensor(&self, s: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let x = s.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?;
-        let out = self.net.forward(&x)?;
-        Ok(match self.kind {
+    /// Standardised observations of `rows` into `sc.x`, then the forward pass.
+    fn forward(&self, obs: &[f32], sc: &mut Scratch) {
+        let od = self.scaler.dim();
+        sc.x.clear();
+        for row in obs.chunks_exact(od) {
+            self.scaler.push(row, &mut sc.x);
+        }
+        let b = obs.len() / od;
+        self.net
+            .forward(&self.params, &sc.x, Input::Shared, b, &mut sc.cache);
+    }
+
+    /// `log mu(a_i|s_i)` of `rows` (their logged actions) after [`BehaviorModel::forward`] on
+    /// their observations, into `sc.lp` (`[B]`).
+    fn log_probs_of(&self, data: &Logged, rows: &[usize], sc: &mut Scratch) {
+        let out = sc.cache.output();
+        sc.lp.clear();
+        match self.kind {
             ActionKind::Continuous(d) => {
-                let m = out.narrow(1, 0, d)?;
-                let ls = out.narrow(1, d, d)?.clamp(-5f32, 2f32)?;
-                normal_log_prob(a, &m, &ls)?
+                for (b, &i) in rows.iter().enumerate() {
+                    let f = &out[b * 2 * d..(b + 1) * 2 * d];
+                    let a = &data.act_f32[i * d..(i + 1) * d];
+                    let mut acc = 0f32;
+                    for j in 0..d {
+                        let ls = f[d + j].clamp(LOG_STD_MIN, LOG_STD_MAX);
+                        let z = (a[j] - f[j]) / ls.exp();
+                        acc += -0.5 * z * z - ls - HALF_LOG_2PI;
+                    }
+                    sc.lp.push(acc);
+                }
             }
-            ActionKind::Discrete(_) => {
-                let lp = candle_nn::ops::log_softmax(&out, D::Minus1)?;
-                lp.gather(&a.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?
-                    .squeeze(1)?
+            ActionKind::Discrete(n) => {
+                let mut row = vec![0f32; n];
+                for (b, &i) in rows.iter().enumerate() {
+                    log_softmax(&out[b * n..(b + 1) * n], &mut row);
+                    sc.lp.push(row[data.act_u32[i] as usize]);
+                }
             }
-        })
+        }
+    }
+
+    /// The mean negative log-likelihood of `rows`; its parameter gradients are added into
+    /// `grads` (module doc).
+    fn loss_grad(&self, data: &Logged, rows: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
+        let od = data.obs_dim;
+        let obs: Vec<f32> = rows
+            .iter()
+            .flat_map(|&i| data.obs[i * od..(i + 1) * od].iter().copied())
+            .collect();
+        self.forward(&obs, sc);
+        self.log_probs_of(data, rows, sc);
+        let bsz = rows.len() as f32;
+        let nll = -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / f64::from(bsz);
+        let (out, dout) = sc.cache.output_and_dout();
+        match self.kind {
+            ActionKind::Continuous(d) => {
+                for (b, &i) in rows.iter().enumerate() {
+                    let f = &out[b * 2 * d..(b + 1) * 2 * d];
+                    let g = &mut dout[b * 2 * d..(b + 1) * 2 * d];
+                    let a = &data.act_f32[i * d..(i + 1) * d];
+                    for j in 0..d {
+                        let raw = f[d + j];
+                        let sigma = raw.clamp(LOG_STD_MIN, LOG_STD_MAX).exp();
+                        let z = (a[j] - f[j]) / sigma;
+                        g[j] = -z / sigma / bsz;
+                        g[d + j] = if (LOG_STD_MIN..=LOG_STD_MAX).contains(&raw) {
+                            -(z * z - 1.0) / bsz
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+            ActionKind::Discrete(n) => {
+                let mut row = vec![0f32; n];
+                for (b, &i) in rows.iter().enumerate() {
+                    log_softmax(&out[b * n..(b + 1) * n], &mut row);
+                    let a = data.act_u32[i] as usize;
+                    for (k, g) in dout[b * n..(b + 1) * n].iter_mut().enumerate() {
+                        let hit = if k == a { 1.0 } else { 0.0 };
+                        *g = -(hit - row[k].exp()) / bsz;
+                    }
+                }
+            }
+        }
+        self.net.backward(
+            &self.params,
+            &sc.x,
+            Input::Shared,
+            &mut sc.cache,
+            Some(grads),
+            None,
+        );
+        nll
+    }
+
+    /// The negative log-likelihood of `rows` and its gradients at the current parameters,
+    /// without stepping (`tests/parity.rs`).
+    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
+        let mut sc = Scratch::default();
+        let mut grads = vec![0f32; self.params.len()];
+        let nll = self.loss_grad(data, rows, &mut sc, &mut grads);
+        Probe::new(nll, &self.params, &grads, sc.x)
+    }
+
+    /// The network's parameters (names `behavior.<l>.weight` / `.bias`, as a candle
+    /// [`orl_nets::Mlp`] under the same prefix).
+    pub fn params(&self) -> &Params {
+        &self.params
     }
 
     /// `log mu_hat(a_i|s_i)` for every logged row.
     pub fn log_probs(&self, data: &Logged) -> Result<Vec<f64>> {
         let od = data.obs_dim;
         let mut out = Vec::with_capacity(data.len());
+        let mut sc = Scratch::default();
         let mut start = 0;
         while start < data.len() {
             let end = (start + 4096).min(data.len());
-            let s = Tensor::from_slice(
-                &data.obs[start * od..end * od],
-                (end - start, od),
-                &Device::Cpu,
-            )?;
-            let a = data.actions_tensor(start..end)?;
-            out.extend(
-                self.log_prob_tensor(&s, &a)?
-                    .to_dtype(DType::F64)?
-                    .to_vec1::<f64>()?,
-            );
+            let rows: Vec<usize> = (start..end).collect();
+            self.forward(&data.obs[start * od..end * od], &mut sc);
+            self.log_probs_of(data, &rows, &mut sc);
+            out.extend(sc.lp.iter().map(|&v| f64::from(v)));
             start = end;
         }
         Ok(out)

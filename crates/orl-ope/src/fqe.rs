@@ -28,13 +28,13 @@
 //!
 //! Shapes: continuous `Q: [B, obs + 1 + act] -> [B]`, discrete `Q: [B, obs + 1] -> [B, n]`.
 
-use candle_core::{D, Device, Tensor};
-use orl_nets::{Adam, AdamConfig, Mlp, ParamStore, Policy, finite_scalar};
-use rand::{RngExt, SeedableRng};
+use orl_nets::engine::{Activation, FlatAdam, Input, Mlp, MlpCache, Params};
+use orl_nets::{AdamConfig, Policy};
+use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use crate::behavior::standardiser;
 use crate::error::{OpeError, Result};
+use crate::fit::{Probe, Standardiser, check_finite, draw_rows};
 use crate::logged::{ActionKind, Logged, action_probs, sample_actions};
 
 /// Settings of FQE.
@@ -129,26 +129,39 @@ pub fn default_steps(gamma: f64, horizon: usize, target_update_interval: usize) 
 #[derive(Debug)]
 pub struct Fqe {
     q: Mlp,
-    store: ParamStore,
+    params: Params,
+    target: Params,
     kind: ActionKind,
     obs_dim: usize,
     k: usize,
-    mean: Tensor,
-    std: Tensor,
+    scaler: Standardiser,
     /// Continuous: `[N * k * act]` sampled actions at `s` / `s'`. Discrete: `[N * n]` probabilities.
     at_s: Vec<f32>,
     at_s2: Vec<f32>,
     horizon: usize,
+    gamma: f32,
     /// Final TD loss.
     pub final_loss: f64,
     /// How the fit went.
     pub fit: Option<FqeFit>,
 }
 
-fn gather(src: &[f32], rows: &[usize], width: usize) -> Vec<f32> {
-    rows.iter()
-        .flat_map(|&i| src[i * width..(i + 1) * width].iter().copied())
-        .collect()
+/// The buffers of one pass, reused from step to step.
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,
+    x2: Vec<f32>,
+    y: Vec<f32>,
+    v: Vec<f32>,
+    cache: MlpCache,
+    target: MlpCache,
+}
+
+/// Which table of the policy's actions a value is taken over.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    S,
+    S2,
 }
 
 impl Fqe {
@@ -193,34 +206,33 @@ impl Fqe {
                 )
             }
         };
-        let (mean, std) = standardiser(&data.obs, od)?;
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let mut store = ParamStore::new(Device::Cpu);
-        let q = Mlp::new(&mut store.builder("fqe", &mut rng), input, &cfg.hidden, out)?;
+        let mut params = Params::new();
+        let q = Mlp::new(
+            &mut params.builder("fqe", &mut rng),
+            input,
+            &cfg.hidden,
+            out,
+            Activation::Identity,
+        )?;
+        let mut opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
         let mut fqe = Self {
             q,
-            store,
+            target: params.clone(),
+            params,
             kind: data.kind,
             obs_dim: od,
             k,
-            mean,
-            std,
+            scaler: Standardiser::of(&data.obs, od),
             at_s,
             at_s2,
             horizon,
+            gamma: gamma as f32,
             final_loss: f64::NAN,
             fit: None,
         };
-        // The target network: the same layers over a second store, copied from `Q` at step 0
-        // and every `target_update_interval` steps below.
-        let target_q = {
-            let mut r = Pcg64Mcg::seed_from_u64(seed);
-            let mut tmp = ParamStore::new(Device::Cpu);
-            let net = Mlp::new(&mut tmp.builder("fqe", &mut r), input, &cfg.hidden, out)?;
-            (net, tmp)
-        };
-        let mut opt = Adam::new(&fqe.store, AdamConfig::with_lr(cfg.lr))?;
-        let n = data.len();
+        let mut sc = Scratch::default();
+        let mut idx = Vec::with_capacity(cfg.batch_size);
         let mut history: Vec<f64> = Vec::new();
         for step in 0..total {
             if step % cfg.target_update_interval == 0 {
@@ -228,50 +240,12 @@ impl Fqe {
                     let v0 = fqe.initial_values(data)?;
                     history.push(v0.iter().sum::<f64>() / v0.len().max(1) as f64);
                 }
-                target_q.1.copy_from(&fqe.store)?;
+                fqe.target.copy_from(&fqe.params)?;
             }
-            let idx: Vec<usize> = (0..cfg.batch_size)
-                .map(|_| rng.random_range(0..n))
-                .collect();
-            let r = Tensor::from_vec(
-                idx.iter()
-                    .map(|&i| data.rewards[i] as f32)
-                    .collect::<Vec<_>>(),
-                idx.len(),
-                &Device::Cpu,
-            )?;
-            // No bootstrap past termination or the time limit.
-            let nd = Tensor::from_vec(
-                idx.iter()
-                    .map(|&i| {
-                        let cut = data.timeouts[i] || data.steps[i] as usize + 1 >= horizon;
-                        if data.terminals[i] || cut {
-                            0f32
-                        } else {
-                            gamma as f32
-                        }
-                    })
-                    .collect::<Vec<_>>(),
-                idx.len(),
-                &Device::Cpu,
-            )?;
-            let s2 = gather(&data.next_obs, &idx, od);
-            let t2: Vec<usize> = idx.iter().map(|&i| data.steps[i] as usize + 1).collect();
-            let v2 = fqe
-                .value_with(&target_q.0, &s2, &t2, &idx, &fqe.at_s2)?
-                .detach();
-            let y = (r + (nd * v2)?)?;
-            let s = gather(&data.obs, &idx, od);
-            let t: Vec<usize> = idx.iter().map(|&i| data.steps[i] as usize).collect();
-            let q = fqe.q_logged_rows(&fqe.q, data, &s, &t, &idx)?;
-            let loss = (q - y)?.sqr()?.mean_all()?;
-            let v = finite_scalar("fqe", &loss).map_err(|_| OpeError::NonFinite {
-                model: "FQE",
-                name: "TD loss".into(),
-                step,
-            })?;
-            fqe.final_loss = f64::from(v);
-            opt.backward_step(&loss)?;
+            draw_rows(&mut rng, data.len(), cfg.batch_size, &mut idx);
+            let loss = fqe.loss_grad(data, &idx, &mut sc, opt.zero_grad());
+            fqe.final_loss = check_finite(loss, "FQE", "TD loss", step)?;
+            opt.step(&mut fqe.params)?;
         }
         let v0 = fqe.initial_values(data)?;
         history.push(v0.iter().sum::<f64>() / v0.len().max(1) as f64);
@@ -294,119 +268,229 @@ impl Fqe {
         Ok(fqe)
     }
 
-    /// Standardised observations with the remaining fraction of the horizon `(T - t) / T`
-    /// appended: `[B, obs + 1]`.
-    fn input(&self, s: &[f32], t: &[usize]) -> Result<Tensor> {
-        let od = self.obs_dim;
-        let x = Tensor::from_slice(s, (s.len() / od, od), &Device::Cpu)?
-            .broadcast_sub(&self.mean)?
-            .broadcast_div(&self.std)?;
+    /// Appends the network input of one row to `x`: the standardised observation `s`, the
+    /// remaining fraction of the horizon `(T - t) / T`, then the action `a` (continuous; empty
+    /// for discrete).
+    fn push_input(&self, s: &[f32], t: usize, a: &[f32], x: &mut Vec<f32>) {
+        self.scaler.push(s, x);
         let h = self.horizon as f32;
-        let tau: Vec<f32> = t.iter().map(|&t| (h - t as f32).max(0.0) / h).collect();
-        let tau = Tensor::from_vec(tau, (t.len(), 1), &Device::Cpu)?;
-        Ok(Tensor::cat(&[&x, &tau], 1)?)
+        x.push((h - t as f32).max(0.0) / h);
+        x.extend_from_slice(a);
     }
 
-    /// `E_{a~pi} Q(s_i, a, t_i)` for rows `idx` with observations `s` (gathered), steps `t` and
-    /// the policy's precomputed actions/probabilities `table` (`at_s` or `at_s2`): `[B]`.
-    fn value_with(
+    /// `E_{a~pi} Q(s_i, a, t_i)` of `net` (parameters `p`) into `out` for the rows `idx`, with
+    /// observations `obs` (`obs_at(i)` the observation of row `i`), steps `t(i)` and the policy's
+    /// precomputed actions/probabilities at those states (`at`).
+    #[allow(clippy::too_many_arguments)]
+    fn values(
         &self,
-        net: &Mlp,
-        s: &[f32],
-        t: &[usize],
+        p: &Params,
+        obs: &[f32],
         idx: &[usize],
-        table: &[f32],
-    ) -> Result<Tensor> {
+        step_of: impl Fn(usize) -> usize,
+        at: At,
+        x: &mut Vec<f32>,
+        cache: &mut MlpCache,
+        out: &mut Vec<f32>,
+    ) {
+        let od = self.obs_dim;
+        let table = match at {
+            At::S => &self.at_s,
+            At::S2 => &self.at_s2,
+        };
         let b = idx.len();
-        let x = self.input(s, t)?;
-        let w = self.obs_dim + 1;
-        Ok(match self.kind {
+        x.clear();
+        out.clear();
+        match self.kind {
             ActionKind::Continuous(d) => {
                 let k = self.k;
-                let a: Vec<f32> = idx
-                    .iter()
-                    .flat_map(|&i| table[i * k * d..(i + 1) * k * d].iter().copied())
-                    .collect();
-                let a = Tensor::from_vec(a, (b * k, d), &Device::Cpu)?;
-                let xr = x
-                    .unsqueeze(1)?
-                    .broadcast_as((b, k, w))?
-                    .reshape((b * k, w))?;
-                net.forward(&Tensor::cat(&[&xr, &a], 1)?)?
-                    .reshape((b, k))?
-                    .mean(1)?
+                for &i in idx {
+                    for j in 0..k {
+                        let a = &table[(i * k + j) * d..(i * k + j + 1) * d];
+                        self.push_input(&obs[i * od..(i + 1) * od], step_of(i), a, x);
+                    }
+                }
+                self.q.forward(p, x, Input::Shared, b * k, cache);
+                out.extend(
+                    cache
+                        .output()
+                        .chunks_exact(k)
+                        .map(|c| c.iter().sum::<f32>() / k as f32),
+                );
             }
             ActionKind::Discrete(n) => {
-                let p = Tensor::from_vec(gather(table, idx, n), (b, n), &Device::Cpu)?;
-                (net.forward(&x)? * p)?.sum(D::Minus1)?
+                for &i in idx {
+                    self.push_input(&obs[i * od..(i + 1) * od], step_of(i), &[], x);
+                }
+                self.q.forward(p, x, Input::Shared, b, cache);
+                out.extend(
+                    idx.iter()
+                        .zip(cache.output().chunks_exact(n))
+                        .map(|(&i, q)| {
+                            q.iter()
+                                .zip(&table[i * n..(i + 1) * n])
+                                .map(|(q, p)| q * p)
+                                .sum::<f32>()
+                        }),
+                );
             }
-        })
+        }
     }
 
-    /// `Q(s_i, a_i, t_i)` at the logged actions of rows `idx`: `[B]`.
-    fn q_logged_rows(
-        &self,
-        net: &Mlp,
-        data: &Logged,
-        s: &[f32],
-        t: &[usize],
-        idx: &[usize],
-    ) -> Result<Tensor> {
+    /// The TD target `y_i = r_i + gamma (1 - cut_i) E_{a'~pi} Q_k(s'_i, a', t_i + 1)` of the
+    /// rows `idx` into `sc.y`, where `cut_i` is a termination, a time limit after the row, or
+    /// `t_i + 1 = T` (no bootstrap past the horizon).
+    fn targets(&self, data: &Logged, idx: &[usize], sc: &mut Scratch) {
+        let Scratch {
+            x2, v, target, y, ..
+        } = sc;
+        self.values(
+            &self.target,
+            &data.next_obs,
+            idx,
+            |i| data.steps[i] as usize + 1,
+            At::S2,
+            x2,
+            target,
+            v,
+        );
+        y.clear();
+        y.extend(idx.iter().zip(v.iter()).map(|(&i, &v2)| {
+            let cut =
+                data.terminals[i] || data.timeouts[i] || data.steps[i] as usize + 1 >= self.horizon;
+            let nd = if cut { 0.0 } else { self.gamma };
+            data.rewards[i] as f32 + nd * v2
+        }));
+    }
+
+    /// The TD loss `L = (1/B) sum_i (Q(s_i, a_i, t_i) - y_i)^2` of the rows `idx` at the logged
+    /// actions; `dL/dQ_i = 2 (Q_i - y_i) / B` is back-propagated and the parameter gradients
+    /// are added into `grads`. Discrete: `Q(s, .)` has one output per action and only the
+    /// logged action's output receives a gradient.
+    fn loss_grad(&self, data: &Logged, idx: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
+        self.targets(data, idx, sc);
+        let od = self.obs_dim;
+        sc.x.clear();
+        for &i in idx {
+            let a: &[f32] = match self.kind {
+                ActionKind::Continuous(d) => &data.act_f32[i * d..(i + 1) * d],
+                ActionKind::Discrete(_) => &[],
+            };
+            self.push_input(
+                &data.obs[i * od..(i + 1) * od],
+                data.steps[i] as usize,
+                a,
+                &mut sc.x,
+            );
+        }
         let b = idx.len();
-        let x = self.input(s, t)?;
-        Ok(match self.kind {
-            ActionKind::Continuous(d) => {
-                let a = Tensor::from_vec(gather(&data.act_f32, idx, d), (b, d), &Device::Cpu)?;
-                net.forward(&Tensor::cat(&[&x, &a], 1)?)?.squeeze(1)?
-            }
-            ActionKind::Discrete(_) => {
-                let a = Tensor::from_vec(
-                    idx.iter().map(|&i| data.act_u32[i]).collect::<Vec<u32>>(),
-                    b,
-                    &Device::Cpu,
-                )?;
-                net.forward(&x)?.gather(&a.unsqueeze(1)?, 1)?.squeeze(1)?
-            }
-        })
+        self.q
+            .forward(&self.params, &sc.x, Input::Shared, b, &mut sc.cache);
+        let width = self.q.output_dim();
+        let (out, dout) = sc.cache.output_and_dout();
+        dout.iter_mut().for_each(|g| *g = 0.0);
+        let mut loss = 0f64;
+        for (r, (&i, &y)) in idx.iter().zip(&sc.y).enumerate() {
+            let col = match self.kind {
+                ActionKind::Continuous(_) => 0,
+                ActionKind::Discrete(_) => data.act_u32[i] as usize,
+            };
+            let e = out[r * width + col] - y;
+            loss += f64::from(e * e);
+            dout[r * width + col] = 2.0 * e / b as f32;
+        }
+        self.q.backward(
+            &self.params,
+            &sc.x,
+            Input::Shared,
+            &mut sc.cache,
+            Some(grads),
+            None,
+        );
+        loss / b as f64
+    }
+
+    /// The TD loss of `rows` and its gradients at the current parameters and target network,
+    /// without stepping (`tests/parity.rs`); the probe's `target` holds each row's `y`.
+    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
+        let mut sc = Scratch::default();
+        let mut grads = vec![0f32; self.params.len()];
+        let loss = self.loss_grad(data, rows, &mut sc, &mut grads);
+        let mut p = Probe::new(loss, &self.params, &grads, sc.x);
+        p.target = sc.y;
+        p
+    }
+
+    /// The network's parameters (names `fqe.<l>.weight` / `.bias`, as a candle
+    /// [`orl_nets::Mlp`] under the same prefix).
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// `E_{a~pi} Q(s, a, t)` of the rows `idx` with the current network, in chunks.
+    fn values_of(
+        &self,
+        data: &Logged,
+        idx: &[usize],
+        step_of: impl Fn(usize) -> usize + Copy,
+    ) -> Vec<f64> {
+        let (mut x, mut cache, mut v) = (Vec::new(), MlpCache::new(), Vec::new());
+        let mut out = Vec::with_capacity(idx.len());
+        for chunk in idx.chunks(2048) {
+            self.values(
+                &self.params,
+                &data.obs,
+                chunk,
+                step_of,
+                At::S,
+                &mut x,
+                &mut cache,
+                &mut v,
+            );
+            out.extend(v.iter().map(|&v| f64::from(v)));
+        }
+        out
     }
 
     /// `(Q(s_t, a_t), V(s_t))` for every logged row (the inputs of DR and WDR).
     pub fn q_and_v(&self, data: &Logged) -> Result<(Vec<f64>, Vec<f64>)> {
         let od = self.obs_dim;
-        let (mut q, mut v) = (
-            Vec::with_capacity(data.len()),
-            Vec::with_capacity(data.len()),
-        );
-        let mut start = 0;
-        while start < data.len() {
-            let end = (start + 2048).min(data.len());
-            let idx: Vec<usize> = (start..end).collect();
-            let t: Vec<usize> = idx.iter().map(|&i| data.steps[i] as usize).collect();
-            let s = &data.obs[start * od..end * od];
-            q.extend(
-                self.q_logged_rows(&self.q, data, s, &t, &idx)?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_vec1::<f64>()?,
-            );
-            v.extend(
-                self.value_with(&self.q, s, &t, &idx, &self.at_s)?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_vec1::<f64>()?,
-            );
-            start = end;
+        let width = self.q.output_dim();
+        let mut q = Vec::with_capacity(data.len());
+        let (mut x, mut cache) = (Vec::new(), MlpCache::new());
+        let all: Vec<usize> = (0..data.len()).collect();
+        for chunk in all.chunks(2048) {
+            x.clear();
+            for &i in chunk {
+                let a: &[f32] = match self.kind {
+                    ActionKind::Continuous(d) => &data.act_f32[i * d..(i + 1) * d],
+                    ActionKind::Discrete(_) => &[],
+                };
+                self.push_input(
+                    &data.obs[i * od..(i + 1) * od],
+                    data.steps[i] as usize,
+                    a,
+                    &mut x,
+                );
+            }
+            self.q
+                .forward(&self.params, &x, Input::Shared, chunk.len(), &mut cache);
+            let out = cache.output();
+            q.extend(chunk.iter().enumerate().map(|(r, &i)| {
+                let col = match self.kind {
+                    ActionKind::Continuous(_) => 0,
+                    ActionKind::Discrete(_) => data.act_u32[i] as usize,
+                };
+                f64::from(out[r * width + col])
+            }));
         }
+        let v = self.values_of(data, &all, |i| data.steps[i] as usize);
         Ok((q, v))
     }
 
     /// `V(s0)` (at `t = 0`) of the first state of every kept episode.
     pub fn initial_values(&self, data: &Logged) -> Result<Vec<f64>> {
-        let od = self.obs_dim;
         let idx: Vec<usize> = data.episodes.iter().map(|r| r.start).collect();
-        let s = gather(&data.obs, &idx, od);
-        let t = vec![0; idx.len()];
-        Ok(self
-            .value_with(&self.q, &s, &t, &idx, &self.at_s)?
-            .to_dtype(candle_core::DType::F64)?
-            .to_vec1::<f64>()?)
+        Ok(self.values_of(data, &idx, |_| 0))
     }
 }

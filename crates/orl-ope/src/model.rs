@@ -13,15 +13,27 @@
 //! plug in the true one. Ensemble shapes: input `[E, B, obs + act]` (discrete actions one-hot),
 //! output `[E, B, 2 (obs + 1) + 1]` = means of `(ds, r)`, their log-stds, and the termination
 //! logit; trained by Gaussian negative log-likelihood plus binary cross-entropy, each member on
-//! its own random batches.
+//! its own random batches. Inputs and targets are standardised with the data's statistics.
+//!
+//! Loss over `E` members and `B` rows each (`y` the standardised target, `m`, `l` and `c` the
+//! mean, raw log-std and logit outputs, `ls = clamp(l, -10, 0.5)`, `z = (y - m) / exp(ls)`,
+//! `d` the logged termination), and its gradient with respect to the outputs:
+//!
+//! ```text
+//! L = (1/EB) sum_{e,b} [ sum_j (z_j^2 / 2 + ls_j) + softplus(c) - d c ]
+//! dL/dm_j = -(1/EB) z_j / exp(ls_j)
+//! dL/dl_j =  (1/EB) (1 - z_j^2)      where -10 <= l_j <= 0.5, else 0 (the clamp)
+//! dL/dc   =  (1/EB) (sigmoid(c) - d)
+//! ```
 
-use candle_core::{D, DType, Device, Tensor};
-use orl_nets::{Adam, AdamConfig, EnsembleMlp, ParamStore, Policy, finite_scalar};
+use candle_core::{DType, Tensor};
+use orl_nets::engine::{Activation, FlatAdam, Input, Mlp, MlpCache, Params};
+use orl_nets::{AdamConfig, Policy};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::behavior::standardiser;
 use crate::error::{OpeError, Result};
+use crate::fit::{Probe, Standardiser, check_finite, draw_rows};
 use crate::logged::{ActionKind, Logged, obs_tensor};
 
 /// One batched step of an environment model.
@@ -130,15 +142,13 @@ impl Default for ModelConfig {
 /// The learned probabilistic ensemble.
 #[derive(Debug)]
 pub struct ProbabilisticEnsemble {
-    net: EnsembleMlp,
-    _store: ParamStore,
+    net: Mlp,
+    params: Params,
     kind: ActionKind,
     obs_dim: usize,
     members: usize,
-    in_mean: Tensor,
-    in_std: Tensor,
-    out_mean: Tensor,
-    out_std: Tensor,
+    inputs: Standardiser,
+    outputs: Standardiser,
     /// Final training loss.
     pub final_loss: f64,
 }
@@ -146,37 +156,40 @@ pub struct ProbabilisticEnsemble {
 const LOG_STD_MIN: f32 = -10.0;
 const LOG_STD_MAX: f32 = 0.5;
 
+/// `log(1 + exp(x))`, stably.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// The buffers of one pass, reused from step to step.
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    cache: MlpCache,
+}
+
 impl ProbabilisticEnsemble {
-    /// Rows of `x = [s, onehot(a) | a]` for `rows` of `data`.
-    fn inputs(data: &Logged, rows: &[usize]) -> Vec<f32> {
+    /// Appends `x = [s, onehot(a) | a]` of row `i` of `data` (raw, not standardised).
+    fn push_raw_input(data: &Logged, i: usize, x: &mut Vec<f32>) {
         let od = data.obs_dim;
-        let mut x = Vec::new();
-        for &i in rows {
-            x.extend_from_slice(&data.obs[i * od..(i + 1) * od]);
-            match data.kind {
-                ActionKind::Continuous(d) => x.extend_from_slice(&data.act_f32[i * d..(i + 1) * d]),
-                ActionKind::Discrete(n) => x.extend((0..n).map(|a| {
-                    if a as u32 == data.act_u32[i] {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                })),
-            }
+        x.extend_from_slice(&data.obs[i * od..(i + 1) * od]);
+        match data.kind {
+            ActionKind::Continuous(d) => x.extend_from_slice(&data.act_f32[i * d..(i + 1) * d]),
+            ActionKind::Discrete(n) => x.extend((0..n).map(|a| {
+                if a as u32 == data.act_u32[i] {
+                    1.0
+                } else {
+                    0.0
+                }
+            })),
         }
-        x
     }
-    /// Rows of the targets `[ds, r]`.
-    fn targets(data: &Logged, rows: &[usize]) -> Vec<f32> {
+    /// Appends the raw target `[s' - s, r]` of row `i`.
+    fn push_raw_target(data: &Logged, i: usize, y: &mut Vec<f32>) {
         let od = data.obs_dim;
-        let mut y = Vec::new();
-        for &i in rows {
-            for j in 0..od {
-                y.push(data.next_obs[i * od + j] - data.obs[i * od + j]);
-            }
-            y.push(data.rewards[i] as f32);
-        }
-        y
+        y.extend((0..od).map(|j| data.next_obs[i * od + j] - data.obs[i * od + j]));
+        y.push(data.rewards[i] as f32);
     }
     fn in_width(kind: ActionKind, od: usize) -> usize {
         od + match kind {
@@ -195,71 +208,121 @@ impl ProbabilisticEnsemble {
         let od = data.obs_dim;
         let iw = Self::in_width(data.kind, od);
         let ow = od + 1;
-        let all: Vec<usize> = (0..data.len()).collect();
-        let (in_mean, in_std) = standardiser(&Self::inputs(data, &all), iw)?;
-        let (out_mean, out_std) = standardiser(&Self::targets(data, &all), ow)?;
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for i in 0..data.len() {
+            Self::push_raw_input(data, i, &mut xs);
+            Self::push_raw_target(data, i, &mut ys);
+        }
+        let (inputs, outputs) = (Standardiser::of(&xs, iw), Standardiser::of(&ys, ow));
+        drop((xs, ys));
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let mut store = ParamStore::new(Device::Cpu);
-        let net = EnsembleMlp::new(
-            &mut store.builder("model", &mut rng),
+        let mut params = Params::new();
+        let net = Mlp::ensemble(
+            &mut params.builder("model", &mut rng),
             cfg.members,
             iw,
             &cfg.hidden,
             2 * ow + 1,
+            Activation::Identity,
         )?;
-        let mut opt = Adam::new(&store, AdamConfig::with_lr(cfg.lr))?;
+        let mut opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
         let mut m = Self {
             net,
-            _store: store,
+            params,
             kind: data.kind,
             obs_dim: od,
             members: cfg.members,
-            in_mean,
-            in_std,
-            out_mean,
-            out_std,
+            inputs,
+            outputs,
             final_loss: f64::NAN,
         };
-        let (e, b, n) = (cfg.members, cfg.batch_size, data.len());
+        let mut sc = Scratch::default();
+        let mut idx = Vec::with_capacity(cfg.members * cfg.batch_size);
         for step in 0..cfg.steps {
-            let idx: Vec<usize> = (0..e * b).map(|_| rng.random_range(0..n)).collect();
-            let x = Tensor::from_vec(Self::inputs(data, &idx), (e, b, iw), &Device::Cpu)?;
-            let y = Tensor::from_vec(Self::targets(data, &idx), (e, b, ow), &Device::Cpu)?
-                .broadcast_sub(&m.out_mean)?
-                .broadcast_div(&m.out_std)?;
-            let d = Tensor::from_vec(
-                idx.iter()
-                    .map(|&i| if data.terminals[i] { 1f32 } else { 0.0 })
-                    .collect::<Vec<_>>(),
-                (e, b),
-                &Device::Cpu,
-            )?;
-            let out = m.forward(&x)?;
-            let mean = out.narrow(2, 0, ow)?;
-            let ls = out.narrow(2, ow, ow)?.clamp(LOG_STD_MIN, LOG_STD_MAX)?;
-            let logit = out.narrow(2, 2 * ow, 1)?.squeeze(2)?;
-            let nll = ((((y - mean)? / ls.exp()?)?.sqr()? * 0.5)? + ls)?
-                .sum(D::Minus1)?
-                .mean_all()?;
-            // Binary cross-entropy with logits: softplus(c) - d c.
-            let bce = (orl_nets::softplus(&logit)? - (d * &logit)?)?.mean_all()?;
-            let loss = (nll + bce)?;
-            let v = finite_scalar("model", &loss).map_err(|_| OpeError::NonFinite {
-                model: "dynamics model",
-                name: "negative log-likelihood".into(),
-                step,
-            })?;
-            m.final_loss = f64::from(v);
-            opt.backward_step(&loss)?;
+            draw_rows(&mut rng, data.len(), cfg.members * cfg.batch_size, &mut idx);
+            let loss = m.loss_grad(data, &idx, &mut sc, opt.zero_grad());
+            m.final_loss = check_finite(loss, "dynamics model", "negative log-likelihood", step)?;
+            opt.step(&mut m.params)?;
         }
         Ok(m)
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x
-            .broadcast_sub(&self.in_mean)?
-            .broadcast_div(&self.in_std)?;
-        Ok(self.net.forward(&x)?)
+    /// The loss of the module doc on `rows` (`E * B` of them: member `e` takes the `e`-th
+    /// block of `B`); its parameter gradients are added into `grads`.
+    fn loss_grad(&self, data: &Logged, rows: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
+        let (e, ow) = (self.members, self.obs_dim + 1);
+        let b = rows.len() / e;
+        let (mut raw_x, mut raw_y) = (
+            Vec::with_capacity(self.inputs.dim()),
+            Vec::with_capacity(ow),
+        );
+        sc.x.clear();
+        sc.y.clear();
+        for &i in rows {
+            raw_x.clear();
+            raw_y.clear();
+            Self::push_raw_input(data, i, &mut raw_x);
+            Self::push_raw_target(data, i, &mut raw_y);
+            self.inputs.push(&raw_x, &mut sc.x);
+            self.outputs.push(&raw_y, &mut sc.y);
+        }
+        self.net
+            .forward(&self.params, &sc.x, Input::PerMember, b, &mut sc.cache);
+        let n = (e * b) as f32;
+        let w = 2 * ow + 1;
+        let (out, dout) = sc.cache.output_and_dout();
+        let (mut nll, mut bce) = (0f64, 0f64);
+        for (r, &i) in rows.iter().enumerate() {
+            let f = &out[r * w..(r + 1) * w];
+            let g = &mut dout[r * w..(r + 1) * w];
+            let y = &sc.y[r * ow..(r + 1) * ow];
+            let mut row = 0f32;
+            for j in 0..ow {
+                let raw = f[ow + j];
+                let ls = raw.clamp(LOG_STD_MIN, LOG_STD_MAX);
+                let sigma = ls.exp();
+                let z = (y[j] - f[j]) / sigma;
+                row += 0.5 * z * z + ls;
+                g[j] = -z / sigma / n;
+                g[ow + j] = if (LOG_STD_MIN..=LOG_STD_MAX).contains(&raw) {
+                    (1.0 - z * z) / n
+                } else {
+                    0.0
+                };
+            }
+            nll += f64::from(row);
+            let c = f[2 * ow];
+            let d = if data.terminals[i] { 1.0 } else { 0.0 };
+            bce += f64::from(softplus(c) - d * c);
+            g[2 * ow] = (1.0 / (1.0 + (-c).exp()) - d) / n;
+        }
+        self.net.backward(
+            &self.params,
+            &sc.x,
+            Input::PerMember,
+            &mut sc.cache,
+            Some(grads),
+            None,
+        );
+        (nll + bce) / f64::from(n)
+    }
+
+    /// The loss on `rows` (`members * B` of them, member `e` the `e`-th block) and its
+    /// gradients at the current parameters, without stepping (`tests/parity.rs`); the probe's
+    /// `target` holds the standardised targets `[E, B, obs + 1]`.
+    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
+        let mut sc = Scratch::default();
+        let mut grads = vec![0f32; self.params.len()];
+        let loss = self.loss_grad(data, rows, &mut sc, &mut grads);
+        let mut p = Probe::new(loss, &self.params, &grads, sc.x);
+        p.target = sc.y;
+        p
+    }
+
+    /// The ensemble's parameters (names `model.<l>.weight` `[E, in, out]` / `.bias`
+    /// `[E, 1, out]`, as a candle [`orl_nets::EnsembleMlp`] under the same prefix).
+    pub fn params(&self) -> &Params {
+        &self.params
     }
 }
 
@@ -283,28 +346,28 @@ impl DynamicsModel for ProbabilisticEnsemble {
                 .collect(),
         };
         let aw = a.len() / b.max(1);
-        let mut x = Vec::with_capacity(b * (od + aw));
-        for i in 0..b {
-            x.extend_from_slice(&obs[i * od..(i + 1) * od]);
-            x.extend_from_slice(&a[i * aw..(i + 1) * aw]);
+        if od + aw != self.inputs.dim() {
+            return Err(OpeError::Mismatch(format!(
+                "dynamics model: inputs of width {} (observation {od} + action {aw}), the model was fitted on {}",
+                od + aw,
+                self.inputs.dim()
+            )));
         }
-        let x = Tensor::from_vec(x, (1, b, od + aw), &Device::Cpu)?
-            .broadcast_as((self.members, b, od + aw))?
-            .contiguous()?;
-        let out = self.forward(&x)?; // [E, B, 2 ow + 1]
+        let mut x = Vec::with_capacity(b * (od + aw));
+        let mut raw = Vec::with_capacity(od + aw);
+        for i in 0..b {
+            raw.clear();
+            raw.extend_from_slice(&obs[i * od..(i + 1) * od]);
+            raw.extend_from_slice(&a[i * aw..(i + 1) * aw]);
+            self.inputs.push(&raw, &mut x);
+        }
+        let mut cache = MlpCache::new();
+        // One input shared by every member: output [E, B, 2 ow + 1].
+        self.net
+            .forward(&self.params, &x, Input::Shared, b, &mut cache);
+        let out = cache.output();
         let ow = od + 1;
-        let mean = out
-            .narrow(2, 0, ow)?
-            .broadcast_mul(&self.out_std)?
-            .broadcast_add(&self.out_mean)?
-            .to_vec3::<f32>()?;
-        let std = out
-            .narrow(2, ow, ow)?
-            .clamp(LOG_STD_MIN, LOG_STD_MAX)?
-            .exp()?
-            .broadcast_mul(&self.out_std)?
-            .to_vec3::<f32>()?;
-        let logit = out.narrow(2, 2 * ow, 1)?.squeeze(2)?.to_vec2::<f32>()?;
+        let w = 2 * ow + 1;
         let (mut s2, mut r, mut done) = (
             Vec::with_capacity(b * od),
             Vec::with_capacity(b),
@@ -312,16 +375,19 @@ impl DynamicsModel for ProbabilisticEnsemble {
         );
         for i in 0..b {
             let e = rng.random_range(0..self.members);
+            let f = &out[(e * b + i) * w..(e * b + i + 1) * w];
             for j in 0..ow {
                 let z: f32 = gaussian(rng);
-                let v = mean[e][i][j] + std[e][i][j] * z;
+                let mean = f[j] * self.outputs.std[j] + self.outputs.mean[j];
+                let std = f[ow + j].clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * self.outputs.std[j];
+                let v = mean + std * z;
                 if j < od {
                     s2.push(obs[i * od + j] + v);
                 } else {
                     r.push(f64::from(v));
                 }
             }
-            done.push(logit[e][i] > 0.0);
+            done.push(f[2 * ow] > 0.0);
         }
         Ok((s2, r, done))
     }

@@ -150,6 +150,14 @@ impl Params {
             })
             .collect()
     }
+    /// A buffer laid out as these parameters (a gradient, a moment) split into its named
+    /// segments: `(name, values)` in registration order.
+    pub fn named_values(&self, buf: &[f32]) -> Vec<(String, Vec<f32>)> {
+        self.segments
+            .iter()
+            .map(|s| (s.name.clone(), buf[s.offset..s.offset + s.len].to_vec()))
+            .collect()
+    }
     /// Sets every parameter from `tensors[prefix + name]`; every name must be present with the
     /// same shape.
     pub fn load_named(&mut self, tensors: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {

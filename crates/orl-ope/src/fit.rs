@@ -1,0 +1,106 @@
+//! What the three fitted networks of `orl-ope` (the behaviour model, FQE, the dynamics
+//! ensemble) share: input standardisation, random row batches and the [`Probe`] of a loss.
+//!
+//! The networks themselves run on `orl-nets`' training engine ([`orl_nets::engine`]):
+//! explicit forward and backward passes over flat buffers reused from step to step, so a fit
+//! spends its time in the matrix products rather than in per-op allocation. Each model file
+//! writes its loss and the loss's gradient with respect to the network output once, with the
+//! derivation in its doc; `tests/parity.rs` checks every one against candle's autograd.
+
+use orl_nets::engine::Params;
+use rand::RngExt;
+use rand_pcg::Pcg64Mcg;
+
+use crate::error::{OpeError, Result};
+
+/// Per-column mean and standard deviation (`+ 1e-3`) of a row-major matrix, and
+/// `x -> (x - mean) / std`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Standardiser {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Standardiser {
+    /// The statistics of row-major `x` with `dim` columns (accumulated in `f64`).
+    pub fn of(x: &[f32], dim: usize) -> Self {
+        let n = (x.len() / dim.max(1)).max(1) as f64;
+        let mut mean = vec![0f64; dim];
+        let mut sq = vec![0f64; dim];
+        for row in x.chunks_exact(dim.max(1)) {
+            for (j, &v) in row.iter().enumerate() {
+                mean[j] += f64::from(v);
+                sq[j] += f64::from(v) * f64::from(v);
+            }
+        }
+        Self {
+            mean: mean.iter().map(|s| (s / n) as f32).collect(),
+            std: sq
+                .iter()
+                .zip(&mean)
+                .map(|(q, s)| (((q / n) - (s / n).powi(2)).max(0.0).sqrt() + 1e-3) as f32)
+                .collect(),
+        }
+    }
+    /// Width.
+    pub fn dim(&self) -> usize {
+        self.mean.len()
+    }
+    /// Appends the standardised `row` to `out`.
+    pub fn push(&self, row: &[f32], out: &mut Vec<f32>) {
+        out.extend(
+            row.iter()
+                .zip(self.mean.iter().zip(&self.std))
+                .map(|(&x, (&m, &s))| (x - m) / s),
+        );
+    }
+}
+
+/// `count` row indices drawn uniformly from `0..n` into `idx` (cleared first).
+pub(crate) fn draw_rows(rng: &mut Pcg64Mcg, n: usize, count: usize, idx: &mut Vec<usize>) {
+    idx.clear();
+    idx.extend((0..count).map(|_| rng.random_range(0..n)));
+}
+
+/// Fails with [`OpeError::NonFinite`] unless `loss` is finite.
+pub(crate) fn check_finite(
+    loss: f64,
+    model: &'static str,
+    name: &'static str,
+    step: usize,
+) -> Result<f64> {
+    if loss.is_finite() {
+        Ok(loss)
+    } else {
+        Err(OpeError::NonFinite {
+            model,
+            name: name.into(),
+            step,
+        })
+    }
+}
+
+/// One loss of a fitted model and its parameter gradients at the current parameters, on given
+/// rows, without stepping: what `tests/parity.rs` compares with candle's autograd.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The loss.
+    pub loss: f64,
+    /// `(parameter name, dL/dparameter)`, names as in [`Params::named_tensors`].
+    pub grads: Vec<(String, Vec<f32>)>,
+    /// The network's input rows, row-major, exactly as the network saw them (standardised).
+    pub input: Vec<f32>,
+    /// The regression target of each row where the loss has one (FQE's `y`), else empty.
+    pub target: Vec<f32>,
+}
+
+impl Probe {
+    pub(crate) fn new(loss: f64, params: &Params, grad: &[f32], input: Vec<f32>) -> Self {
+        Self {
+            loss,
+            grads: params.named_values(grad),
+            input,
+            target: Vec::new(),
+        }
+    }
+}
