@@ -12,6 +12,10 @@
 //!
 //! Order within an update follows the reference code and CORL `iql.py`: `V(s')` is read before
 //! the value step, the advantage uses `V(s)` before the value step, then critic, then policy.
+//! None of the three losses reads what another step changes (the critic's target `V(s')` and
+//! the policy's advantage are taken before the value step), so all three gradients are
+//! computed from the parameters before any step, on two threads when the run has them
+//! (`Iql::grads`).
 //!
 //! Discrete actions: `Q(s, .)` heads, a categorical policy, the same three losses with
 //! `Q(s, a)` gathered at the data action (orl's addition; the paper is continuous only).
@@ -163,22 +167,51 @@ pub struct Iql {
     scratch: Scratch,
 }
 
-/// Buffers reused by every update (sized by the first one).
+/// Buffers reused by every update (sized by the first one), split by the two halves of an
+/// update that may run on two threads (`Iql::grads`).
 #[derive(Default)]
 struct Scratch {
-    actor: MlpCache,
     acting: MlpCache,
-    value: MlpCache,
-    q: QCache,
-    q_target: QCache,
+    /// Discrete: the data actions as indices (empty for continuous actions).
     idx: Vec<u32>,
+    /// `V(s')` before the value step.
     v_next: Vec<f32>,
-    adv: Vec<f32>,
+    critic: CriticScratch,
+    value_actor: ValueActorScratch,
+}
+
+/// The critic step's buffers.
+#[derive(Default)]
+struct CriticScratch {
+    q: QCache,
     /// Gathered `Q_e(s_b, a_b)` `[E, B]`.
     q_sa: Vec<f32>,
+}
+
+/// The value and policy steps' buffers.
+#[derive(Default)]
+struct ValueActorScratch {
+    value: MlpCache,
+    actor: MlpCache,
+    q_target: QCache,
+    /// Gathered `Q'_e(s_b, a_b)` `[E, B]`.
+    q_sa: Vec<f32>,
+    adv: Vec<f32>,
     w: Vec<f32>,
     out: Vec<f32>,
     lp: Vec<f32>,
+}
+
+/// What both halves of an update read: the networks' structure, the settings and the batch's
+/// prepared columns.
+struct Shared<'a> {
+    cfg: &'a IqlConfig,
+    critic: &'a QNet,
+    value: &'a Mlp,
+    actor: &'a PolicyHead,
+    batch: &'a Batch,
+    idx: &'a [u32],
+    v_next: &'a [f32],
 }
 
 impl Iql {
@@ -280,13 +313,19 @@ fn q_members(
 
 /// Eq. 5: expectile regression of `V(s)` on `min_i Q'_i(s, a)`; leaves the advantage
 /// `u = min Q' - V(s)` (before the value step) in the scratch; returns `(loss, mean u)`.
-fn value_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
+fn value_grad(
+    sh: &Shared<'_>,
+    target: &Params,
+    vp: &Params,
+    sc: &mut ValueActorScratch,
+    g: &mut [f32],
+) -> (f64, f64) {
+    let batch = sh.batch;
     let bsz = batch.batch_size;
-    let sc = &mut t.scratch;
-    q_members(&t.critic, &t.critic_target, batch, &sc.idx, &mut sc.q_target, &mut sc.q_sa);
-    t.value.forward(&t.value_params, &batch.observations, Input::Shared, bsz, &mut sc.value);
+    q_members(sh.critic, target, batch, sh.idx, &mut sc.q_target, &mut sc.q_sa);
+    sh.value.forward(vp, &batch.observations, Input::Shared, bsz, &mut sc.value);
     sc.adv.resize(bsz, 0.0);
-    let tau = t.cfg.expectile as f32;
+    let tau = sh.cfg.expectile as f32;
     let (mut loss, mut adv_sum) = (0.0f64, 0.0f64);
     let (v, dv) = sc.value.output_and_dout();
     for b in 0..bsz {
@@ -297,18 +336,22 @@ fn value_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
         adv_sum += f64::from(u);
         dv[b] = -2.0 * w * u / bsz as f32;
     }
-    let g = t.value_opt.zero_grad();
-    t.value.backward(&t.value_params, &batch.observations, Input::Shared, &mut sc.value, Some(g), None);
+    sh.value.backward(vp, &batch.observations, Input::Shared, &mut sc.value, Some(g), None);
     (loss / bsz as f64, adv_sum / bsz as f64)
 }
 
 /// Eq. 6: `sum_i E (Q_i(s,a) - (r + gamma (1-d) V(s')))^2` with `V(s')` read before the
-/// value step (in the scratch); returns `(loss, mean Q, mean |Q_1 - y|)`.
-fn critic_grad(t: &mut Iql, batch: &Batch) -> (f64, f64, f64) {
+/// value step; returns `(loss, mean Q, mean |Q_1 - y|)`.
+fn critic_grad(
+    sh: &Shared<'_>,
+    cp: &Params,
+    sc: &mut CriticScratch,
+    g: &mut [f32],
+) -> (f64, f64, f64) {
+    let batch = sh.batch;
     let bsz = batch.batch_size;
-    let sc = &mut t.scratch;
-    q_members(&t.critic, &t.critic_params, batch, &sc.idx, &mut sc.q, &mut sc.q_sa);
-    let discrete = !sc.idx.is_empty();
+    q_members(sh.critic, cp, batch, sh.idx, &mut sc.q, &mut sc.q_sa);
+    let discrete = !sh.idx.is_empty();
     let dq = sc.q.mlp.dout_mut();
     let n = dq.len() / (2 * bsz);
     if discrete {
@@ -317,7 +360,7 @@ fn critic_grad(t: &mut Iql, batch: &Batch) -> (f64, f64, f64) {
     let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
     for e in 0..2 {
         for b in 0..bsz {
-            let y = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * sc.v_next[b];
+            let y = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * sh.v_next[b];
             let q = sc.q_sa[e * bsz + b];
             let diff = q - y;
             loss += f64::from(diff * diff);
@@ -327,27 +370,26 @@ fn critic_grad(t: &mut Iql, batch: &Batch) -> (f64, f64, f64) {
             }
             let grad = 2.0 * diff / bsz as f32;
             if discrete {
-                dq[(e * bsz + b) * n + sc.idx[b] as usize] = grad;
+                dq[(e * bsz + b) * n + sh.idx[b] as usize] = grad;
             } else {
                 dq[e * bsz + b] = grad;
             }
         }
     }
-    let g = t.critic_opt.zero_grad();
     if discrete {
-        t.critic.backward_all(&t.critic_params, &batch.observations, &mut sc.q, g);
+        sh.critic.backward_all(cp, &batch.observations, &mut sc.q, g);
     } else {
-        t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
+        sh.critic.backward(cp, &mut sc.q, Some(g), None);
     }
     (loss / bsz as f64, q_sum / (2 * bsz) as f64, td / bsz as f64)
 }
 
 /// Eq. 7: `-E min(exp(beta u), max_weight) log pi(a|s)` with the advantage of
 /// [`value_grad`]; returns `(loss, mean weight)`.
-fn actor_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
+fn actor_grad(sh: &Shared<'_>, p: &Params, sc: &mut ValueActorScratch, g: &mut [f32]) -> (f64, f64) {
+    let batch = sh.batch;
     let bsz = batch.batch_size;
-    let sc = &mut t.scratch;
-    let (beta, cap) = (t.cfg.beta as f32, t.cfg.max_weight as f32);
+    let (beta, cap) = (sh.cfg.beta as f32, sh.cfg.max_weight as f32);
     sc.w.resize(bsz, 0.0);
     sc.lp.resize(bsz, 0.0);
     let mut w_sum = 0.0f64;
@@ -356,10 +398,8 @@ fn actor_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
         w_sum += f64::from(wb);
         *w = -wb / bsz as f32;
     }
-    let g = t.actor_opt.zero_grad();
     let s = &batch.observations;
-    let p = &t.actor_params;
-    match &t.actor {
+    match sh.actor {
         PolicyHead::Gaussian(h) => {
             sc.out.resize(bsz * h.act_dim(), 0.0);
             h.mean(p, s, bsz, &mut sc.actor, &mut sc.out);
@@ -371,9 +411,9 @@ fn actor_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
             sc.out.resize(bsz * n, 0.0);
             h.log_probs(p, s, bsz, &mut sc.actor, &mut sc.out);
             for b in 0..bsz {
-                sc.lp[b] = sc.out[b * n + sc.idx[b] as usize];
+                sc.lp[b] = sc.out[b * n + sh.idx[b] as usize];
             }
-            h.log_prob_backward(p, s, &sc.idx, &sc.w, &sc.out, &mut sc.actor, g);
+            h.log_prob_backward(p, s, sh.idx, &sc.w, &sc.out, &mut sc.actor, g);
         }
         PolicyHead::Deterministic(_) => {}
     }
@@ -386,6 +426,10 @@ fn actor_grad(t: &mut Iql, batch: &Batch) -> (f64, f64) {
     (loss, w_sum / bsz as f64)
 }
 
+/// The losses of one update: `(value loss, mean advantage)`, `(critic loss, mean Q, TD
+/// error)`, `(actor loss, mean weight)`.
+type Losses = ((f64, f64), (f64, f64, f64), (f64, f64));
+
 impl Iql {
     /// Checks the batch, gathers its discrete actions and reads `V(s')` (before any step).
     fn prepare(&mut self, batch: &Batch) -> Result<()> {
@@ -396,25 +440,67 @@ impl Iql {
             ActionSpec::Continuous { .. } => sc.idx.clear(),
         }
         let bsz = batch.batch_size;
+        let cache = &mut sc.value_actor.value;
         self.value.forward(
             &self.value_params,
             &batch.next_observations,
             Input::Shared,
             bsz,
-            &mut sc.value,
+            cache,
         );
         sc.v_next.clear();
-        sc.v_next.extend_from_slice(sc.value.output());
+        sc.v_next.extend_from_slice(cache.output());
         Ok(())
+    }
+
+    /// Every gradient of an update, into the optimizers' buffers, from the parameters before
+    /// any step. After `V(s')` is read, the critic's loss needs nothing of the value and
+    /// policy steps, and they nothing of it (the paper's order changes no number): with more
+    /// than one thread in rayon's pool the critic half runs beside the value-and-policy half
+    /// (`rayon::join`; one thread, the default, runs them one after the other). Either way the
+    /// numbers are the same.
+    fn grads(&mut self, batch: &Batch) -> Losses {
+        let sh = Shared {
+            cfg: &self.cfg,
+            critic: &self.critic,
+            value: &self.value,
+            actor: &self.actor,
+            batch,
+            idx: &self.scratch.idx,
+            v_next: &self.scratch.v_next,
+        };
+        let (cs, vs) = (&mut self.scratch.critic, &mut self.scratch.value_actor);
+        let (target, cp, vp, ap) = (
+            &self.critic_target,
+            &self.critic_params,
+            &self.value_params,
+            &self.actor_params,
+        );
+        let (cg, vg, ag) = (
+            self.critic_opt.zero_grad(),
+            self.value_opt.zero_grad(),
+            self.actor_opt.zero_grad(),
+        );
+        let sh = &sh;
+        let mut critic_half = move || critic_grad(sh, cp, cs, cg);
+        let mut value_actor_half = move || {
+            let value = value_grad(sh, target, vp, vs, vg);
+            (value, actor_grad(sh, ap, vs, ag))
+        };
+        let (critic, (value, actor)) = if rayon::current_num_threads() > 1 {
+            rayon::join(critic_half, value_actor_half)
+        } else {
+            let c = critic_half();
+            (c, value_actor_half())
+        };
+        (value, critic, actor)
     }
 
     /// Every loss of an update and its gradients at the current parameters, without changing
     /// any state. For the parity tests against candle's autograd.
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
         self.prepare(batch)?;
-        let (value_loss, _) = value_grad(self, batch);
-        let (critic_loss, ..) = critic_grad(self, batch);
-        let (actor_loss, _) = actor_grad(self, batch);
+        let ((value_loss, _), (critic_loss, ..), (actor_loss, _)) = self.grads(batch);
         Ok(vec![
             Probe::new("value_loss", value_loss, "value", &self.value_params, self.value_opt.grad()),
             Probe::new("critic_loss", critic_loss, "critic", &self.critic_params, self.critic_opt.grad()),
@@ -433,22 +519,21 @@ impl Algorithm for Iql {
     fn update(&mut self, batch: &Batch) -> Result<Metrics> {
         self.prepare(batch)?;
         let step = self.core.steps;
+        let ((v_loss, adv), (c_loss, q, td), (a_loss, w)) = self.grads(batch);
+        // Every loss is checked before any parameter moves.
         let mut m = Metrics::new();
-        let (loss, adv) = value_grad(self, batch);
-        record_value(&mut m, step, "value_loss", loss)?;
+        record_value(&mut m, step, "value_loss", v_loss)?;
         record_value(&mut m, step, "advantage_mean", adv)?;
-        self.value_opt.step(&mut self.value_params)?;
-        let (loss, q, td) = critic_grad(self, batch);
-        record_value(&mut m, step, "critic_loss", loss)?;
+        record_value(&mut m, step, "critic_loss", c_loss)?;
         record_value(&mut m, step, "q_mean", q)?;
         record_value(&mut m, step, "td_error", td)?;
+        record_value(&mut m, step, "actor_loss", a_loss)?;
+        record_value(&mut m, step, "adv_weight_mean", w)?;
+        m.insert("actor_lr", self.actor_opt.lr());
+        self.value_opt.step(&mut self.value_params)?;
         self.critic_opt.step(&mut self.critic_params)?;
         self.critic_target
             .soft_update_from(&self.critic_params, self.cfg.tau)?;
-        let (loss, w) = actor_grad(self, batch);
-        record_value(&mut m, step, "actor_loss", loss)?;
-        record_value(&mut m, step, "adv_weight_mean", w)?;
-        m.insert("actor_lr", self.actor_opt.lr());
         self.actor_opt.step(&mut self.actor_params)?;
         self.core.steps += 1;
         Ok(m)

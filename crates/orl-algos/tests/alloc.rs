@@ -27,6 +27,12 @@ fn main() {
     let boxed = std::hint::black_box(Box::new(7u64));
     assert_eq!(region.change().allocations, 1);
     drop(boxed);
+    // One thread in rayon's pool, the default of every run (`--threads 1`): IQL's two update
+    // halves then run one after the other on this thread.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .unwrap();
     let cases: [(AlgoKind, bool, serde_json::Value); CASES] = [
         (AlgoKind::BC, false, serde_json::json!({"hidden": [64, 64]})),
         (
