@@ -8,6 +8,8 @@ use orl_data::{Replay, ReplayConfig};
 use orl_nets::Device;
 
 fn main() {
+    // `RAYON_NUM_THREADS=2`: this thread and one more, as `orl train --threads 2` runs.
+    orl_nets::threads::init_pool(orl_nets::threads::resolve_threads(None));
     let args: Vec<String> = std::env::args().collect();
     let kind: AlgoKind = args
         .get(1)

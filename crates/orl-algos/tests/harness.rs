@@ -153,6 +153,69 @@ fn resume_equals_an_uninterrupted_run() {
     }
 }
 
+/// One thread or two in rayon's pool: the same numbers (IQL's update halves and the engine's
+/// ensemble members run in parallel only with two). The small configurations exercise IQL's
+/// halves; TD3+BC, CQL and IQL at 256x256 and batch 256 exercise the parallel member passes,
+/// with and without input gradients (actors through critics).
+#[test]
+fn one_thread_and_two_threads_give_the_same_numbers() {
+    let in_pool = |threads: usize, f: &(dyn Fn() -> Vec<(String, Vec<f32>)> + Sync)| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    };
+    for (kind, discrete) in common::cases() {
+        let run = || {
+            let (mut algo, mut replay) = setup(kind, discrete, 5);
+            for b in batches(&mut replay, 6) {
+                algo.update(&b).unwrap();
+            }
+            params(&*algo)
+        };
+        assert_eq!(
+            in_pool(1, &run),
+            in_pool(2, &run),
+            "{kind:?} discrete={discrete}"
+        );
+    }
+    for kind in [AlgoKind::TD3BC, AlgoKind::CQL, AlgoKind::IQL] {
+        let run = || {
+            let cfg = if kind == AlgoKind::CQL {
+                serde_json::json!({"hidden": [256, 256], "n_actions": 2})
+            } else {
+                serde_json::json!({"hidden": [256, 256]})
+            };
+            let mut algo = build(
+                kind,
+                Spec::continuous(4, 2, 1.0),
+                Some(&cfg),
+                5,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let ds = common::synthetic(
+                4,
+                ActionSpace::Continuous {
+                    dim: 2,
+                    low: None,
+                    high: None,
+                },
+                20,
+                25,
+                7,
+            );
+            let mut replay = Replay::new(ds, ReplayConfig::default(), 11).unwrap();
+            for _ in 0..3 {
+                algo.update(&replay.sample(256)).unwrap();
+            }
+            params(&*algo)
+        };
+        assert_eq!(in_pool(1, &run), in_pool(2, &run), "{kind:?} at 256x256");
+    }
+}
+
 #[test]
 fn same_seed_same_numbers_other_seed_other_numbers() {
     for (kind, discrete) in common::cases() {

@@ -63,8 +63,10 @@ fn main() -> ExitCode {
         _ => None,
     };
     if let Some(t) = threads {
-        match orl_nets::threads::reexec_with_threads(orl_nets::threads::resolve_threads(t)) {
-            Ok(None) => {}
+        let n = orl_nets::threads::resolve_threads(t);
+        match orl_nets::threads::reexec_with_threads(n) {
+            // This thread is one of the run's `n` (`orl_nets::threads::init_pool`).
+            Ok(None) => orl_nets::threads::init_pool(n),
             Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e) => {
                 eprintln!("error: cannot re-run with the requested thread count: {e}");

@@ -1,12 +1,17 @@
-//! One thread per run: the intra-op thread count of candle and gemm.
+//! Threads of a run: one by default, `--threads N` for more.
 //!
-//! At orl's sizes (batch 256, 256-wide layers) a second intra-op thread does not pay for its
-//! synchronisation, and with the old default of all cores two runs on a 2-core machine fought
-//! over both (`orl train --algo iql` fell to 5.7 updates/s beside one other process). The
-//! engine is single-threaded; candle (the algorithms still on it, the GPU path) reads its
-//! thread count from `RAYON_NUM_THREADS` once, and setting the environment of a running
-//! process is `unsafe`, so [`reexec_with_threads`] re-runs the process with it set.
-//! Parallelism comes from running several jobs (`bench-d4rl --jobs`).
+//! One thread per run is the default: with the old default of all cores two runs on a 2-core
+//! machine fought over both (`orl train --algo iql` fell to 5.7 updates/s beside one other
+//! process), and running several jobs (`bench-d4rl --jobs`) fills the cores best. A single run
+//! can still use a second thread: the engine runs the members of an ensemble (twin critics, the
+//! dynamics ensemble) on rayon's threads when a member's pass is long enough, and IQL computes
+//! its critic half beside its value-and-policy half. Measured on a 2-core Xeon with
+//! `update_speed` (`docs/performance.md`): 2 threads gave TD3+BC +17-27 %, IQL +19-50 %,
+//! CQL +43-51 %, BCQ +5-11 % updates/s over one; the numbers are the same either way.
+//!
+//! candle and rayon read their thread count from `RAYON_NUM_THREADS` once, and setting the
+//! environment of a running process is `unsafe`, so [`reexec_with_threads`] re-runs the process
+//! with it set, and [`init_pool`] makes the running thread one of the pool's.
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -41,4 +46,20 @@ pub fn reexec_with_threads(threads: usize) -> std::io::Result<Option<i32>> {
         )
         .status()?;
     Ok(Some(status.code().unwrap_or(1)))
+}
+
+/// Makes this thread one of rayon's `threads` workers when `threads > 1` (rayon's
+/// `use_current_thread`), so that the engine's parallel passes (ensemble members, IQL's two
+/// update halves) split between this thread and the others, instead of handing the work to a
+/// pool of `threads` while this thread waits beside them: on a 2-core machine that third thread
+/// cost BCQ 13 % of its updates/s. Call it once at the start of a run, before anything uses
+/// rayon; later calls change nothing.
+pub fn init_pool(threads: usize) {
+    if threads > 1 {
+        // An error means the pool exists already (a second call): keep it.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .use_current_thread()
+            .build_global();
+    }
 }

@@ -18,6 +18,8 @@
 //! that is sized on first use and reused after: a forward and backward pass allocates nothing
 //! once the cache has seen the batch size.
 
+use rayon::prelude::*;
+
 use crate::engine::gemm::{Op, gemm};
 use crate::engine::params::{Params, ParamsBuilder};
 use crate::engine::simd;
@@ -268,6 +270,14 @@ impl Mlp {
     ) {
         let k = k.clamp(1, self.members);
         cache.prepare(self, batch, k);
+        if self.parallel_members(batch, k) {
+            let members = member_slices(&mut cache.outs, &self.layers, batch, k);
+            members
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(e, mut outs)| self.member_forward(p, x, input, batch, e, &mut outs));
+            return;
+        }
         let data = p.data();
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -279,21 +289,59 @@ impl Mlp {
                 let b = &data[layer.b + e * o..layer.b + (e + 1) * o];
                 let ye = &mut y[e * batch * o..(e + 1) * batch * o];
                 let xe = if l == 0 {
-                    match input {
-                        Input::Shared => &x[..batch * i],
-                        Input::PerMember => &x[e * batch * i..(e + 1) * batch * i],
-                    }
+                    member_input(x, input, batch, i, e)
                 } else {
                     &done[l - 1][e * batch * i..(e + 1) * batch * i]
                 };
                 gemm(ye, xe, Op::N, w, Op::N, batch, i, o, false);
-                let act = if l == last {
-                    self.out_act
-                } else {
-                    Activation::Relu
-                };
-                act.bias_apply(ye, b);
+                self.activation(l, last).bias_apply(ye, b);
             }
+        }
+    }
+
+    /// Whether a pass over the first `k` members at `batch` rows runs its members on
+    /// rayon's threads: only when the run has more than one (`--threads`), there is more than
+    /// one member, and each member's pass is long enough (`PAR_MIN_MACS`) for the hand-off to
+    /// cost nothing in comparison. Members are independent, so either way gives the same
+    /// numbers.
+    pub fn parallel_members(&self, batch: usize, k: usize) -> bool {
+        let macs: usize = self.layers.iter().map(|l| l.input * l.output).sum();
+        k > 1 && batch * macs >= PAR_MIN_MACS && rayon::current_num_threads() > 1
+    }
+
+    fn activation(&self, l: usize, last: usize) -> Activation {
+        if l == last {
+            self.out_act
+        } else {
+            Activation::Relu
+        }
+    }
+
+    /// The whole forward pass of member `e`, its layer outputs in `outs` (`[B, o_l]` each).
+    fn member_forward(
+        &self,
+        p: &Params,
+        x: &[f32],
+        input: Input,
+        batch: usize,
+        e: usize,
+        outs: &mut [&mut [f32]],
+    ) {
+        let data = p.data();
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (i, o) = (layer.input, layer.output);
+            let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
+            let b = &data[layer.b + e * o..layer.b + (e + 1) * o];
+            let (done, rest) = outs.split_at_mut(l);
+            let xe: &[f32] = if l == 0 {
+                member_input(x, input, batch, i, e)
+            } else {
+                &*done[l - 1]
+            };
+            let ye = &mut *rest[0];
+            gemm(ye, xe, Op::N, w, Op::N, batch, i, o, false);
+            self.activation(l, last).bias_apply(ye, b);
         }
     }
 
@@ -313,6 +361,12 @@ impl Mlp {
         mut dx: Option<&mut [f32]>,
     ) {
         let batch = cache.batch;
+        // Members run in parallel unless their input gradients add up into one buffer.
+        let summed_dx = dx.is_some() && input == Input::Shared;
+        if !summed_dx && self.parallel_members(batch, cache.active) {
+            self.backward_parallel(p, x, input, cache, grads, dx);
+            return;
+        }
         let data = p.data();
         let last = self.layers.len() - 1;
         for l in (0..self.layers.len()).rev() {
@@ -320,37 +374,21 @@ impl Mlp {
             let (i, o) = (layer.input, layer.output);
             let (lower, upper) = cache.deltas.split_at_mut(l);
             let d = &mut upper[0];
-            let act = if l == last {
-                self.out_act
-            } else {
-                Activation::Relu
-            };
-            act.backward(d, &cache.outs[l]);
+            self.activation(l, last).backward(d, &cache.outs[l]);
             for e in 0..cache.active {
                 let de = &d[e * batch * o..(e + 1) * batch * o];
                 let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
                 let xe = if l == 0 {
-                    match input {
-                        Input::Shared => &x[..batch * i],
-                        Input::PerMember => &x[e * batch * i..(e + 1) * batch * i],
-                    }
+                    member_input(x, input, batch, i, e)
                 } else {
                     &cache.outs[l - 1][e * batch * i..(e + 1) * batch * i]
                 };
                 if let Some(g) = grads.as_deref_mut() {
-                    let gw = &mut g[layer.w + e * i * o..layer.w + (e + 1) * i * o];
-                    gemm(gw, xe, Op::T, de, Op::N, i, batch, o, true);
-                    let gb = &mut g[layer.b + e * o..layer.b + (e + 1) * o];
-                    simd(
-                        #[inline(always)]
-                        || {
-                            for row in de.chunks_exact(o) {
-                                for (gb, &r) in gb.iter_mut().zip(row) {
-                                    *gb += r;
-                                }
-                            }
-                        },
-                    );
+                    // Weights before biases in the buffer (registration order).
+                    let (lo, hi) = g.split_at_mut(layer.b);
+                    let gw = &mut lo[layer.w + e * i * o..layer.w + (e + 1) * i * o];
+                    let gb = &mut hi[e * o..(e + 1) * o];
+                    weight_grads(gw, gb, xe, de, batch, i, o);
                 }
                 if l > 0 {
                     let prev = &mut lower[l - 1][e * batch * i..(e + 1) * batch * i];
@@ -384,4 +422,159 @@ impl Mlp {
             }
         }
     }
+
+    /// [`Mlp::backward`] with each member's whole pass on its own rayon task (the same
+    /// operations per member as the sequential loop, so the same numbers).
+    fn backward_parallel(
+        &self,
+        p: &Params,
+        x: &[f32],
+        input: Input,
+        cache: &mut MlpCache,
+        grads: Option<&mut [f32]>,
+        dx: Option<&mut [f32]>,
+    ) {
+        let (batch, k) = (cache.batch, cache.active);
+        let outs: Vec<Vec<&[f32]>> = (0..k)
+            .map(|e| {
+                self.layers
+                    .iter()
+                    .zip(&cache.outs)
+                    .map(|(l, o)| &o[e * batch * l.output..(e + 1) * batch * l.output])
+                    .collect()
+            })
+            .collect();
+        let deltas = member_slices(&mut cache.deltas, &self.layers, batch, k);
+        let grads = match grads {
+            Some(g) => member_grads(g, &self.layers, self.members, k)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..k).map(|_| None).collect::<Vec<_>>(),
+        };
+        let mut dxs: Vec<Option<&mut [f32]>> = match dx {
+            Some(dx) => dx
+                .chunks_mut(batch * self.layers[0].input)
+                .take(k)
+                .map(Some)
+                .collect(),
+            None => (0..k).map(|_| None).collect(),
+        };
+        dxs.resize_with(k, || None);
+        let data = p.data();
+        let last = self.layers.len() - 1;
+        deltas
+            .into_par_iter()
+            .zip(outs)
+            .zip(grads)
+            .zip(dxs)
+            .enumerate()
+            .for_each(|(e, (((mut d, outs), mut g), mut dx))| {
+                for l in (0..self.layers.len()).rev() {
+                    let layer = self.layers[l];
+                    let (i, o) = (layer.input, layer.output);
+                    let (lower, upper) = d.split_at_mut(l);
+                    let de = &mut *upper[0];
+                    self.activation(l, last).backward(de, outs[l]);
+                    let w = &data[layer.w + e * i * o..layer.w + (e + 1) * i * o];
+                    let xe = if l == 0 {
+                        member_input(x, input, batch, i, e)
+                    } else {
+                        outs[l - 1]
+                    };
+                    if let Some(g) = g.as_mut() {
+                        let (gw, gb) = &mut g[l];
+                        weight_grads(gw, gb, xe, de, batch, i, o);
+                    }
+                    if l > 0 {
+                        gemm(lower[l - 1], de, Op::N, w, Op::T, batch, o, i, false);
+                    } else if let Some(dx) = dx.as_deref_mut() {
+                        gemm(dx, de, Op::N, w, Op::T, batch, o, i, false);
+                    }
+                }
+            });
+    }
+}
+
+/// Member passes shorter than this many multiply-adds stay on one thread.
+const PAR_MIN_MACS: usize = 1 << 24;
+
+/// Member `e`'s slice of the input.
+fn member_input(x: &[f32], input: Input, batch: usize, i: usize, e: usize) -> &[f32] {
+    match input {
+        Input::Shared => &x[..batch * i],
+        Input::PerMember => &x[e * batch * i..(e + 1) * batch * i],
+    }
+}
+
+/// `dW += x^T d`, `db += sum_rows d` of one member's layer.
+fn weight_grads(
+    gw: &mut [f32],
+    gb: &mut [f32],
+    xe: &[f32],
+    de: &[f32],
+    batch: usize,
+    i: usize,
+    o: usize,
+) {
+    gemm(gw, xe, Op::T, de, Op::N, i, batch, o, true);
+    simd(
+        #[inline(always)]
+        || {
+            for row in de.chunks_exact(o) {
+                for (gb, &r) in gb.iter_mut().zip(row) {
+                    *gb += r;
+                }
+            }
+        },
+    );
+}
+
+/// Each layer buffer `[E, B, o_l]` cut into its first `k` members' slices: `out[e][l]`.
+fn member_slices<'a>(
+    bufs: &'a mut [Vec<f32>],
+    layers: &[Layer],
+    batch: usize,
+    k: usize,
+) -> Vec<Vec<&'a mut [f32]>> {
+    let mut per: Vec<Vec<&mut [f32]>> = (0..k).map(|_| Vec::with_capacity(layers.len())).collect();
+    for (buf, layer) in bufs.iter_mut().zip(layers) {
+        let n = batch * layer.output;
+        for (e, chunk) in buf[..k * n].chunks_mut(n).enumerate() {
+            per[e].push(chunk);
+        }
+    }
+    per
+}
+
+/// The gradient buffer cut into each of the first `k` members' `(dW_l, db_l)` per layer.
+/// Layers are registered in order, weight before bias, so the regions ascend.
+fn member_grads<'a>(
+    g: &'a mut [f32],
+    layers: &[Layer],
+    members: usize,
+    k: usize,
+) -> Vec<Vec<(&'a mut [f32], &'a mut [f32])>> {
+    let mut per: Vec<Vec<(&mut [f32], &mut [f32])>> =
+        (0..k).map(|_| Vec::with_capacity(layers.len())).collect();
+    let mut rest = g;
+    let mut base = 0;
+    for layer in layers {
+        let (wl, bl) = (layer.input * layer.output, layer.output);
+        let (_, tail) = rest.split_at_mut(layer.w - base);
+        let (wreg, tail) = tail.split_at_mut(members * wl);
+        let (_, tail) = tail.split_at_mut(layer.b - layer.w - members * wl);
+        let (breg, tail) = tail.split_at_mut(members * bl);
+        rest = tail;
+        base = layer.b + members * bl;
+        for (e, (gw, gb)) in wreg
+            .chunks_mut(wl)
+            .zip(breg.chunks_mut(bl))
+            .take(k)
+            .enumerate()
+        {
+            per[e].push((gw, gb));
+        }
+    }
+    per
 }
