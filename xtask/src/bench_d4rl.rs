@@ -1,6 +1,6 @@
 //! `cargo xtask bench-d4rl [--suite quick|classic|locomotion|full] [--algos a,b] [--datasets a,b]
-//! [--seeds N] [--steps N] [--jobs N] [--transitions N] [--hidden H] [--dataset-dir DIR] [--out DIR]`:
-//! the benchmark grid.
+//! [--seeds N] [--seed K] [--steps N] [--jobs N] [--transitions N] [--hidden H] [--dataset-dir DIR]
+//! [--out DIR] [--emit-cells FILE] [--collect DIR] [--no-report]`: the benchmark grid.
 //!
 //! 1. datasets: the suite's entries of `datasets/manifest.json`, built (or reused and
 //!    sha256-verified) by `gen-datasets` from the committed behaviour policies with
@@ -26,6 +26,17 @@
 //! Finished cells are kept (`cells/*.json`, named by a hash of what their result depends on:
 //! dataset sha256, algorithm and overrides, seed, steps): a rerun skips those that match and
 //! trains the others anew.
+//!
+//! **Running the cells elsewhere.** `--emit-cells FILE` trains nothing: it writes one JSON line
+//! per cell of the grid (`cell`, `dataset`, `algo`, `seed`, `result`: the cell file it writes,
+//! `argv` and `command`: a self-contained command line, `cargo run --release -p xtask -- bench-d4rl
+//! ... --datasets D --algos A --seed K --jobs 1 --no-report`), for a shell loop, a Slurm job array,
+//! a Kubernetes indexed Job or Ray to run; `--collect DIR` then trains nothing either and builds
+//! the report from the finished cell files under `DIR/cells` (the same grid arguments; it fails
+//! naming the cells that are missing). The cells write under `--out` (default
+//! `target/bench-d4rl`): on a cluster, point `--out` at shared storage, or copy the cell files
+//! back. `--seed K` runs seed `K` alone; `--no-report` leaves the report alone (cells run side by
+//! side must not all write it).
 //!
 //! `--dataset-dir` with MuJoCo datasets (converted D4RL `hopper-*`, `walker2d-*`,
 //! `halfcheetah-*`, evaluated on the v5 tasks) needs the feature:
@@ -67,6 +78,34 @@ struct Opts {
     transitions: Option<usize>,
     dataset_dir: Option<PathBuf>,
     out: PathBuf,
+    /// `--seed K`: only seed `K` (instead of `0..seeds`).
+    seed: Option<u64>,
+    /// `--emit-cells FILE`.
+    emit_cells: Option<PathBuf>,
+    /// `--collect DIR`: report from finished cells, train nothing.
+    collect: bool,
+    no_report: bool,
+    /// The arguments that define the grid (everything but `--emit-cells`, `--collect`,
+    /// `--jobs`), repeated in each emitted cell's command.
+    grid_args: Vec<String>,
+}
+
+/// `args` without `--emit-cells FILE`, `--collect DIR`, `--jobs N` and `--no-report`, and
+/// without the per-cell selections (`--datasets`, `--algos`, `--seed`) each emitted command
+/// sets itself.
+fn grid_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-report" => {}
+            "--emit-cells" | "--collect" | "--jobs" | "--datasets" | "--algos" | "--seed" => {
+                it.next();
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    out
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -82,6 +121,11 @@ fn parse(args: &[String]) -> Result<Opts> {
         transitions: None,
         dataset_dir: None,
         out: crate::workspace_root().join("target/bench-d4rl"),
+        seed: None,
+        emit_cells: None,
+        collect: false,
+        no_report: false,
+        grid_args: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -102,8 +146,19 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--transitions" => o.transitions = Some(val()?.parse()?),
             "--dataset-dir" => o.dataset_dir = Some(PathBuf::from(val()?)),
             "--out" => o.out = PathBuf::from(val()?),
+            "--seed" => o.seed = Some(val()?.parse()?),
+            "--emit-cells" => o.emit_cells = Some(PathBuf::from(val()?)),
+            "--collect" => {
+                o.out = PathBuf::from(val()?);
+                o.collect = true;
+            }
+            "--no-report" => o.no_report = true,
             other => bail!("bench-d4rl: unknown argument `{other}`"),
         }
+    }
+    o.grid_args = grid_args(args);
+    if o.emit_cells.is_some() && o.collect {
+        bail!("--emit-cells and --collect do not go together");
     }
     if o.steps < 10 {
         bail!("--steps must be at least 10");
@@ -325,7 +380,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let start = Instant::now();
     let sets: Vec<Generated> = match &o.dataset_dir {
-        Some(dir) => from_dir(dir)?,
+        Some(dir) => from_dir(dir)?
+            .into_iter()
+            .filter(|d| {
+                o.datasets
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&d.name))
+            })
+            .collect(),
         None => {
             let names = match &o.datasets {
                 Some(v) => v.clone(),
@@ -365,7 +427,11 @@ pub fn run(args: &[String]) -> Result<()> {
                 skipped.push((d.name.clone(), kind));
                 continue;
             }
-            for seed in 0..o.seeds {
+            let seeds: Vec<u64> = match o.seed {
+                Some(k) => vec![k],
+                None => (0..o.seeds).collect(),
+            };
+            for seed in seeds {
                 let f = cell_file(
                     &cells_dir,
                     &cell_key(d, kind, seed, o.steps, hidden_for(&o, d)),
@@ -374,8 +440,24 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     }
+    if let Some(path) = &o.emit_cells {
+        return emit_cells(&o, &todo, path);
+    }
     // Longest cells first (the queue pops from the end), so the jobs finish together.
     let mut pending: Vec<_> = todo.iter().filter(|c| !c.3.exists()).collect();
+    if o.collect && !pending.is_empty() {
+        let names: Vec<String> = pending
+            .iter()
+            .take(10)
+            .map(|c| c.3.display().to_string())
+            .collect();
+        bail!(
+            "--collect: {} of {} cells have no result yet, e.g.\n  {}\nrun them first (their commands: --emit-cells)",
+            pending.len(),
+            todo.len(),
+            names.join("\n  ")
+        );
+    }
     pending.sort_by_key(|c| c.1.info().relative_cost);
     println!(
         "{} cells, {} to run, {} jobs",
@@ -435,7 +517,72 @@ pub fn run(args: &[String]) -> Result<()> {
             )?)
         })
         .collect::<Result<_>>()?;
+    if o.no_report {
+        return Ok(());
+    }
     report(&o, &cells, &sets, &skipped, start.elapsed().as_secs_f64())
+}
+
+/// `--emit-cells`: one JSON line per cell with a command that trains it alone.
+fn emit_cells(o: &Opts, todo: &[(&Generated, AlgoKind, u64, PathBuf)], path: &Path) -> Result<()> {
+    let mut prefix: Vec<String> = ["cargo", "run", "--release", "--locked", "-p", "xtask"]
+        .map(String::from)
+        .to_vec();
+    if cfg!(feature = "mujoco") {
+        prefix.extend(["--features".into(), "mujoco".into()]);
+    }
+    prefix.extend(["--".into(), "bench-d4rl".into()]);
+    let mut lines = String::new();
+    for (d, kind, seed, file) in todo {
+        let mut argv = prefix.clone();
+        argv.extend(o.grid_args.iter().cloned());
+        for (flag, value) in [
+            ("--datasets", d.name.clone()),
+            ("--algos", kind.name().to_string()),
+            ("--seed", seed.to_string()),
+            ("--jobs", "1".into()),
+        ] {
+            argv.extend([flag.to_string(), value]);
+        }
+        argv.push("--no-report".into());
+        let command = argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = json!({
+            "cell": file.file_stem().map(|s| s.to_string_lossy().into_owned()),
+            "dataset": d.name,
+            "algo": kind.name(),
+            "seed": seed,
+            "steps": o.steps,
+            "result": file,
+            "argv": argv,
+            "command": command,
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    crate::write_atomic(path, lines.as_bytes())?;
+    println!(
+        "{} cells written to {} (run each `command` from the workspace root, then `--collect {}`)",
+        todo.len(),
+        path.display(),
+        o.out.display()
+    );
+    Ok(())
+}
+
+/// `a` quoted for a POSIX shell when it needs it.
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
+    {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -654,6 +801,106 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `results.json`'s cells without what depends on the machine's speed.
+    fn scores(out: &Path) -> Result<Vec<Value>> {
+        let v: Value = serde_json::from_slice(&std::fs::read(out.join("results.json"))?)?;
+        let mut cells: Vec<Value> = v["cells"]
+            .as_array()
+            .context("results.json has cells")?
+            .iter()
+            .map(|c| {
+                json!([
+                    c["dataset"],
+                    c["algo"],
+                    c["seed"],
+                    c["returns"],
+                    c["normalized"],
+                    c["curve"]
+                ])
+            })
+            .collect();
+        cells.sort_by_key(Value::to_string);
+        Ok(cells)
+    }
+
+    /// The grid run at once, and the same grid emitted as cells, each cell's command run on its
+    /// own (a plain loop), then collected: the same results.
+    #[test]
+    fn emitted_cells_run_one_by_one_then_collected_give_the_grid_s_results() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let grid = |out: &Path| -> Vec<String> {
+            [
+                "--datasets",
+                "pendulum-v1-random",
+                "--algos",
+                "bc,iql",
+                "--seeds",
+                "2",
+                "--steps",
+                "10",
+                "--transitions",
+                "2000",
+                "--out",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out.display().to_string()])
+            .collect()
+        };
+        run(&[grid(&a), vec!["--jobs".into(), "2".into()]].concat())?;
+        let lines = tmp.path().join("cells.jsonl");
+        run(&[
+            grid(&b),
+            vec!["--emit-cells".into(), lines.display().to_string()],
+        ]
+        .concat())?;
+        assert!(
+            !b.join("results.json").exists(),
+            "--emit-cells trains nothing"
+        );
+        let err = run(&[
+            vec!["--collect".into(), b.display().to_string()],
+            grid(&b)[..10].to_vec(),
+        ]
+        .concat());
+        assert!(
+            err.is_err_and(|e| e.to_string().contains("4 of 4 cells have no result")),
+            "--collect names the missing cells"
+        );
+        let text = std::fs::read_to_string(&lines)?;
+        let cells: Vec<Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(cells.len(), 4);
+        for c in &cells {
+            let argv: Vec<String> = serde_json::from_value(c["argv"].clone())?;
+            let at = argv
+                .iter()
+                .position(|a| a == "bench-d4rl")
+                .context("argv runs bench-d4rl")?;
+            assert!(
+                c["command"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("cargo run --release"))
+            );
+            run(&argv[at + 1..])?;
+            assert!(PathBuf::from(c["result"].as_str().unwrap_or_default()).exists());
+        }
+        assert!(
+            !b.join("results.json").exists(),
+            "cells leave the report alone"
+        );
+        run(&[
+            vec!["--collect".into(), b.display().to_string()],
+            grid(&b)[..10].to_vec(),
+        ]
+        .concat())?;
+        assert_eq!(scores(&a)?, scores(&b)?);
+        Ok(())
+    }
 
     fn generated(name: &str, env: &str, sha: &str) -> Generated {
         Generated {

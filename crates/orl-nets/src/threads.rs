@@ -6,7 +6,7 @@
 //! can still use a second thread: the engine runs the members of an ensemble (twin critics, the
 //! dynamics ensemble) on rayon's threads when a member's pass is long enough, and IQL computes
 //! its critic half beside its value-and-policy half. Measured on a 2-core Xeon with
-//! `update_speed` (`docs/performance.md`): 2 threads gave TD3+BC +17-27 %, IQL +19-50 %,
+//! `update_speed` (`docs/performance.md`): 2 threads gave TD3+BC +17-27 %, IQL +19-52 %,
 //! CQL +43-51 %, BCQ +5-11 % updates/s over one; the numbers are the same either way.
 //!
 //! candle and rayon read their thread count from `RAYON_NUM_THREADS` once, and setting the

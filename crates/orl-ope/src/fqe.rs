@@ -278,6 +278,32 @@ impl Fqe {
         x.extend_from_slice(a);
     }
 
+    /// The network inputs of rows `idx` at their logged steps and actions into `x` (cleared).
+    fn logged_inputs(&self, data: &Logged, idx: &[usize], x: &mut Vec<f32>) {
+        let od = self.obs_dim;
+        x.clear();
+        for &i in idx {
+            let a: &[f32] = match self.kind {
+                ActionKind::Continuous(d) => &data.act_f32[i * d..(i + 1) * d],
+                ActionKind::Discrete(_) => &[],
+            };
+            self.push_input(
+                &data.obs[i * od..(i + 1) * od],
+                data.steps[i] as usize,
+                a,
+                x,
+            );
+        }
+    }
+
+    /// The output column of `Q` at row `i`'s logged action (0 for continuous actions).
+    fn logged_column(&self, data: &Logged, i: usize) -> usize {
+        match self.kind {
+            ActionKind::Continuous(_) => 0,
+            ActionKind::Discrete(_) => data.act_u32[i] as usize,
+        }
+    }
+
     /// `E_{a~pi} Q(s_i, a, t_i)` of `net` (parameters `p`) into `out` for the rows `idx`, with
     /// observations `obs` (`obs_at(i)` the observation of row `i`), steps `t(i)` and the policy's
     /// precomputed actions/probabilities at those states (`at`).
@@ -369,20 +395,7 @@ impl Fqe {
     /// logged action's output receives a gradient.
     fn loss_grad(&self, data: &Logged, idx: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
         self.targets(data, idx, sc);
-        let od = self.obs_dim;
-        sc.x.clear();
-        for &i in idx {
-            let a: &[f32] = match self.kind {
-                ActionKind::Continuous(d) => &data.act_f32[i * d..(i + 1) * d],
-                ActionKind::Discrete(_) => &[],
-            };
-            self.push_input(
-                &data.obs[i * od..(i + 1) * od],
-                data.steps[i] as usize,
-                a,
-                &mut sc.x,
-            );
-        }
+        self.logged_inputs(data, idx, &mut sc.x);
         let b = idx.len();
         self.q
             .forward(&self.params, &sc.x, Input::Shared, b, &mut sc.cache);
@@ -391,10 +404,7 @@ impl Fqe {
         dout.iter_mut().for_each(|g| *g = 0.0);
         let mut loss = 0f64;
         for (r, (&i, &y)) in idx.iter().zip(&sc.y).enumerate() {
-            let col = match self.kind {
-                ActionKind::Continuous(_) => 0,
-                ActionKind::Discrete(_) => data.act_u32[i] as usize,
-            };
+            let col = self.logged_column(data, i);
             let e = out[r * width + col] - y;
             loss += f64::from(e * e);
             dout[r * width + col] = 2.0 * e / b as f32;
@@ -454,35 +464,21 @@ impl Fqe {
 
     /// `(Q(s_t, a_t), V(s_t))` for every logged row (the inputs of DR and WDR).
     pub fn q_and_v(&self, data: &Logged) -> Result<(Vec<f64>, Vec<f64>)> {
-        let od = self.obs_dim;
         let width = self.q.output_dim();
         let mut q = Vec::with_capacity(data.len());
         let (mut x, mut cache) = (Vec::new(), MlpCache::new());
         let all: Vec<usize> = (0..data.len()).collect();
         for chunk in all.chunks(2048) {
-            x.clear();
-            for &i in chunk {
-                let a: &[f32] = match self.kind {
-                    ActionKind::Continuous(d) => &data.act_f32[i * d..(i + 1) * d],
-                    ActionKind::Discrete(_) => &[],
-                };
-                self.push_input(
-                    &data.obs[i * od..(i + 1) * od],
-                    data.steps[i] as usize,
-                    a,
-                    &mut x,
-                );
-            }
+            self.logged_inputs(data, chunk, &mut x);
             self.q
                 .forward(&self.params, &x, Input::Shared, chunk.len(), &mut cache);
             let out = cache.output();
-            q.extend(chunk.iter().enumerate().map(|(r, &i)| {
-                let col = match self.kind {
-                    ActionKind::Continuous(_) => 0,
-                    ActionKind::Discrete(_) => data.act_u32[i] as usize,
-                };
-                f64::from(out[r * width + col])
-            }));
+            q.extend(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &i)| f64::from(out[r * width + self.logged_column(data, i)])),
+            );
         }
         let v = self.values_of(data, &all, |i| data.steps[i] as usize);
         Ok((q, v))
