@@ -187,8 +187,9 @@ pub(crate) fn check_state(env: &'static str, state: &[f64], expected: usize) -> 
 
 /// The environments' seeded RNG: `Pcg64Mcg`, re-seeded by `reset(Some(seed))`.
 ///
-/// Resets draw from the same distributions as Gymnasium but from orl's own generator;
-/// bit-equality of resets with NumPy's PCG64 is not a goal (see the crate docs).
+/// Resets draw from the same distributions as Gymnasium but from orl's own generator.
+/// [`crate::np_random`] is NumPy's exact generator (Gymnasium's `np_random`); moving the resets
+/// onto it changes every recorded dataset hash and is left for that change (issue 17).
 #[derive(Debug, Clone)]
 pub(crate) struct EnvRng(rand_pcg::Pcg64Mcg);
 

@@ -14,8 +14,9 @@
 //!   threads, with D4RL-normalised scores ([`RefScores`]).
 //!
 //! Resets draw Gymnasium's distributions from orl's own seeded RNG (`Pcg64Mcg`): the same seed
-//! gives the same episode on every machine, but not NumPy's bits. Replaying a recorded episode
-//! goes through [`Env::set_state`]. This crate never depends on candle or Arrow.
+//! gives the same episode on every machine, but not NumPy's bits yet ([`np_random`] is NumPy's
+//! exact `SeedSequence` + PCG64 + `uniform`, bit for bit, for that switch). Replaying a
+//! recorded episode goes through [`Env::set_state`]. This crate never depends on candle or Arrow.
 //!
 //! ```
 //! use orl_envs::{evaluate, make, EvalConfig, OwnedAction};
@@ -36,6 +37,7 @@ mod error;
 mod eval;
 #[cfg(feature = "mujoco")]
 pub mod mujoco;
+pub mod np_random;
 mod registry;
 mod space;
 

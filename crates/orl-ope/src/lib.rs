@@ -18,6 +18,12 @@
 //! data and the policy queries), [`behavior`], [`fqe`], [`model`], [`evaluate()`](evaluate())
 //! (all of them on one dataset), [`metrics`] (the DOPE ranking metrics).
 //!
+//! The three fitted networks (the behaviour model, FQE's Q-function, the dynamics ensemble)
+//! train on `orl-nets`' engine ([`orl_nets::engine`]): each writes its loss and the loss's
+//! gradient with respect to the network output once, and a [`Probe`] of them is checked
+//! against candle's autograd (`tests/parity.rs`). The evaluated policy stays behind the
+//! [`orl_nets::Policy`] trait, whatever computes it.
+//!
 //! ```
 //! use orl_ope::{IsKind, Trajectory, estimate};
 //! // Two one-step episodes; the target policy doubles the probability of the first action.
