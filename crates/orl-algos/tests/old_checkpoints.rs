@@ -48,15 +48,7 @@ fn pre_engine_checkpoints_load_and_act_as_before() {
             .collect();
         let s = Tensor::from_vec(obs, (5, 4), &Device::Cpu).unwrap();
         algo.reseed_acting(7);
-        let got: Vec<f32> = algo
-            .act(&s, true)
-            .unwrap()
-            .to_dtype(candle_core::DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let got = common::greedy_actions(&mut *algo, &s);
         let want: Vec<f32> = serde_json::from_value(recorded[&name].clone()).unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
         for (g, w) in got.iter().zip(&want) {

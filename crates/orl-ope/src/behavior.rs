@@ -80,6 +80,8 @@ pub struct BehaviorModel {
 struct Scratch {
     x: Vec<f32>,
     lp: Vec<f32>,
+    /// Discrete: the log-softmax rows `[B, n]` behind `lp`, which the gradient reads.
+    lsm: Vec<f32>,
     cache: MlpCache,
 }
 
@@ -125,20 +127,25 @@ impl BehaviorModel {
         Ok(model)
     }
 
-    /// Standardised observations of `rows` into `sc.x`, then the forward pass.
-    fn forward(&self, obs: &[f32], sc: &mut Scratch) {
+    /// The standardised observations of `rows` of `data` into `sc.x`, then the forward pass.
+    fn forward(&self, data: &Logged, rows: &[usize], sc: &mut Scratch) {
         let od = self.scaler.dim();
         sc.x.clear();
-        for row in obs.chunks_exact(od) {
-            self.scaler.push(row, &mut sc.x);
+        for &i in rows {
+            self.scaler.push(&data.obs[i * od..(i + 1) * od], &mut sc.x);
         }
-        let b = obs.len() / od;
-        self.net
-            .forward(&self.params, &sc.x, Input::Shared, b, &mut sc.cache);
+        self.net.forward(
+            &self.params,
+            &sc.x,
+            Input::Shared,
+            rows.len(),
+            &mut sc.cache,
+        );
     }
 
     /// `log mu(a_i|s_i)` of `rows` (their logged actions) after [`BehaviorModel::forward`] on
-    /// their observations, into `sc.lp` (`[B]`).
+    /// their observations, into `sc.lp` (`[B]`; discrete: the whole log-softmax rows into
+    /// `sc.lsm`).
     fn log_probs_of(&self, data: &Logged, rows: &[usize], sc: &mut Scratch) {
         let out = sc.cache.output();
         sc.lp.clear();
@@ -157,9 +164,10 @@ impl BehaviorModel {
                 }
             }
             ActionKind::Discrete(n) => {
-                let mut row = vec![0f32; n];
+                sc.lsm.resize(rows.len() * n, 0.0);
                 for (b, &i) in rows.iter().enumerate() {
-                    log_softmax(&out[b * n..(b + 1) * n], &mut row);
+                    let row = &mut sc.lsm[b * n..(b + 1) * n];
+                    log_softmax(&out[b * n..(b + 1) * n], row);
                     sc.lp.push(row[data.act_u32[i] as usize]);
                 }
             }
@@ -169,12 +177,7 @@ impl BehaviorModel {
     /// The mean negative log-likelihood of `rows`; its parameter gradients are added into
     /// `grads` (module doc).
     fn loss_grad(&self, data: &Logged, rows: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
-        let od = data.obs_dim;
-        let obs: Vec<f32> = rows
-            .iter()
-            .flat_map(|&i| data.obs[i * od..(i + 1) * od].iter().copied())
-            .collect();
-        self.forward(&obs, sc);
+        self.forward(data, rows, sc);
         self.log_probs_of(data, rows, sc);
         let bsz = rows.len() as f32;
         let nll = -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / f64::from(bsz);
@@ -199,9 +202,8 @@ impl BehaviorModel {
                 }
             }
             ActionKind::Discrete(n) => {
-                let mut row = vec![0f32; n];
                 for (b, &i) in rows.iter().enumerate() {
-                    log_softmax(&out[b * n..(b + 1) * n], &mut row);
+                    let row = &sc.lsm[b * n..(b + 1) * n];
                     let a = data.act_u32[i] as usize;
                     for (k, g) in dout[b * n..(b + 1) * n].iter_mut().enumerate() {
                         let hit = if k == a { 1.0 } else { 0.0 };
@@ -224,10 +226,11 @@ impl BehaviorModel {
     /// The negative log-likelihood of `rows` and its gradients at the current parameters,
     /// without stepping (`tests/parity.rs`).
     pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
-        let mut sc = Scratch::default();
-        let mut grads = vec![0f32; self.params.len()];
-        let nll = self.loss_grad(data, rows, &mut sc, &mut grads);
-        Probe::new(nll, &self.params, &grads, sc.x)
+        Probe::of(&self.params, |grads| {
+            let mut sc = Scratch::default();
+            let nll = self.loss_grad(data, rows, &mut sc, grads);
+            (nll, sc.x, Vec::new())
+        })
     }
 
     /// The network's parameters (names `behavior.<l>.weight` / `.bias`, as a candle
@@ -238,17 +241,13 @@ impl BehaviorModel {
 
     /// `log mu_hat(a_i|s_i)` for every logged row.
     pub fn log_probs(&self, data: &Logged) -> Result<Vec<f64>> {
-        let od = data.obs_dim;
         let mut out = Vec::with_capacity(data.len());
         let mut sc = Scratch::default();
-        let mut start = 0;
-        while start < data.len() {
-            let end = (start + 4096).min(data.len());
-            let rows: Vec<usize> = (start..end).collect();
-            self.forward(&data.obs[start * od..end * od], &mut sc);
-            self.log_probs_of(data, &rows, &mut sc);
+        let all: Vec<usize> = (0..data.len()).collect();
+        for rows in all.chunks(4096) {
+            self.forward(data, rows, &mut sc);
+            self.log_probs_of(data, rows, &mut sc);
             out.extend(sc.lp.iter().map(|&v| f64::from(v)));
-            start = end;
         }
         Ok(out)
     }

@@ -95,12 +95,19 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub(crate) fn new(loss: f64, params: &Params, grad: &[f32], input: Vec<f32>) -> Self {
+    /// Runs `loss_grad` on a zeroed gradient buffer laid out as `params`; it returns the loss,
+    /// the input rows and the targets (or an empty vector).
+    pub(crate) fn of(
+        params: &Params,
+        loss_grad: impl FnOnce(&mut [f32]) -> (f64, Vec<f32>, Vec<f32>),
+    ) -> Self {
+        let mut grad = vec![0f32; params.len()];
+        let (loss, input, target) = loss_grad(&mut grad);
         Self {
             loss,
-            grads: params.named_values(grad),
+            grads: params.named_values(&grad),
             input,
-            target: Vec::new(),
+            target,
         }
     }
 }

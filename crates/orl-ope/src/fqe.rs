@@ -423,12 +423,11 @@ impl Fqe {
     /// The TD loss of `rows` and its gradients at the current parameters and target network,
     /// without stepping (`tests/parity.rs`); the probe's `target` holds each row's `y`.
     pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
-        let mut sc = Scratch::default();
-        let mut grads = vec![0f32; self.params.len()];
-        let loss = self.loss_grad(data, rows, &mut sc, &mut grads);
-        let mut p = Probe::new(loss, &self.params, &grads, sc.x);
-        p.target = sc.y;
-        p
+        Probe::of(&self.params, |grads| {
+            let mut sc = Scratch::default();
+            let loss = self.loss_grad(data, rows, &mut sc, grads);
+            (loss, sc.x, sc.y)
+        })
     }
 
     /// The network's parameters (names `fqe.<l>.weight` / `.bias`, as a candle

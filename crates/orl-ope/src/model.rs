@@ -149,6 +149,8 @@ pub struct ProbabilisticEnsemble {
     members: usize,
     inputs: Standardiser,
     outputs: Standardiser,
+    /// The rollouts' forward buffers, reused from step to step.
+    rollout: MlpCache,
     /// Final training loss.
     pub final_loss: f64,
 }
@@ -166,6 +168,9 @@ fn softplus(x: f32) -> f32 {
 struct Scratch {
     x: Vec<f32>,
     y: Vec<f32>,
+    /// One row's raw input and target before standardisation.
+    raw_x: Vec<f32>,
+    raw_y: Vec<f32>,
     cache: MlpCache,
 }
 
@@ -234,6 +239,7 @@ impl ProbabilisticEnsemble {
             members: cfg.members,
             inputs,
             outputs,
+            rollout: MlpCache::new(),
             final_loss: f64::NAN,
         };
         let mut sc = Scratch::default();
@@ -252,19 +258,15 @@ impl ProbabilisticEnsemble {
     fn loss_grad(&self, data: &Logged, rows: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
         let (e, ow) = (self.members, self.obs_dim + 1);
         let b = rows.len() / e;
-        let (mut raw_x, mut raw_y) = (
-            Vec::with_capacity(self.inputs.dim()),
-            Vec::with_capacity(ow),
-        );
         sc.x.clear();
         sc.y.clear();
         for &i in rows {
-            raw_x.clear();
-            raw_y.clear();
-            Self::push_raw_input(data, i, &mut raw_x);
-            Self::push_raw_target(data, i, &mut raw_y);
-            self.inputs.push(&raw_x, &mut sc.x);
-            self.outputs.push(&raw_y, &mut sc.y);
+            sc.raw_x.clear();
+            sc.raw_y.clear();
+            Self::push_raw_input(data, i, &mut sc.raw_x);
+            Self::push_raw_target(data, i, &mut sc.raw_y);
+            self.inputs.push(&sc.raw_x, &mut sc.x);
+            self.outputs.push(&sc.raw_y, &mut sc.y);
         }
         self.net
             .forward(&self.params, &sc.x, Input::PerMember, b, &mut sc.cache);
@@ -311,12 +313,11 @@ impl ProbabilisticEnsemble {
     /// gradients at the current parameters, without stepping (`tests/parity.rs`); the probe's
     /// `target` holds the standardised targets `[E, B, obs + 1]`.
     pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
-        let mut sc = Scratch::default();
-        let mut grads = vec![0f32; self.params.len()];
-        let loss = self.loss_grad(data, rows, &mut sc, &mut grads);
-        let mut p = Probe::new(loss, &self.params, &grads, sc.x);
-        p.target = sc.y;
-        p
+        Probe::of(&self.params, |grads| {
+            let mut sc = Scratch::default();
+            let loss = self.loss_grad(data, rows, &mut sc, grads);
+            (loss, sc.x, sc.y)
+        })
     }
 
     /// The ensemble's parameters (names `model.<l>.weight` `[E, in, out]` / `.bias`
@@ -361,11 +362,10 @@ impl DynamicsModel for ProbabilisticEnsemble {
             raw.extend_from_slice(&a[i * aw..(i + 1) * aw]);
             self.inputs.push(&raw, &mut x);
         }
-        let mut cache = MlpCache::new();
         // One input shared by every member: output [E, B, 2 ow + 1].
         self.net
-            .forward(&self.params, &x, Input::Shared, b, &mut cache);
-        let out = cache.output();
+            .forward(&self.params, &x, Input::Shared, b, &mut self.rollout);
+        let out = self.rollout.output();
         let ow = od + 1;
         let w = 2 * ow + 1;
         let (mut s2, mut r, mut done) = (
