@@ -1,6 +1,7 @@
 //! Checks the dependency table of `docs/ARCHITECTURE.md` against `cargo metadata`: every
 //! workspace crate's normal dependencies on orl crates are among those its row allows, none is
-//! in its "must not depend on" column, and only the crates the table names use `anyhow`.
+//! in its "must not depend on" column, only the crates the table names use `anyhow`, and no
+//! crate depends on the Python layer `orl-py`.
 //! Run by `cargo test -p xtask` (the README's test command).
 
 use std::collections::BTreeMap;
@@ -70,6 +71,11 @@ pub fn violations(metadata: &Value, md: &str) -> Result<Vec<String>> {
             .filter(|d| d["kind"].is_null())
             .filter_map(|d| d["name"].as_str())
             .collect();
+        if deps.contains(&"orl-py") {
+            out.push(format!(
+                "{name} depends on orl-py; nothing may depend on the Python layer"
+            ));
+        }
         if deps.contains(&"anyhow") && !anyhow_users.iter().any(|u| u == name) {
             out.push(format!(
                 "{name} uses anyhow; the table allows it only in {anyhow_users:?}"
@@ -154,6 +160,12 @@ mod tests {
                     .context("deps")?
                     .push(serde_json::json!({"name": "anyhow", "kind": null}));
             }
+            if p["name"] == "orl-cli" {
+                p["dependencies"]
+                    .as_array_mut()
+                    .context("deps")?
+                    .push(serde_json::json!({"name": "orl-py", "kind": null}));
+            }
         }
         let v = violations(&meta, &md)?;
         assert!(
@@ -163,6 +175,10 @@ mod tests {
         );
         assert!(
             v.iter().any(|s| s.starts_with("orl-data uses anyhow")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter().any(|s| s.starts_with("orl-cli depends on orl-py")),
             "{v:?}"
         );
         Ok(())

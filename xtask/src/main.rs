@@ -75,8 +75,8 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The font of every plot (DejaVu Sans, bundled with `orl-cli`), embedded once.
-pub static PLOT_FONT: &[u8] = include_bytes!("../../crates/orl-cli/assets/DejaVuSans.ttf");
+/// The font of every plot (DejaVu Sans, bundled with `orl-app`), embedded once.
+pub static PLOT_FONT: &[u8] = orl_app::plot::FONT;
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use orl_algos::{Agent, Recipe};
 use orl_nets::Device;
 
-use crate::run_dir::RunDir;
+use orl_app::RunDir;
 
 pub use orl_algos::keys::{ENV_ID, REF_SCORES};
 

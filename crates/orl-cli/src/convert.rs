@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use orl_data::convert::{self, ConvertOptions, Format, OutputFormat};
+use anyhow::Result;
+use orl_data::convert::{self, ConvertOptions, Format};
 
 /// Arguments of `orl convert`.
 #[derive(Debug, clap::Args)]
@@ -32,31 +32,13 @@ pub struct Args {
 
 /// Runs the conversion.
 pub fn run(a: &Args) -> Result<()> {
-    let input_format = convert::detect(&a.input)?;
-    let (read_as, out_format) = if input_format == Format::Orl {
-        let out = match a.format {
-            Format::D4rl => OutputFormat::D4rlHdf5,
-            Format::Npz => OutputFormat::Npz,
-            Format::Auto | Format::Orl => OutputFormat::from_extension(&a.output).with_context(|| {
-                format!("{}: cannot tell the output format from the extension; use .parquet, .hdf5, .h5 or .npz, or pass --format", a.output.display())
-            })?,
-            other => bail!("--format {other} cannot be written; orl writes parquet, d4rl (HDF5) and npz"),
-        };
-        (Format::Orl, out)
-    } else {
-        let out = OutputFormat::from_extension(&a.output).with_context(|| {
-            format!("{}: cannot tell the output format from the extension; use .parquet, .hdf5, .h5 or .npz", a.output.display())
-        })?;
-        (a.format, out)
-    };
     let opts = ConvertOptions {
         allow_nonfinite: a.allow_nonfinite,
         env_id: a.env_id.clone(),
         ref_min_score: a.ref_min,
         ref_max_score: a.ref_max,
     };
-    let ds = convert::read(&a.input, read_as, &opts)?;
-    convert::write(&ds, &a.output, out_format)?;
+    let ds = convert::convert(&a.input, &a.output, a.format, &opts)?;
     let m = ds.meta();
     println!(
         "wrote {} transitions in {} episodes ({}, obs_dim {}, {}) to {}",

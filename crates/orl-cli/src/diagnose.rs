@@ -10,7 +10,8 @@ use orl_algos::{AlgoKind, DIAGNOSTIC_ROWS, DiagnosticProbe, Recipe, RecipeReques
 use orl_data::Dataset;
 
 use crate::agent_io::load_agent_with_recipe;
-use crate::run_dir::{RunDir, read_rows};
+use orl_app::RunDir;
+use orl_app::run_dir::read_rows;
 
 /// Arguments of `orl diagnose`.
 #[derive(Debug, clap::Args)]

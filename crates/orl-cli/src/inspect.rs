@@ -51,7 +51,7 @@ pub fn run(a: &Args) -> Result<()> {
         }
     }
     if let Some(p) = &a.plot {
-        crate::plot::draw(&report, p)?;
+        orl_app::plot::draw(&report, p)?;
         if !a.json {
             println!("plot written to {}", p.display());
         }

@@ -10,8 +10,6 @@ mod eval;
 mod export;
 mod inspect;
 mod ope;
-mod plot;
-mod run_dir;
 mod train;
 
 use std::process::ExitCode;

@@ -1,20 +1,16 @@
 //! `orl train`: train an algorithm on a dataset, with metrics, diagnostics, evaluation,
-//! atomic checkpoints, `--resume` and a divergence guard. The recipe and the loop are
-//! `orl_algos::{Recipe, Trainer}`; this file maps flags onto them and writes the run folder.
+//! atomic checkpoints, `--resume` and a divergence guard. The run folder, the resume check and
+//! the loop are `orl_app::train` (over `orl_algos::{Recipe, Trainer}`); this file maps flags
+//! onto a `TrainJob` and draws the progress bar.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use orl_algos::{
-    AlgoError, AlgoKind, EvalPlan, Hooks, LogRow, Recipe, RecipeRequest, RewardChoice, Schedule,
-    Trainer,
-};
+use orl_algos::{AlgoKind, EvalPlan, RecipeRequest, RewardChoice, Schedule};
+use orl_app::{Observer, Stop, TrainJob};
 use orl_data::Dataset;
-use orl_nets::Device;
-use serde_json::{Value, json};
-
-use crate::run_dir::{RunDir, atomic_write, read_rows, write_rows};
+use serde_json::Value;
 
 /// The algorithms of the registry (names and one-line summaries), parsed into an [`AlgoKind`].
 fn algo_parser() -> impl clap::builder::TypedValueParser<Value = AlgoKind> {
@@ -102,9 +98,9 @@ fn user_config(args: &Args) -> Result<Option<Value>> {
     Ok(Some(serde_json::to_value(v)?))
 }
 
-/// The recipe the flags ask for on `ds` with `steps` updates (validated).
-pub fn recipe_of(args: &Args, ds: &Dataset, steps: usize) -> Result<Recipe> {
-    let req = RecipeRequest {
+/// The training job the flags ask for.
+pub fn job_of(args: &Args) -> Result<TrainJob> {
+    let request = RecipeRequest {
         config: user_config(args)?,
         batch_size: args.batch_size,
         normalize_observations: args.normalize_obs,
@@ -113,62 +109,44 @@ pub fn recipe_of(args: &Args, ds: &Dataset, steps: usize) -> Result<Recipe> {
         eval_env: args.eval_env.clone(),
         replay_segment: Some(args.checkpoint_every),
         dataset_path: Some(args.dataset.display().to_string()),
-        ..RecipeRequest::new(steps, args.seed)
+        ..RecipeRequest::new(args.steps, args.seed)
     };
-    Recipe::new(args.algo, ds, &req).with_context(|| format!("--algo {}", args.algo))
+    Ok(TrainJob {
+        algo: args.algo,
+        request,
+        schedule: Schedule {
+            log_every: args.log_every,
+            diagnostics: true,
+            eval: args.eval_env.as_ref().map(|_| EvalPlan {
+                every: args.eval_every,
+                episodes: args.eval_episodes,
+            }),
+            checkpoint_every: Some(args.checkpoint_every),
+        },
+        out: args.out.clone(),
+        resume: args.resume,
+    })
 }
 
-/// The schedule the flags ask for.
-fn schedule_of(args: &Args) -> Schedule {
-    Schedule {
-        log_every: args.log_every,
-        diagnostics: true,
-        eval: args.eval_env.as_ref().map(|_| EvalPlan {
-            every: args.eval_every,
-            episodes: args.eval_episodes,
-        }),
-        checkpoint_every: Some(args.checkpoint_every),
-    }
-}
+/// A progress bar over the updates.
+struct Bar(ProgressBar);
 
-/// Writes the run folder as the loop goes.
-struct RunHooks {
-    run: RunDir,
-    rows: Vec<serde_json::Map<String, Value>>,
-    bar: ProgressBar,
-    /// The divergence message, once an update diverged.
-    diverged: Option<String>,
-}
-
-impl Hooks for RunHooks {
-    type Error = anyhow::Error;
-    fn on_update(&mut self, _: &Trainer) -> Result<()> {
-        self.bar.inc(1);
-        Ok(())
-    }
-    fn on_log(&mut self, _: &Trainer, row: &LogRow) -> Result<()> {
-        if let Some(e) = &row.eval {
-            self.bar.set_message(format!("return {:.1}", e.mean));
+impl Observer for Bar {
+    fn started(&mut self, step: usize, total: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_position(step as u64);
+        if step > 0 {
+            self.0.println(format!("resuming at update {step}"));
         }
-        self.rows.push(row.to_json());
-        write_rows(
-            &self.run.metrics_jsonl(),
-            &self.run.metrics_csv(),
-            &self.rows,
-        )
     }
-    fn on_checkpoint(&mut self, t: &Trainer) -> Result<()> {
-        t.save_checkpoint(&self.run.checkpoint())?;
+    fn updated(&mut self, _: usize) -> Result<(), Stop> {
+        self.0.inc(1);
         Ok(())
     }
-    fn on_diverged(&mut self, _: &Trainer, e: &AlgoError) -> Result<()> {
-        self.bar.abandon();
-        let msg = format!(
-            "{e}. The last good checkpoint ({}) is kept.",
-            self.run.checkpoint().display()
-        );
-        write_status(&self.run, "diverged", &msg)?;
-        self.diverged = Some(msg);
+    fn logged(&mut self, row: &serde_json::Map<String, Value>) -> Result<(), Stop> {
+        if let Some(r) = row.get("eval_return").and_then(Value::as_f64) {
+            self.0.set_message(format!("return {r:.1}"));
+        }
         Ok(())
     }
 }
@@ -177,68 +155,7 @@ impl Hooks for RunHooks {
 pub fn run(args: &Args) -> Result<()> {
     let ds = Dataset::open(&args.dataset)
         .with_context(|| format!("opening {}", args.dataset.display()))?;
-    let recipe = recipe_of(args, &ds, args.steps)?;
-    let schedule = schedule_of(args);
-    schedule.validate(&recipe)?;
-    let run = RunDir::new(&args.out);
-    let mut rows = Vec::new();
-    let trainer = if args.resume {
-        let ck = run.checkpoint();
-        if !ck.exists() {
-            bail!("--resume: {} has no checkpoint", ck.display());
-        }
-        let old: Value = serde_json::from_slice(
-            &std::fs::read(run.run_json())
-                .with_context(|| format!("reading {}", run.run_json().display()))?,
-        )
-        .with_context(|| format!("{}: not JSON", run.run_json().display()))?;
-        let saved: Recipe = serde_json::from_value(old["recipe"].clone())
-            .with_context(|| format!("{}: no valid `recipe`", run.run_json().display()))?;
-        // Compared at the run's own length: settings that follow the length (IQL's schedule)
-        // were fixed when it started.
-        if let Some(d) = recipe_of(args, &ds, saved.steps)?.differs_from(&saved) {
-            bail!(
-                "--resume: the flags give another recipe than the run in {}: {d}",
-                run.root.display()
-            );
-        }
-        let mut t = Trainer::new(saved.with_steps(args.steps)?, ds, &Device::Cpu)?;
-        t.resume(&ck)
-            .with_context(|| format!("resuming from {}", ck.display()))?;
-        rows = read_rows(&run.metrics_jsonl())?;
-        let step = t.step();
-        rows.retain(|r| {
-            r.get("step")
-                .and_then(Value::as_u64)
-                .is_some_and(|s| s as usize <= step)
-        });
-        eprintln!("resuming {} at update {step}", run.root.display());
-        t
-    } else {
-        if run.checkpoint().exists() {
-            bail!(
-                "{} already holds a run; pass --resume to continue it or choose another --out",
-                run.root.display()
-            );
-        }
-        let record = json!({
-            "recipe": recipe,
-            "schedule": {"log_every": args.log_every, "eval_every": args.eval_every,
-                         "eval_episodes": args.eval_episodes, "checkpoint_every": args.checkpoint_every},
-            "orl_version": env!("CARGO_PKG_VERSION"),
-            "device": "cpu",
-        });
-        atomic_write(
-            &run.run_json(),
-            serde_json::to_string_pretty(&record)?.as_bytes(),
-        )?;
-        let t = Trainer::new(recipe, ds, &Device::Cpu)?;
-        // A first checkpoint before any update, so that a divergence always leaves a good one.
-        t.save_checkpoint(&run.checkpoint())?;
-        t
-    };
-    let mut trainer = trainer;
-    write_status(&run, "running", "")?;
+    let job = job_of(args)?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -248,30 +165,20 @@ pub fn run(args: &Args) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} updates {per_sec} eta {eta} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_position(trainer.step() as u64);
-    let mut hooks = RunHooks {
-        run,
-        rows,
-        bar,
-        diverged: None,
-    };
-    if let Err(e) = trainer.run(&schedule, &mut hooks) {
-        match hooks.diverged {
-            Some(msg) => bail!(msg),
-            None => return Err(e),
+    let mut bar = Bar(bar);
+    let summary =
+        orl_app::train(&job, ds, &mut bar).with_context(|| format!("--algo {}", args.algo));
+    match summary {
+        Ok(s) => {
+            bar.0.finish();
+            if let Some(r) = &s.last_row {
+                println!("{}", serde_json::to_string(r)?);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            bar.0.abandon();
+            Err(e)
         }
     }
-    hooks.bar.finish();
-    write_status(&hooks.run, "finished", "")?;
-    if let Some(r) = hooks.rows.last() {
-        println!("{}", serde_json::to_string(r)?);
-    }
-    Ok(())
-}
-
-fn write_status(run: &RunDir, status: &str, message: &str) -> Result<()> {
-    atomic_write(
-        &run.status(),
-        serde_json::to_string_pretty(&json!({"status": status, "message": message}))?.as_bytes(),
-    )
 }

@@ -63,7 +63,7 @@ pub use meta::{
 };
 pub use parquet_io::{
     Chunk, DatasetReader, OpenOptions, WriteOptions, arrow_schema, col, episodes_from_rows,
-    write_parquet,
+    from_record_batches, to_record_batch, write_parquet,
 };
 pub use replay::{Batch, ObsStats, Replay, ReplayConfig, RewardTransform, Sampling};
 pub use report::Report;

@@ -129,47 +129,15 @@ pub fn write_parquet(ds: &Dataset, path: &Path, opts: &WriteOptions) -> Result<(
         .build();
     let pq_err = |e: parquet::errors::ParquetError| DataError::corrupt(path, "parquet", e);
 
-    // Per-row episode id and step, expanded from the episode table.
     let n = ds.len();
-    let mut episode_id = Vec::with_capacity(n);
-    let mut step = Vec::with_capacity(n);
-    for e in ds.episodes() {
-        episode_id.extend(std::iter::repeat_n(e.id, e.len()));
-        step.extend(0..e.len() as i64);
-    }
-    let od = ds.obs_dim();
-    let c = ds.columns();
+    let rows = RowIndex::of(ds);
     atomic_write(path, |w| {
         let mut writer = ArrowWriter::try_new(w, schema.clone(), Some(props)).map_err(pq_err)?;
         let chunk = opts.row_group_size.max(1);
         let mut start = 0;
         while start < n {
             let end = (start + chunk).min(n);
-            let r = start..end;
-            let next_nulls = c
-                .next_valid
-                .as_ref()
-                .map(|v| NullBuffer::from(v[r.clone()].to_vec()))
-                .filter(|nb| nb.null_count() > 0);
-            let mut arrays: Vec<ArrayRef> = vec![
-                Arc::new(Int64Array::from(episode_id[r.clone()].to_vec())),
-                Arc::new(Int64Array::from(step[r.clone()].to_vec())),
-                f32_list(&c.observations[start * od..end * od], od, None)?,
-                match &c.actions {
-                    Actions::Continuous { dim, values } => {
-                        f32_list(&values[start * dim..end * dim], *dim, None)?
-                    }
-                    Actions::Discrete(v) => Arc::new(Int64Array::from(v[r.clone()].to_vec())),
-                },
-                Arc::new(Float32Array::from(c.rewards[r.clone()].to_vec())),
-                Arc::new(BooleanArray::from(c.terminals[r.clone()].to_vec())),
-                Arc::new(BooleanArray::from(c.timeouts[r.clone()].to_vec())),
-                f32_list(&c.next_observations[start * od..end * od], od, next_nulls)?,
-            ];
-            if let Some(lp) = &c.behavior_log_prob {
-                arrays.push(Arc::new(Float64Array::from(lp[r.clone()].to_vec())));
-            }
-            let batch = RecordBatch::try_new(schema.clone(), arrays)
+            let batch = record_batch(ds, &rows, start..end, &schema)
                 .map_err(|e| DataError::invalid(path, format!("building a record batch: {e}")))?;
             writer.write(&batch).map_err(pq_err)?;
             writer.flush().map_err(pq_err)?;
@@ -178,6 +146,194 @@ pub fn write_parquet(ds: &Dataset, path: &Path, opts: &WriteOptions) -> Result<(
         writer.close().map_err(pq_err)?;
         Ok(())
     })
+}
+
+/// Per-row episode id and step, expanded from the episode table.
+struct RowIndex {
+    episode_id: Vec<i64>,
+    step: Vec<i64>,
+}
+
+impl RowIndex {
+    fn of(ds: &Dataset) -> Self {
+        let mut episode_id = Vec::with_capacity(ds.len());
+        let mut step = Vec::with_capacity(ds.len());
+        for e in ds.episodes() {
+            episode_id.extend(std::iter::repeat_n(e.id, e.len()));
+            step.extend(0..e.len() as i64);
+        }
+        Self { episode_id, step }
+    }
+}
+
+/// Rows `r` of `ds` as one record batch of `schema` (the format's columns, in file order).
+fn record_batch(
+    ds: &Dataset,
+    rows: &RowIndex,
+    r: std::ops::Range<usize>,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, String> {
+    let od = ds.obs_dim();
+    let c = ds.columns();
+    let (start, end) = (r.start, r.end);
+    let list = |v: &[f32], dim: usize, nulls| f32_list(v, dim, nulls).map_err(|e| e.to_string());
+    let next_nulls = c
+        .next_valid
+        .as_ref()
+        .map(|v| NullBuffer::from(v[r.clone()].to_vec()))
+        .filter(|nb| nb.null_count() > 0);
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(rows.episode_id[r.clone()].to_vec())),
+        Arc::new(Int64Array::from(rows.step[r.clone()].to_vec())),
+        list(&c.observations[start * od..end * od], od, None)?,
+        match &c.actions {
+            Actions::Continuous { dim, values } => {
+                list(&values[start * dim..end * dim], *dim, None)?
+            }
+            Actions::Discrete(v) => Arc::new(Int64Array::from(v[r.clone()].to_vec())),
+        },
+        Arc::new(Float32Array::from(c.rewards[r.clone()].to_vec())),
+        Arc::new(BooleanArray::from(c.terminals[r.clone()].to_vec())),
+        Arc::new(BooleanArray::from(c.timeouts[r.clone()].to_vec())),
+        list(&c.next_observations[start * od..end * od], od, next_nulls)?,
+    ];
+    if let Some(lp) = &c.behavior_log_prob {
+        arrays.push(Arc::new(Float64Array::from(lp[r].to_vec())));
+    }
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
+}
+
+/// Schema-level metadata keys of an in-memory Arrow table ([`to_record_batch`]): the same
+/// keys and values as the Parquet file's key-value metadata.
+fn meta_entries(meta: &DatasetMeta) -> Result<std::collections::HashMap<String, String>> {
+    let mut m = meta.clone();
+    m.format_version = FORMAT_VERSION.to_string();
+    let json = serde_json::to_string(&m)
+        .map_err(|e| DataError::invalid("<memory>", format!("serialising metadata: {e}")))?;
+    Ok([
+        (VERSION_KEY.to_string(), FORMAT_VERSION.to_string()),
+        (META_KEY.to_string(), json),
+    ]
+    .into_iter()
+    .collect())
+}
+
+/// The whole dataset as one Arrow record batch in the file format's columns
+/// (`docs/dataset-format.md`), with the metadata (`orl.format_version`, `orl.meta`) on the
+/// schema. This is what a Python caller receives as a `pyarrow` table.
+pub fn to_record_batch(ds: &Dataset) -> Result<RecordBatch> {
+    let schema = arrow_schema(ds.meta(), ds.behavior_log_prob().is_some());
+    let schema = Arc::new(Schema::clone(&schema).with_metadata(meta_entries(ds.meta())?));
+    record_batch(ds, &RowIndex::of(ds), 0..ds.len(), &schema)
+        .map_err(|e| DataError::invalid("<memory>", format!("building a record batch: {e}")))
+}
+
+/// A dataset from Arrow record batches in the file format's columns, validated as a file is;
+/// `source` names the table in errors. The spaces come from the schema's `orl.meta`
+/// metadata when present (a table from [`to_record_batch`]), else from the columns (a table
+/// built by hand: unbounded spaces, discrete `n` = largest action + 1, noted in the
+/// provenance). Non-finite values are errors unless `opts.allow_nonfinite`.
+pub fn from_record_batches(
+    source: &Path,
+    schema: &Schema,
+    batches: &[RecordBatch],
+    opts: &OpenOptions,
+) -> Result<Dataset> {
+    let meta = match schema.metadata().get(META_KEY) {
+        Some(json) => serde_json::from_str::<DatasetMeta>(json).map_err(|e| {
+            DataError::invalid(source, format!("metadata `{META_KEY}` is not valid: {e}"))
+        })?,
+        None => meta_from_columns(source, schema, batches)?,
+    };
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
+        return Err(DataError::Empty {
+            path: source.into(),
+            detail: "0 rows".into(),
+        });
+    }
+    let lay = check_schema(source, schema, &meta)?;
+    let mut acc = empty_chunk(&meta, lay, rows);
+    let mut any_null = false;
+    for b in batches {
+        append_batch(source, b, lay, &mut acc, &mut any_null)?;
+    }
+    let Chunk {
+        episode_id,
+        step,
+        mut columns,
+    } = acc;
+    if !any_null {
+        columns.next_valid = None;
+    }
+    let episodes = episodes_from_rows(source, &episode_id, &step)?;
+    let ds = Dataset::new_at(source, meta, columns, &episodes)?;
+    if !opts.allow_nonfinite {
+        ds.check_finite(source)?;
+    }
+    Ok(ds)
+}
+
+/// Spaces read off the columns of a table without `orl.meta`.
+fn meta_from_columns(
+    source: &Path,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Result<DatasetMeta> {
+    let field = |name: &str| {
+        schema
+            .field_with_name(name)
+            .map_err(|_| DataError::missing(source, "column", name))
+    };
+    let list_dim = |name: &str| -> Result<usize> {
+        match field(name)?.data_type() {
+            DataType::FixedSizeList(f, n) if *f.data_type() == DataType::Float32 => Ok(*n as usize),
+            other => Err(DataError::dtype(
+                source,
+                name,
+                "FixedSizeList<Float32>[dim]",
+                other.to_string(),
+            )),
+        }
+    };
+    let obs_dim = list_dim(col::OBSERVATION)?;
+    let mut note = None;
+    let action_space = match field(col::ACTION)?.data_type() {
+        DataType::Int64 => {
+            let max = batches
+                .iter()
+                .filter_map(|b| b.column_by_name(col::ACTION))
+                .filter_map(|a| {
+                    a.as_primitive_opt::<Int64Type>()?
+                        .values()
+                        .iter()
+                        .copied()
+                        .max()
+                })
+                .max()
+                .unwrap_or(0);
+            let n = max.max(0) as usize + 1;
+            note = Some(format!(
+                "discrete action count inferred as {n} (largest action + 1); the table does not store it"
+            ));
+            ActionSpace::Discrete { n }
+        }
+        _ => ActionSpace::Continuous {
+            dim: list_dim(col::ACTION)?,
+            low: None,
+            high: None,
+        },
+    };
+    let mut meta = DatasetMeta::new(
+        crate::meta::ObservationSpace {
+            dim: obs_dim,
+            low: None,
+            high: None,
+        },
+        action_space,
+    );
+    meta.provenance.notes.extend(note);
+    Ok(meta)
 }
 
 /// A run of rows from a streamed file: raw per-row `episode_id` and `step`, plus the columns.

@@ -185,21 +185,19 @@ pub(crate) fn check_state(env: &'static str, state: &[f64], expected: usize) -> 
     Ok(())
 }
 
-/// The environments' seeded RNG: `Pcg64Mcg`, re-seeded by `reset(Some(seed))`.
-///
-/// Resets draw from the same distributions as Gymnasium but from orl's own generator.
-/// [`crate::np_random`] is NumPy's exact generator (Gymnasium's `np_random`); moving the resets
-/// onto it changes every recorded dataset hash and is left for that change (issue 17).
+/// The environments' seeded RNG: Gymnasium's own, NumPy's `Generator(PCG64(SeedSequence(seed)))`
+/// ([`crate::np_random`]), re-seeded by `reset(Some(seed))`, so that `reset(seed)` draws
+/// exactly the start state Gymnasium's `reset(seed=seed)` draws.
 #[derive(Debug, Clone)]
-pub(crate) struct EnvRng(rand_pcg::Pcg64Mcg);
+pub(crate) struct EnvRng(crate::np_random::NpRandom);
 
 impl EnvRng {
-    /// Seed used when `reset(None)` is called before any seed was given.
+    /// Seed used when `reset(None)` is called before any seed was given (Gymnasium seeds from
+    /// the OS then; orl stays reproducible).
     pub(crate) const DEFAULT_SEED: u64 = 0;
 
     pub(crate) fn new(seed: u64) -> Self {
-        use rand::SeedableRng;
-        Self(rand_pcg::Pcg64Mcg::seed_from_u64(seed))
+        Self(crate::np_random::NpRandom::from_seed(seed))
     }
     pub(crate) fn reseed(&mut self, seed: Option<u64>) {
         if let Some(s) = seed {
@@ -208,13 +206,23 @@ impl EnvRng {
     }
     /// NumPy's `uniform(low, high)`: `low + (high - low) * U[0, 1)`.
     pub(crate) fn uniform(&mut self, low: f64, high: f64) -> f64 {
-        use rand::RngExt;
-        low + (high - low) * self.0.random::<f64>()
+        self.0.uniform(low, high)
     }
-    /// A standard normal draw (`rand_distr::StandardNormal`, Ziggurat).
+    /// A standard normal draw by Marsaglia's polar method on the same stream.
+    ///
+    /// Not NumPy's `standard_normal`: that is a 256-layer ziggurat whose tables orl does not
+    /// reproduce (recomputed from the published construction they differ from NumPy's in the
+    /// last bits of 36 of 255 layer widths), so HalfCheetah's `qvel` start noise, the one
+    /// reset that uses it, has Gymnasium's distribution but not its values.
     #[cfg_attr(not(feature = "mujoco"), allow(dead_code))]
     pub(crate) fn standard_normal(&mut self) -> f64 {
-        use rand_distr::{Distribution, StandardNormal};
-        StandardNormal.sample(&mut self.0)
+        loop {
+            let u = 2.0 * self.0.bits().next_f64() - 1.0;
+            let v = 2.0 * self.0.bits().next_f64() - 1.0;
+            let s = u * u + v * v;
+            if s > 0.0 && s < 1.0 {
+                return u * (-2.0 * s.ln() / s).sqrt();
+            }
+        }
     }
 }

@@ -206,6 +206,19 @@ pub fn run_episode<E: Env, P: Policy>(
     }
 }
 
+impl EvalReport {
+    /// The report of episodes with these returns and lengths (in episode order), normalised
+    /// by `reference` when given: what [`evaluate`] returns, for episodes run elsewhere (a
+    /// Python environment).
+    pub fn from_episodes(
+        returns: Vec<f64>,
+        lengths: Vec<usize>,
+        reference: Option<RefScores>,
+    ) -> EvalReport {
+        report(returns, lengths, reference)
+    }
+}
+
 fn report(returns: Vec<f64>, lengths: Vec<usize>, reference: Option<RefScores>) -> EvalReport {
     let (mean, std) = mean_std(&returns);
     let min = returns.iter().cloned().fold(f64::INFINITY, f64::min);

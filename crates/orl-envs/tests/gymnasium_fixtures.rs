@@ -168,29 +168,11 @@ fn mujoco_locomotion_matches_gymnasium_step_for_step() {
     replay_folder("mujoco");
 }
 
-/// Gymnasium's start-state draw of `env_id` from `np_random`, as its `reset` writes it.
-fn gymnasium_start(env_id: &str, rng: &mut orl_envs::np_random::NpRandom) -> Vec<f64> {
-    use std::f64::consts::PI;
-    match env_id {
-        // uniform(low=-0.05, high=0.05, size=(4,))
-        "CartPole-v1" => (0..4).map(|_| rng.uniform(-0.05, 0.05)).collect(),
-        // uniform(low=-high, high=high) with high = [pi, 1]
-        "Pendulum-v1" => vec![rng.uniform(-PI, PI), rng.uniform(-1.0, 1.0)],
-        // [uniform(low=-0.6, high=-0.4), 0]
-        "MountainCar-v0" | "MountainCarContinuous-v0" => vec![rng.uniform(-0.6, -0.4), 0.0],
-        // uniform(low=-0.1, high=0.1, size=(4,)).astype(np.float32)
-        "Acrobot-v1" => (0..4)
-            .map(|_| f64::from(rng.uniform(-0.1, 0.1) as f32))
-            .collect(),
-        other => panic!("no start-state formula for {other}: add Gymnasium's reset draw here"),
-    }
-}
-
-/// NumPy's generator as ported in `orl_envs::np_random` (SeedSequence, PCG64, uniform) gives
-/// every recorded classic-control start state bit for bit, drawing as Gymnasium's `reset`
-/// does: the generator orl's resets can move onto to match Gymnasium exactly.
+/// orl's `reset(Some(seed))` puts each classic environment in exactly the start state
+/// Gymnasium's `reset(seed=seed)` recorded (`initial_state`, bit for bit): the resets draw
+/// from NumPy's generator (`orl_envs::np_random`) as Gymnasium's do.
 #[test]
-fn numpy_generator_reproduces_every_recorded_classic_start_state() {
+fn classic_resets_draw_gymnasium_s_start_states_bit_for_bit() {
     let Some(root) = fixtures_root() else { return };
     let files = json_files(&root.join("classic"));
     assert!(
@@ -202,11 +184,13 @@ fn numpy_generator_reproduces_every_recorded_classic_start_state() {
     for path in files {
         let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let env_id = file["env_id"].as_str().unwrap();
+        let mut env = make(env_id).unwrap();
+        let mut obs = Vec::new();
         for ep in file["episodes"].as_array().unwrap() {
             let seed = ep["seed"].as_u64().unwrap();
             let want = floats(&ep["initial_state"]);
-            let mut rng = orl_envs::np_random::NpRandom::from_seed(seed);
-            let got = gymnasium_start(env_id, &mut rng);
+            env.reset_into(Some(seed), &mut obs);
+            let got = env.state();
             assert!(
                 same_bits(&got, &want, "float64"),
                 "{env_id} seed {seed}: {got:?} vs Gymnasium's {want:?}"
@@ -215,4 +199,47 @@ fn numpy_generator_reproduces_every_recorded_classic_start_state() {
         }
     }
     assert!(checked >= 25, "only {checked} episodes checked");
+}
+
+/// The same for MuJoCo locomotion (`qpos0`, `qvel0` after `reset(seed=seed)`): Hopper and
+/// Walker2d draw both from NumPy's `uniform` and match bit for bit; HalfCheetah's `qpos`
+/// does too, its `qvel` noise is `standard_normal`, which orl draws otherwise
+/// (`EnvRng::standard_normal`), so only its length is checked.
+#[cfg(feature = "mujoco")]
+#[test]
+fn mujoco_resets_draw_gymnasium_s_start_states() {
+    let Some(root) = fixtures_root() else { return };
+    let files = json_files(&root.join("mujoco"));
+    assert!(
+        !files.is_empty(),
+        "no MuJoCo fixtures under {}",
+        root.display()
+    );
+    let mut checked = 0;
+    for path in files {
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let env_id = file["env_id"].as_str().unwrap();
+        let mut env = make(env_id).unwrap();
+        let mut obs = Vec::new();
+        for ep in file["episodes"].as_array().unwrap() {
+            let seed = ep["seed"].as_u64().unwrap();
+            let (qpos, qvel) = (floats(&ep["qpos0"]), floats(&ep["qvel0"]));
+            env.reset_into(Some(seed), &mut obs);
+            let state = env.state();
+            let (got_pos, got_vel) = state.split_at(qpos.len());
+            assert!(
+                same_bits(got_pos, &qpos, "float64"),
+                "{env_id} seed {seed}: qpos {got_pos:?} vs Gymnasium's {qpos:?}"
+            );
+            assert_eq!(got_vel.len(), qvel.len(), "{env_id}: qvel length");
+            if env_id != "HalfCheetah-v5" {
+                assert!(
+                    same_bits(got_vel, &qvel, "float64"),
+                    "{env_id} seed {seed}: qvel {got_vel:?} vs Gymnasium's {qvel:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} episodes checked");
 }

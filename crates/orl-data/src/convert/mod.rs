@@ -235,6 +235,49 @@ pub fn write(ds: &Dataset, path: &Path, format: OutputFormat) -> Result<()> {
     }
 }
 
+/// Converts `input` to `output`, the rules of `orl convert`: a non-Parquet input is read as
+/// `format` (auto-detected by default) and written in the format `output`'s extension names;
+/// a Parquet input is written as `format` when it names a writable one (`d4rl`, `npz`), else
+/// by the extension. Returns the dataset read.
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    format: Format,
+    opts: &ConvertOptions,
+) -> Result<Dataset> {
+    let unknown_ext = |extra: &str| DataError::UnknownFormat {
+        path: output.into(),
+        detail: format!(
+            "cannot tell the output format from the extension; use .parquet, .hdf5, .h5 or .npz{extra}"
+        ),
+    };
+    let (read_as, out_format) = if detect(input)? == Format::Orl {
+        let out = match format {
+            Format::D4rl => OutputFormat::D4rlHdf5,
+            Format::Npz => OutputFormat::Npz,
+            Format::Auto | Format::Orl => OutputFormat::from_extension(output)
+                .ok_or_else(|| unknown_ext(", or pass a format"))?,
+            other => {
+                return Err(DataError::UnknownFormat {
+                    path: output.into(),
+                    detail: format!(
+                        "format {other} cannot be written; orl writes parquet, d4rl (HDF5) and npz"
+                    ),
+                });
+            }
+        };
+        (Format::Orl, out)
+    } else {
+        (
+            format,
+            OutputFormat::from_extension(output).ok_or_else(|| unknown_ext(""))?,
+        )
+    };
+    let ds = read(input, read_as, opts)?;
+    write(&ds, output, out_format)?;
+    Ok(ds)
+}
+
 /// Arrays in D4RL's flat layout, shared by the HDF5 and npz readers.
 pub(crate) struct Flat {
     pub obs_dim: usize,

@@ -97,8 +97,22 @@ pub fn parse_npy(path: &Path, name: &str, bytes: &[u8]) -> Result<NpyArray> {
                 .map_err(|e| bad(format!("shape {shape_s:?}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
+    let data = decode_npy_data(path, name, &descr, &shape, &bytes[start + hlen..])?;
+    Ok(NpyArray { descr, shape, data })
+}
+
+/// Decodes the raw little-endian, C-order values of one array of dtype `descr` (NumPy's
+/// `dtype.str`) and `shape`; `name` is used in errors. This is the body of a `.npy` payload,
+/// and what a Python caller hands over for a NumPy array (`arr.tobytes()`).
+pub fn decode_npy_data(
+    path: &Path,
+    name: &str,
+    descr: &str,
+    shape: &[usize],
+    body: &[u8],
+) -> Result<NpyData> {
+    let bad = |d: String| DataError::corrupt(path, "npy", format!("`{name}`: {d}"));
     let count: usize = shape.iter().product();
-    let body = &bytes[start + hlen..];
     let need = |size: usize| -> Result<&[u8]> {
         body.get(..count * size).ok_or_else(|| {
             bad(format!(
@@ -113,7 +127,7 @@ pub fn parse_npy(path: &Path, name: &str, bytes: &[u8]) -> Result<NpyArray> {
             need(size)?.chunks_exact(size).map(f).collect(),
         ))
     };
-    let data = match descr.as_str() {
+    let data = match descr {
         "<f4" => NpyData::F32(
             need(4)?
                 .chunks_exact(4)
@@ -147,7 +161,7 @@ pub fn parse_npy(path: &Path, name: &str, bytes: &[u8]) -> Result<NpyArray> {
             ));
         }
     };
-    Ok(NpyArray { descr, shape, data })
+    Ok(data)
 }
 
 /// Encodes one `.npy` (format version 1.0, header padded to 64 bytes as NumPy does).
@@ -212,7 +226,14 @@ fn read_archive_from<R: Read + Seek>(path: &Path, r: R) -> Result<Vec<(String, N
 
 /// Reads a D4RL-keyed `.npz`.
 pub fn read(path: &Path) -> Result<Dataset> {
-    let mut arrays = read_archive(path)?;
+    from_arrays(path, read_archive(path)?)
+}
+
+/// A dataset from arrays under D4RL's keys (`observations`, `actions`, `rewards`,
+/// `terminals`, optionally `timeouts`, `next_observations`, `infos/action_log_probs`,
+/// `infos/episode_id`), validated as an `.npz` file is, with the same errors; `path` names
+/// the source in them. Non-finite values are not checked here ([`Dataset::check_finite`]).
+pub fn from_arrays(path: &Path, mut arrays: Vec<(String, NpyArray)>) -> Result<Dataset> {
     let mut take = |key: &str| {
         arrays
             .iter()

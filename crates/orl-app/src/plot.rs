@@ -1,23 +1,29 @@
-//! The `orl inspect --plot` figure: return histogram on top, one action histogram per dimension
-//! (or the per-action counts) below. PNG or SVG, chosen by the file extension, written atomically.
+//! The dataset figure (`orl inspect --plot`, `Dataset.plot` in Python): return histogram on
+//! top, one action histogram per dimension (or the per-action counts) below. PNG or SVG, chosen
+//! by the file extension, written atomically.
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use orl_data::Report;
 use orl_data::report::{ActionCoverage, Histogram};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+use crate::AppError;
 
-fn register_font() -> Result<()> {
+/// The bundled DejaVu Sans (`assets/`, its licence beside it), registered as `sans-serif`.
+pub static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font(path: &Path) -> Result<(), AppError> {
     static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *ONCE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
     });
     if !ok {
-        bail!("the bundled DejaVuSans font could not be loaded");
+        return Err(AppError::plot(
+            path,
+            "the bundled DejaVuSans font could not be loaded",
+        ));
     }
     Ok(())
 }
@@ -118,8 +124,8 @@ where
 }
 
 /// Draws the report to `path` (.png or .svg).
-pub fn draw(r: &Report, path: &Path) -> Result<()> {
-    register_font()?;
+pub fn draw(r: &Report, path: &Path) -> Result<(), AppError> {
+    register_font(path)?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -139,12 +145,19 @@ pub fn draw(r: &Report, path: &Path) -> Result<()> {
     let drawn = match ext.as_str() {
         "png" => render(BitMapBackend::new(&tmp, size).into_drawing_area(), r),
         "svg" => render(SVGBackend::new(&tmp, size).into_drawing_area(), r),
-        _ => bail!("{}: plot format must be .png or .svg", path.display()),
+        _ => {
+            return Err(AppError::plot(
+                path,
+                format!("the format must be .png or .svg, not `.{ext}`"),
+            ));
+        }
     };
     if let Err(e) = drawn {
         let _ = std::fs::remove_file(&tmp);
-        bail!("{}: drawing failed: {e}", path.display());
+        return Err(AppError::plot(path, format!("drawing failed: {e}")));
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot move the plot into place", path.display()))
+    std::fs::rename(&tmp, path).map_err(|source| AppError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
