@@ -61,18 +61,10 @@ fn main() -> Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, then rename) through
-/// [`orl_data::fsutil::atomic_write`], so an interrupted task never leaves a torn report.
+/// Writes `bytes` to `path` atomically (temporary file, then rename; `orl_app::run_dir`), so
+/// an interrupted task never leaves a torn report.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    orl_data::fsutil::atomic_write(path, |w| {
-        use std::io::Write;
-        w.write_all(bytes)
-            .map_err(|source| orl_data::DataError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-    })?;
-    Ok(())
+    Ok(orl_app::run_dir::atomic_write(path, bytes)?)
 }
 
 /// The font of every plot (DejaVu Sans, bundled with `orl-app`), embedded once.

@@ -246,32 +246,15 @@ pub fn from_record_batches(
         None => meta_from_columns(source, schema, batches)?,
     };
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if rows == 0 {
-        return Err(DataError::Empty {
-            path: source.into(),
-            detail: "0 rows".into(),
-        });
-    }
     let lay = check_schema(source, schema, &meta)?;
-    let mut acc = empty_chunk(&meta, lay, rows);
-    let mut any_null = false;
-    for b in batches {
-        append_batch(source, b, lay, &mut acc, &mut any_null)?;
-    }
-    let Chunk {
-        episode_id,
-        step,
-        mut columns,
-    } = acc;
-    if !any_null {
-        columns.next_valid = None;
-    }
-    let episodes = episodes_from_rows(source, &episode_id, &step)?;
-    let ds = Dataset::new_at(source, meta, columns, &episodes)?;
-    if !opts.allow_nonfinite {
-        ds.check_finite(source)?;
-    }
-    Ok(ds)
+    assemble(
+        source,
+        meta,
+        lay,
+        rows,
+        batches.iter().cloned().map(Ok),
+        opts,
+    )
 }
 
 /// Spaces read off the columns of a table without `orl.meta`.
@@ -804,6 +787,22 @@ impl Dataset {
 
 fn load_file(path: &Path, opts: &OpenOptions) -> Result<Dataset> {
     let (meta, rows, reader, lay) = open_file(path, 65_536)?;
+    let batches = reader.map(|b| b.map_err(|e| DataError::corrupt(path, "parquet", e)));
+    assemble(path, meta, lay, rows, batches, opts)
+}
+
+/// A dataset from `rows` rows of record batches already checked against the schema (`lay`):
+/// the columns appended, the episode table built from `episode_id`/`step`, every invariant
+/// checked, NaN/inf refused unless `opts.allow_nonfinite`. A file and an Arrow table go
+/// through here alike.
+fn assemble(
+    path: &Path,
+    meta: DatasetMeta,
+    lay: Layout,
+    rows: usize,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    opts: &OpenOptions,
+) -> Result<Dataset> {
     if rows == 0 {
         return Err(DataError::Empty {
             path: path.into(),
@@ -812,9 +811,8 @@ fn load_file(path: &Path, opts: &OpenOptions) -> Result<Dataset> {
     }
     let mut acc = empty_chunk(&meta, lay, rows);
     let mut any_null = false;
-    for batch in reader {
-        let batch = batch.map_err(|e| DataError::corrupt(path, "parquet", e))?;
-        append_batch(path, &batch, lay, &mut acc, &mut any_null)?;
+    for batch in batches {
+        append_batch(path, &batch?, lay, &mut acc, &mut any_null)?;
     }
     let Chunk {
         episode_id,

@@ -174,12 +174,21 @@ fn mujoco_locomotion_matches_gymnasium_step_for_step() {
 #[test]
 fn classic_resets_draw_gymnasium_s_start_states_bit_for_bit() {
     let Some(root) = fixtures_root() else { return };
-    let files = json_files(&root.join("classic"));
-    assert!(
-        !files.is_empty(),
-        "no classic fixtures under {}",
-        root.display()
-    );
+    let checked = for_each_reset(&root.join("classic"), |env_id, seed, ep, state| {
+        let want = floats(&ep["initial_state"]);
+        assert!(
+            same_bits(state, &want, "float64"),
+            "{env_id} seed {seed}: {state:?} vs Gymnasium's {want:?}"
+        );
+    });
+    assert!(checked >= 25, "only {checked} episodes checked");
+}
+
+/// Resets orl's environment of every recorded episode under `folder` with the episode's seed
+/// and hands `(env_id, seed, episode, state)` to `check`; returns the episodes checked.
+fn for_each_reset(folder: &Path, mut check: impl FnMut(&str, u64, &Value, &[f64])) -> usize {
+    let files = json_files(folder);
+    assert!(!files.is_empty(), "no fixtures under {}", folder.display());
     let mut checked = 0;
     for path in files {
         let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -188,17 +197,12 @@ fn classic_resets_draw_gymnasium_s_start_states_bit_for_bit() {
         let mut obs = Vec::new();
         for ep in file["episodes"].as_array().unwrap() {
             let seed = ep["seed"].as_u64().unwrap();
-            let want = floats(&ep["initial_state"]);
             env.reset_into(Some(seed), &mut obs);
-            let got = env.state();
-            assert!(
-                same_bits(&got, &want, "float64"),
-                "{env_id} seed {seed}: {got:?} vs Gymnasium's {want:?}"
-            );
+            check(env_id, seed, ep, &env.state());
             checked += 1;
         }
     }
-    assert!(checked >= 25, "only {checked} episodes checked");
+    checked
 }
 
 /// The same for MuJoCo locomotion (`qpos0`, `qvel0` after `reset(seed=seed)`): Hopper and
@@ -209,37 +213,20 @@ fn classic_resets_draw_gymnasium_s_start_states_bit_for_bit() {
 #[test]
 fn mujoco_resets_draw_gymnasium_s_start_states() {
     let Some(root) = fixtures_root() else { return };
-    let files = json_files(&root.join("mujoco"));
-    assert!(
-        !files.is_empty(),
-        "no MuJoCo fixtures under {}",
-        root.display()
-    );
-    let mut checked = 0;
-    for path in files {
-        let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let env_id = file["env_id"].as_str().unwrap();
-        let mut env = make(env_id).unwrap();
-        let mut obs = Vec::new();
-        for ep in file["episodes"].as_array().unwrap() {
-            let seed = ep["seed"].as_u64().unwrap();
-            let (qpos, qvel) = (floats(&ep["qpos0"]), floats(&ep["qvel0"]));
-            env.reset_into(Some(seed), &mut obs);
-            let state = env.state();
-            let (got_pos, got_vel) = state.split_at(qpos.len());
+    let checked = for_each_reset(&root.join("mujoco"), |env_id, seed, ep, state| {
+        let (qpos, qvel) = (floats(&ep["qpos0"]), floats(&ep["qvel0"]));
+        let (got_pos, got_vel) = state.split_at(qpos.len());
+        assert!(
+            same_bits(got_pos, &qpos, "float64"),
+            "{env_id} seed {seed}: qpos {got_pos:?} vs Gymnasium's {qpos:?}"
+        );
+        assert_eq!(got_vel.len(), qvel.len(), "{env_id}: qvel length");
+        if env_id != "HalfCheetah-v5" {
             assert!(
-                same_bits(got_pos, &qpos, "float64"),
-                "{env_id} seed {seed}: qpos {got_pos:?} vs Gymnasium's {qpos:?}"
+                same_bits(got_vel, &qvel, "float64"),
+                "{env_id} seed {seed}: qvel {got_vel:?} vs Gymnasium's {qvel:?}"
             );
-            assert_eq!(got_vel.len(), qvel.len(), "{env_id}: qvel length");
-            if env_id != "HalfCheetah-v5" {
-                assert!(
-                    same_bits(got_vel, &qvel, "float64"),
-                    "{env_id} seed {seed}: qvel {got_vel:?} vs Gymnasium's {qvel:?}"
-                );
-            }
-            checked += 1;
         }
-    }
+    });
     assert!(checked >= 9, "only {checked} episodes checked");
 }

@@ -28,8 +28,25 @@ pub struct PyDataset {
     pub(crate) inner: orl_data::Dataset,
 }
 
-fn parse_format(s: &str) -> PyResult<Format> {
-    s.parse::<Format>().map_err(errors::value)
+/// The input format and reader options of `Dataset.open` / `convert`.
+fn read_options(
+    format: &str,
+    allow_nonfinite: bool,
+    env_id: Option<String>,
+    ref_scores: Option<(f64, f64)>,
+) -> PyResult<(Format, ConvertOptions)> {
+    let format = format
+        .parse::<Format>()
+        .map_err(|e| errors::value(format!("format: {e}")))?;
+    Ok((
+        format,
+        ConvertOptions {
+            allow_nonfinite,
+            env_id,
+            ref_min_score: ref_scores.map(|r| r.0),
+            ref_max_score: ref_scores.map(|r| r.1),
+        },
+    ))
 }
 
 fn set_overrides(
@@ -103,13 +120,7 @@ impl PyDataset {
         env_id: Option<String>,
         ref_scores: Option<(f64, f64)>,
     ) -> PyResult<Self> {
-        let format = parse_format(format)?;
-        let opts = ConvertOptions {
-            allow_nonfinite,
-            env_id,
-            ref_min_score: ref_scores.map(|r| r.0),
-            ref_max_score: ref_scores.map(|r| r.1),
-        };
+        let (format, opts) = read_options(format, allow_nonfinite, env_id, ref_scores)?;
         let ds = py
             .detach(|| orl_data::convert::read(&path, format, &opts))
             .map_err(errors::data)?;
@@ -293,13 +304,7 @@ pub fn convert(
     env_id: Option<String>,
     ref_scores: Option<(f64, f64)>,
 ) -> PyResult<PyDataset> {
-    let format = parse_format(format)?;
-    let opts = ConvertOptions {
-        allow_nonfinite,
-        env_id,
-        ref_min_score: ref_scores.map(|r| r.0),
-        ref_max_score: ref_scores.map(|r| r.1),
-    };
+    let (format, opts) = read_options(format, allow_nonfinite, env_id, ref_scores)?;
     let ds = py
         .detach(|| orl_data::convert::convert(&src, &dst, format, &opts))
         .map_err(errors::data)?;

@@ -92,6 +92,32 @@ def test_keyboard_interrupt_from_the_callback_leaves_a_loadable_checkpoint(datas
     assert np.array_equal(resumed.act(obs), whole.act(obs))
 
 
+def test_training_releases_the_gil(dataset, tmp_path):
+    """Another Python thread runs while orl trains (the GIL is released)."""
+    import threading
+
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=count)
+    t.start()
+    start = time.perf_counter()
+    orl.train("td3bc", dataset, steps=1500, out=tmp_path / "gil", log_every=1500,
+              config={"hidden": [64, 64]}, progress=False)
+    end = time.perf_counter()
+    stop.set()
+    t.join()
+    during = [x for x in ticks if start < x < end]
+    # With the GIL held for the whole call the thread could not tick at all in between.
+    assert end - start > 0.2 and len(during) > 0.2 * (end - start) / 0.001 * 0.1, (
+        end - start, len(during))
+
+
 def test_sigint_stops_training_and_keeps_the_checkpoint(dataset, tmp_path):
     """A real Ctrl-C (SIGINT to the process) while Rust trains with the GIL released."""
     path = tmp_path / "d.parquet"
