@@ -64,6 +64,9 @@ fn set_overrides(
     }
 }
 
+/// An array for the Python side: NumPy's `dtype.str`, the shape, the C-order bytes.
+pub(crate) type Wire<'py> = (&'static str, Vec<usize>, Bound<'py, PyBytes>);
+
 /// The bytes of `values` in little-endian order.
 fn le_bytes<T: Copy, const N: usize>(values: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
     values.iter().flat_map(|&v| f(v)).collect()
@@ -183,11 +186,7 @@ impl PyDataset {
     /// One column as `(dtype, shape, bytes)`: `observations`, `next_observations`, `actions`,
     /// `rewards`, `terminals`, `timeouts`, `next_valid`, `behavior_log_prob`, `episode_ids`,
     /// `steps`. `None` for an optional column the dataset lacks.
-    fn _column<'py>(
-        &self,
-        py: Python<'py>,
-        name: &str,
-    ) -> PyResult<Option<(&'static str, Vec<usize>, Bound<'py, PyBytes>)>> {
+    fn _column<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Wire<'py>>> {
         let ds = &self.inner;
         let n = ds.len();
         let od = ds.obs_dim();

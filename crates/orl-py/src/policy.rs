@@ -19,7 +19,7 @@ use orl_nets::{Device, ExportHeader, save_export};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::dataset::PyDataset;
+use crate::dataset::{PyDataset, Wire};
 use crate::errors;
 
 /// A trained policy: acts on batches of observations.
@@ -73,7 +73,7 @@ impl PyPolicy {
         py: Python<'py>,
         observations: Bound<'py, PyBytes>,
         rows: usize,
-    ) -> PyResult<(&'static str, Vec<usize>, Bound<'py, PyBytes>)> {
+    ) -> PyResult<Wire<'py>> {
         let (od, discrete) = {
             let spec = self.agent.algo.spec();
             (spec.obs_dim, spec.is_discrete())
