@@ -17,7 +17,7 @@ use crate::policy::PyPolicy;
 #[pyo3(signature = (policy, dataset, estimators="all", gamma=None, seed=None, config_json=None))]
 pub fn _ope(
     py: Python<'_>,
-    policy: &mut PyPolicy,
+    policy: &PyPolicy,
     dataset: &PyDataset,
     estimators: &str,
     gamma: Option<f64>,
@@ -39,7 +39,10 @@ pub fn _ope(
     if let Some(s) = seed {
         cfg.seed = s;
     }
-    let _ = py;
-    let report = orl_ope::evaluate(&dataset.inner, &mut policy.agent, &cfg).map_err(errors::ope)?;
+    let mut guard = policy.agent();
+    let agent: &mut orl_algos::Agent = &mut guard;
+    let report = py
+        .detach(|| orl_ope::evaluate(&dataset.inner, agent, &cfg))
+        .map_err(errors::ope)?;
     serde_json::to_string(&report).map_err(|e| errors::value(format!("serialising: {e}")))
 }

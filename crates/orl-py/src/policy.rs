@@ -10,6 +10,7 @@
 //! again, with orl's note on what was kept.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use orl_algos::{Agent, AlgoKind, EvalPlan, RecipeRequest, RewardChoice, Schedule};
@@ -23,9 +24,12 @@ use crate::dataset::{PyDataset, Wire};
 use crate::errors;
 
 /// A trained policy: acts on batches of observations.
-#[pyclass(module = "orl._orl", name = "Policy", unsendable)]
+///
+/// The agent sits behind a mutex, so that a policy can be used from several Python threads
+/// and long calls (evaluation, OPE) can release the GIL; calls on one policy take turns.
+#[pyclass(module = "orl._orl", name = "Policy")]
 pub struct PyPolicy {
-    pub(crate) agent: Agent,
+    agent: Mutex<Agent>,
     /// The checkpoint it was loaded from.
     pub(crate) checkpoint: PathBuf,
     /// The recipe's discount, when the checkpoint holds a recipe.
@@ -41,11 +45,17 @@ impl PyPolicy {
             Agent::from_checkpoint(&ck, &Device::Cpu).map_err(errors::algo)?;
         agent.deterministic = true;
         Ok(Self {
-            agent,
+            agent: Mutex::new(agent),
             checkpoint: ck,
             gamma: recipe.map(|r| f64::from(r.gamma)),
             meta,
         })
+    }
+
+    /// The agent, locked (a panic in an earlier call does not poison it for later ones: every
+    /// call starts from the agent's parameters, which no call changes).
+    pub(crate) fn agent(&self) -> MutexGuard<'_, Agent> {
+        self.agent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The environment the policy was trained for, from its checkpoint.
@@ -69,13 +79,14 @@ impl PyPolicy {
     /// Actions for a batch of observations given as `(float32 bytes, rows)`: returns
     /// `(dtype, shape, bytes)` (continuous `<f4` `[rows, act_dim]`, discrete `<i8` `[rows]`).
     fn _act<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         observations: Bound<'py, PyBytes>,
         rows: usize,
     ) -> PyResult<Wire<'py>> {
+        let mut agent = self.agent();
         let (od, discrete) = {
-            let spec = self.agent.algo.spec();
+            let spec = agent.algo.spec();
             (spec.obs_dim, spec.is_discrete())
         };
         let bytes = observations.as_bytes();
@@ -96,7 +107,7 @@ impl PyPolicy {
                 i % od
             )));
         }
-        let actions = self.agent.act_raw(&obs).map_err(errors::algo)?;
+        let actions = agent.act_raw(&obs).map_err(errors::algo)?;
         let mut out = Vec::new();
         let mut width = 0;
         for a in &actions {
@@ -118,30 +129,30 @@ impl PyPolicy {
     /// Writes the acting network as one safetensors file with a JSON header, observation
     /// normalisation folded in (`orl export`).
     fn export(&self, path: PathBuf) -> PyResult<()> {
-        let mut model = self
-            .agent
+        let agent = self.agent();
+        let mut model = agent
             .algo
             .policy_model()
             .map_err(errors::algo)?
             .ok_or_else(|| {
                 errors::value(format!(
                     "{}'s policy cannot be exported (only the offline algorithms' and the behaviour policies' can)",
-                    self.agent.algo.name()
+                    agent.algo.name()
                 ))
             })?;
-        if let Some((mean, std)) = &self.agent.obs_norm {
+        if let Some((mean, std)) = &agent.obs_norm {
             model
                 .fold_normalization(mean, std)
                 .map_err(|e| errors::algo(e.into()))?;
         }
-        let spec = self.agent.algo.spec();
+        let spec = agent.algo.spec();
         let n_actions = match spec.action {
             orl_algos::ActionSpec::Discrete { n } => n,
             orl_algos::ActionSpec::Continuous { .. } => 0,
         };
         let header = ExportHeader::for_model(
             &model,
-            self.agent.algo.name(),
+            agent.algo.name(),
             spec.obs_dim,
             n_actions,
             &self.checkpoint.display().to_string(),
@@ -152,30 +163,30 @@ impl PyPolicy {
     /// Sample actions (`False`, the default, takes the policy's mode).
     #[getter]
     fn stochastic(&self) -> bool {
-        !self.agent.deterministic
+        !self.agent().deterministic
     }
 
     #[setter]
-    fn set_stochastic(&mut self, v: bool) {
-        self.agent.deterministic = !v;
+    fn set_stochastic(&self, v: bool) {
+        self.agent().deterministic = !v;
     }
 
     /// The algorithm's name.
     #[getter]
     fn algo(&self) -> &'static str {
-        self.agent.algo.name()
+        self.agent().algo.name()
     }
 
     /// Observation width.
     #[getter]
     fn obs_dim(&self) -> usize {
-        self.agent.algo.spec().obs_dim
+        self.agent().algo.spec().obs_dim
     }
 
     /// True for discrete actions.
     #[getter]
     fn is_discrete(&self) -> bool {
-        self.agent.algo.spec().is_discrete()
+        self.agent().algo.spec().is_discrete()
     }
 
     /// The environment the policy was trained for (from its checkpoint), if known.
@@ -193,7 +204,7 @@ impl PyPolicy {
     fn __repr__(&self) -> String {
         format!(
             "Policy({}, {})",
-            self.agent.algo.name(),
+            self.agent().algo.name(),
             self.checkpoint.display()
         )
     }
@@ -379,7 +390,8 @@ fn report_json(env: &str, seed: u64, r: &EvalReport) -> String {
 #[pyfunction]
 #[pyo3(signature = (policy, env, episodes=10, seed=0))]
 pub fn _evaluate_orl(
-    policy: &mut PyPolicy,
+    py: Python<'_>,
+    policy: &PyPolicy,
     env: &str,
     episodes: usize,
     seed: u64,
@@ -389,14 +401,20 @@ pub fn _evaluate_orl(
     }
     let reference = policy.reference(env);
     let mut e = orl_envs::make(env).map_err(errors::env)?;
-    let mut returns = Vec::with_capacity(episodes);
-    let mut lengths = Vec::with_capacity(episodes);
-    for i in 0..episodes {
-        let (ret, len) = orl_envs::run_episode(&mut e, &mut policy.agent, seed + i as u64, i)
-            .map_err(errors::env)?;
-        returns.push(ret);
-        lengths.push(len);
-    }
+    let mut guard = policy.agent();
+    let agent: &mut Agent = &mut guard;
+    let (returns, lengths) = py
+        .detach(|| -> orl_envs::Result<(Vec<f64>, Vec<usize>)> {
+            let mut returns = Vec::with_capacity(episodes);
+            let mut lengths = Vec::with_capacity(episodes);
+            for i in 0..episodes {
+                let (ret, len) = orl_envs::run_episode(&mut e, agent, seed + i as u64, i)?;
+                returns.push(ret);
+                lengths.push(len);
+            }
+            Ok((returns, lengths))
+        })
+        .map_err(errors::env)?;
     Ok(report_json(
         env,
         seed,

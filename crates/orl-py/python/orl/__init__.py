@@ -418,7 +418,8 @@ def train(
 ) -> Policy:
     """Trains ``algo`` (see :func:`algorithms`) on ``dataset`` for ``steps`` updates into the
     run folder ``out`` (``run.json``, ``checkpoint.safetensors``, ``metrics.jsonl``/``.csv``,
-    ``status.json``: the layout of ``orl train --out``), and returns the trained policy.
+    ``status.json``: the layout of ``orl train --out``; default a new
+    ``runs/<algo>-seed<seed>-<time>``), and returns the trained policy.
 
     ``config`` overrides the algorithm's settings (the keys of its ``Config``; unknown keys
     are errors). ``callback(row)`` receives every logged row (averaged losses, diagnostics,
@@ -434,7 +435,9 @@ def train(
     else:
         dataset_path = None
     if out is None:
-        raise ValueError("out: a run folder is required (checkpoints and metrics go there)")
+        import time
+
+        out = os.path.join("runs", f"{algo}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     if progress is None:
         progress = sys.stderr is not None and (
             hasattr(sys.stderr, "isatty") and sys.stderr.isatty() or "ipykernel" in sys.modules
