@@ -13,6 +13,8 @@ mod errors;
 mod ope;
 mod policy;
 
+use std::sync::OnceLock;
+
 use pyo3::prelude::*;
 
 /// The extension module.
@@ -31,6 +33,7 @@ fn _orl(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(environments, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(threads, m)?)?;
     Ok(())
 }
 
@@ -53,13 +56,44 @@ fn environments() -> Vec<&'static str> {
         .collect()
 }
 
-/// Sets the number of threads orl's training uses in this process (default 1: one per run;
-/// several runs fill the cores best). Callable once, before the first training call.
+/// The thread count of orl's pool in this process, fixed at its first use.
+static THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Builds orl's thread pool on first use: `requested` threads, else `RAYON_NUM_THREADS`, else
+/// 1 (one thread per run, as the CLI: several runs side by side, such as Ray trials, fill the
+/// cores best, and intra-op threads would fight them). The pool's own threads do the work and
+/// the calling thread waits, so any Python thread may train. Asking for another count once the
+/// pool exists is an error naming both.
+pub(crate) fn ensure_threads(requested: Option<usize>) -> PyResult<usize> {
+    let want = orl_nets::threads::resolve_threads(requested);
+    let got = *THREADS.get_or_init(|| {
+        // An error means rayon's global pool exists already (built by another library in
+        // this process); it is then used as it is.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(want)
+            .build_global();
+        rayon::current_num_threads()
+    });
+    match requested {
+        Some(r) if r != got => Err(errors::value(format!(
+            "threads: orl's thread pool already has {got} thread(s) in this process; call orl.set_threads({r}) before the first training, evaluation or OPE call"
+        ))),
+        _ => Ok(got),
+    }
+}
+
+/// Sets the number of threads orl uses in this process (default 1, or `RAYON_NUM_THREADS`);
+/// call it before the first training, evaluation or OPE call.
 #[pyfunction]
 fn set_threads(n: usize) -> PyResult<()> {
     if n == 0 {
         return Err(errors::value("threads: expected at least 1, got 0"));
     }
-    orl_nets::threads::init_pool(n);
-    Ok(())
+    ensure_threads(Some(n)).map(|_| ())
+}
+
+/// The number of threads orl uses in this process (building its pool if needed).
+#[pyfunction]
+fn threads() -> PyResult<usize> {
+    ensure_threads(None)
 }

@@ -24,6 +24,7 @@ pub fn _ope(
     seed: Option<u64>,
     config_json: Option<String>,
 ) -> PyResult<String> {
+    crate::ensure_threads(None)?;
     let mut cfg = match config_json {
         Some(t) => serde_json::from_str::<OpeConfig>(&t)
             .map_err(|e| errors::value(format!("config: not an OPE configuration: {e}")))?,

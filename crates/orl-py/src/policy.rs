@@ -306,6 +306,7 @@ pub fn _train(
     callback: Option<Py<PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Py<PyDict>> {
+    crate::ensure_threads(None)?;
     let kind: AlgoKind = algo.parse().map_err(errors::algo)?;
     let config = config_json
         .map(|t| serde_json::from_str::<serde_json::Value>(&t))
@@ -399,6 +400,7 @@ pub fn _evaluate_orl(
     if episodes == 0 {
         return Err(errors::value("episodes: expected at least 1, got 0"));
     }
+    crate::ensure_threads(None)?;
     let reference = policy.reference(env);
     let mut e = orl_envs::make(env).map_err(errors::env)?;
     let mut guard = policy.agent();

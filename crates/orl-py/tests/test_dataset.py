@@ -129,3 +129,29 @@ def test_python_m_orl_version():
     out = subprocess.run([sys.executable, "-m", "orl", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == f"orl {orl.__version__}"
+
+
+def _python(code, **env):
+    import os
+
+    e = {k: v for k, v in os.environ.items() if k != "RAYON_NUM_THREADS"}
+    e.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=e, check=True).stdout.strip()
+
+
+def test_one_thread_per_process_by_default_and_set_threads_before_use():
+    assert _python("import orl; print(orl.threads())") == "1"
+    assert _python("import orl; print(orl.threads())", RAYON_NUM_THREADS="2") == "2"
+    out = _python(
+        "import orl\n"
+        "orl.set_threads(2)\n"
+        "print(orl.threads())\n"
+        "try:\n"
+        "    orl.set_threads(3)\n"
+        "except ValueError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    first, second = out.splitlines()
+    assert first == "2"
+    assert second.startswith("refused:") and "already has 2 thread(s)" in second

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import _orl
-from ._orl import __version__, MUJOCO_ENABLED, algorithms, environments, set_threads
+from ._orl import __version__, MUJOCO_ENABLED, algorithms, environments, set_threads, threads
 
 __all__ = [
     "Dataset",
@@ -41,6 +41,7 @@ __all__ = [
     "algorithms",
     "environments",
     "set_threads",
+    "threads",
     "MUJOCO_ENABLED",
     "__version__",
 ]
