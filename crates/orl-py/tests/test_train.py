@@ -123,8 +123,12 @@ def test_sigint_stops_training_and_keeps_the_checkpoint(dataset, tmp_path):
     path = tmp_path / "d.parquet"
     dataset.save(path)
     out = tmp_path / "sigint"
+    # A shell that starts a job in the background without job control (`cmd &` in a script,
+    # as CI harnesses do) starts it with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: reinstall it, as an interactive terminal would have it.
     script = (
-        "import orl, sys\n"
+        "import orl, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"orl.train('bc', {str(path)!r}, steps=10_000_000, out={str(out)!r}, log_every=500,"
         " checkpoint_every=500, config={'hidden': [16]}, progress=False)\n"
     )
@@ -134,7 +138,12 @@ def test_sigint_stops_training_and_keeps_the_checkpoint(dataset, tmp_path):
         time.sleep(0.1)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"no exit within 60 s of SIGINT; stderr: {err!r}")
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err, err
     status = json.loads((out / "status.json").read_text())
