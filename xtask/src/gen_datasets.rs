@@ -8,7 +8,8 @@
 //!
 //! Recipes per environment (D4RL's, Fu et al. 2020): `random` (uniform actions), `medium` and
 //! `expert` (rollouts of the committed behaviour policies, `datasets/policies/`), `medium-replay`
-//! (the medium policy's own training buffer, committed as Parquet) and `medium-expert` (medium
+//! (the medium policy's own training buffer, committed as a compact Parquet archive,
+//! `buffer_archive.rs`) and `medium-expert` (medium
 //! and expert concatenated, so twice `N` rows). `N` defaults to D4RL's 1 000 000. Every row
 //! logs the acting policy's `behavior_log_prob`; every file records the environment's reference
 //! returns (random and expert, 100 episodes) as `ref_min_score` / `ref_max_score`.
@@ -86,7 +87,9 @@ pub fn register_env(env: &str, record: &Value) -> Result<()> {
     for recipe in RECIPES {
         let mut d = json!({"env": env, "recipe": recipe, "sha256": {}});
         match recipe {
-            "medium-replay" => d["source"] = json!(format!("policies/{s}-medium-replay.parquet")),
+            "medium-replay" => {
+                d["source"] = json!(format!("policies/{s}-medium-replay.archive.parquet"))
+            }
             "medium-expert" => d["parts"] = json!([format!("{s}-medium"), format!("{s}-expert")]),
             _ => {
                 let seed = seeds.iter().find(|x| x.0 == recipe).map_or(0, |x| x.1);
@@ -149,7 +152,7 @@ fn build(m: &Value, name: &str, n: usize) -> Result<Dataset> {
         }
         "medium-replay" => {
             let p = datasets_dir().join(d["source"].as_str().context("manifest: no `source`")?);
-            Dataset::open(&p).with_context(|| format!("reading {}", p.display()))?
+            crate::buffer_archive::read(&p)?
         }
         "medium-expert" => {
             let parts = d["parts"].as_array().context("manifest: no `parts`")?;

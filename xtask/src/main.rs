@@ -13,6 +13,7 @@
 mod architecture;
 mod behaviour_policy;
 mod bench_d4rl;
+mod buffer_archive;
 mod gen_datasets;
 mod learn_pendulum;
 mod ope_bench;

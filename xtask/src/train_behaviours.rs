@@ -14,7 +14,7 @@
 //!    only, see `datasets/README.md`);
 //! 3. random, medium and expert scored over 100 episodes (reset seeds 7 000 000..);
 //! 4. written: `<env>-medium.safetensors`, `<env>-expert.safetensors` (the acting network only,
-//!    see `behaviour_policy.rs`), `<env>-medium-replay.parquet` (the buffer up to the medium
+//!    see `behaviour_policy.rs`), `<env>-medium-replay.archive.parquet` (the buffer up to the medium
 //!    snapshot, D4RL's medium-replay) and `<env>.json` (command, seed, steps, configs, the
 //!    returns), and the environment's entries in `datasets/manifest.json`.
 //!
@@ -33,7 +33,7 @@ use orl_algos::{
     Algorithm, Dqn, DqnConfig, OnlineCheckpoint, OnlineConfig, OnlineEvent, Sac, SacConfig, Spec,
     train_online_resumable,
 };
-use orl_data::{Dataset, WriteOptions, write_parquet};
+use orl_data::Dataset;
 use orl_envs::{Space, make};
 use orl_nets::Device;
 use rand::SeedableRng;
@@ -376,11 +376,11 @@ fn train(r: &Recipe, steps: usize) -> Result<()> {
     let s = stem(r.env);
     let medium_path = dir.join(format!("{s}-medium.safetensors"));
     let expert_path = dir.join(format!("{s}-expert.safetensors"));
-    let replay_path = dir.join(format!("{s}-medium-replay.parquet"));
+    let replay_path = dir.join(format!("{s}-medium-replay.archive.parquet"));
     std::fs::copy(&medium_bp, &medium_path)?;
     std::fs::copy(&expert_bp, &expert_path)?;
     let buffer = prefix(&report.buffer, medium_step)?;
-    write_parquet(&buffer, &replay_path, &WriteOptions::default())?;
+    crate::buffer_archive::write(&buffer, &replay_path)?;
     let medium_ret = score(
         r.env,
         &behaviour_policy::load(&medium_path)?.0,
