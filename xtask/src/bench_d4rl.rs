@@ -1,13 +1,26 @@
-//! `cargo xtask bench-d4rl [--suite quick|classic|locomotion|full] [--algos a,b] [--datasets a,b]
-//! [--seeds N] [--seed K] [--steps N] [--jobs N] [--transitions N] [--hidden H] [--dataset-dir DIR]
-//! [--out DIR] [--emit-cells FILE] [--collect DIR] [--no-report]`: the benchmark grid.
+//! `cargo xtask bench-d4rl [--suite quick|classic|locomotion|full] [--protocol reduced|locomotion]
+//! [--algos a,b] [--datasets a,b] [--seeds N] [--seed K] [--steps N] [--jobs N] [--transitions N]
+//! [--hidden H] [--dataset-dir DIR] [--out DIR] [--emit-cells FILE] [--collect DIR [--partial]]
+//! [--no-report]`: the benchmark grid.
+//!
+//! **Two protocols.** `reduced` (the default, except for `--suite locomotion`) trains every cell
+//! `--steps` updates with the reduced settings below. `locomotion` (the default of `--suite
+//! locomotion`, issue 16) is the long protocol of [`LOCOMOTION`]: IQL, TD3+BC and BC 300 000
+//! updates on all nine locomotion datasets, CQL and BCQ 100 000 on medium and medium-replay,
+//! 3 seeds each, plus one 1M-update IQL and TD3+BC run on hopper-medium and walker2d-medium;
+//! each algorithm with its defaults (its paper's settings and networks), datasets at D4RL's
+//! size (`--transitions` default 1M, medium-expert 2M), a learning curve over 10 episodes every
+//! 10 000 updates, cells that checkpoint every 10 000 updates under
+//! `target/bench-d4rl-checkpoints/` and continue from there when rerun (ending bit for bit as an
+//! uninterrupted cell), and the rounds run seed by seed, longest cells first. There `--steps N`
+//! selects the blocks of `N` updates and `--seeds N` overrides the blocks' seed counts.
 //!
 //! 1. datasets: the suite's entries of `datasets/manifest.json`, built (or reused and
 //!    sha256-verified) by `gen-datasets` from the committed behaviour policies with
 //!    `--transitions` rows per rollout dataset (default 20 000 for `quick`, 100 000 otherwise;
 //!    D4RL's 1 000 000 with `--transitions 1000000`); or every `*.parquet` in `--dataset-dir`
 //!    (converted D4RL/Minari files), evaluated in the environment their metadata names;
-//! 2. every (algorithm, dataset, seed) cell trains `--steps` updates (default 10 000) through
+//! 2. (reduced protocol) every (algorithm, dataset, seed) cell trains `--steps` updates (default 10 000) through
 //!    `orl_algos::Trainer` (the recipe of `orl train`: each algorithm's batch size,
 //!    normalisation and reward recipe from the registry, its reduced-protocol settings from
 //!    `AlgoInfo::reduced`), with
@@ -36,7 +49,8 @@
 //! naming the cells that are missing). The cells write under `--out` (default
 //! `target/bench-d4rl`): on a cluster, point `--out` at shared storage, or copy the cell files
 //! back. `--seed K` runs seed `K` alone; `--no-report` leaves the report alone (cells run side by
-//! side must not all write it).
+//! side must not all write it). `--collect DIR --partial` reports the finished cells and lists
+//! the others as pending (a long grid's report while it runs).
 //!
 //! `--dataset-dir` with MuJoCo datasets (converted D4RL `hopper-*`, `walker2d-*`,
 //! `halfcheetah-*`, evaluated on the v5 tasks) needs the feature:
@@ -68,10 +82,16 @@ use crate::gen_datasets::{self, Generated};
 
 struct Opts {
     suite: String,
+    /// `--protocol`; default [`Protocol::Locomotion`] for `--suite locomotion`, else reduced.
+    protocol: Protocol,
     algos: Vec<AlgoKind>,
     datasets: Option<Vec<String>>,
     seeds: u64,
+    /// `--seeds` was given (the locomotion protocol's blocks have their own seed counts).
+    seeds_given: bool,
     steps: usize,
+    /// `--steps` was given (under the locomotion protocol it selects the blocks of that length).
+    steps_given: bool,
     jobs: usize,
     /// `--hidden`; `None`: [`default_hidden`] per dataset.
     hidden: Option<usize>,
@@ -84,7 +104,12 @@ struct Opts {
     emit_cells: Option<PathBuf>,
     /// `--collect DIR`: report from finished cells, train nothing.
     collect: bool,
+    /// `--partial`: with `--collect`, report the finished cells and list the others as pending.
+    partial: bool,
     no_report: bool,
+    /// Tests: a cell fails right after its checkpoint at this step, as if the process had been
+    /// killed there.
+    interrupt_at: Option<usize>,
     /// The arguments that define the grid (everything but `--emit-cells`, `--collect`,
     /// `--jobs`), repeated in each emitted cell's command.
     grid_args: Vec<String>,
@@ -98,8 +123,9 @@ fn grid_args(args: &[String]) -> Vec<String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--no-report" => {}
-            "--emit-cells" | "--collect" | "--jobs" | "--datasets" | "--algos" | "--seed" => {
+            "--no-report" | "--partial" => {}
+            "--emit-cells" | "--collect" | "--jobs" | "--datasets" | "--algos" | "--seed"
+            | "--steps" => {
                 it.next();
             }
             _ => out.push(a.clone()),
@@ -111,10 +137,13 @@ fn grid_args(args: &[String]) -> Vec<String> {
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         suite: "quick".into(),
+        protocol: Protocol::Reduced,
         algos: AlgoKind::all(),
         datasets: None,
         seeds: 1,
+        seeds_given: false,
         steps: 10_000,
+        steps_given: false,
         // One job per core, one thread each (`orl_nets::threads`).
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         hidden: None,
@@ -124,9 +153,12 @@ fn parse(args: &[String]) -> Result<Opts> {
         seed: None,
         emit_cells: None,
         collect: false,
+        partial: false,
         no_report: false,
+        interrupt_at: None,
         grid_args: Vec::new(),
     };
+    let mut protocol = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -139,8 +171,15 @@ fn parse(args: &[String]) -> Result<Opts> {
                     .collect::<Result<_, _>>()?
             }
             "--datasets" => o.datasets = Some(val()?.split(',').map(String::from).collect()),
-            "--seeds" => o.seeds = val()?.parse()?,
-            "--steps" => o.steps = val()?.parse()?,
+            "--protocol" => protocol = Some(val()?.clone()),
+            "--seeds" => {
+                o.seeds = val()?.parse()?;
+                o.seeds_given = true;
+            }
+            "--steps" => {
+                o.steps = val()?.parse()?;
+                o.steps_given = true;
+            }
             "--jobs" => o.jobs = val()?.parse::<usize>()?.max(1),
             "--hidden" => o.hidden = Some(val()?.parse()?),
             "--transitions" => o.transitions = Some(val()?.parse()?),
@@ -153,10 +192,21 @@ fn parse(args: &[String]) -> Result<Opts> {
                 o.collect = true;
             }
             "--no-report" => o.no_report = true,
+            "--partial" => o.partial = true,
             other => bail!("bench-d4rl: unknown argument `{other}`"),
         }
     }
     o.grid_args = grid_args(args);
+    o.protocol = match protocol.as_deref() {
+        Some("reduced") => Protocol::Reduced,
+        Some("locomotion") => Protocol::Locomotion,
+        Some(other) => bail!("--protocol: unknown `{other}`; expected reduced or locomotion"),
+        None if o.suite == "locomotion" && o.dataset_dir.is_none() => Protocol::Locomotion,
+        None => Protocol::Reduced,
+    };
+    if o.partial && !o.collect {
+        bail!("--partial goes with --collect DIR");
+    }
     if o.emit_cells.is_some() && o.collect {
         bail!("--emit-cells and --collect do not go together");
     }
@@ -220,6 +270,144 @@ fn hidden_for(o: &Opts, d: &Generated) -> usize {
     o.hidden.unwrap_or_else(|| default_hidden(d))
 }
 
+/// How the grid's cells train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Every cell `--steps` updates (default 10 000) with the algorithm's reduced-protocol
+    /// settings (`AlgoInfo::reduced`) at `--hidden` width, `--seeds` seeds, and a learning curve
+    /// of 5 episodes every tenth of the run: short runs for CI-sized suites.
+    Reduced,
+    /// [`LOCOMOTION`]: each algorithm with its defaults (its paper's settings and networks),
+    /// updates and seeds per block, evaluation every 10 000 updates over 10 episodes, and cells
+    /// that checkpoint themselves every 10 000 updates and resume where they stopped.
+    Locomotion,
+}
+
+/// One block of the locomotion protocol: `algos` on the `recipes` of `envs`, `steps` updates,
+/// `seeds` seeds (`0..seeds`).
+struct Block {
+    algos: &'static [&'static str],
+    recipes: &'static [&'static str],
+    envs: &'static [&'static str],
+    steps: usize,
+    seeds: u64,
+}
+
+const LOCOMOTION_ENVS: &[&str] = &["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"];
+
+/// The locomotion protocol of issue 16: IQL, TD3+BC and BC 300 000 updates on all nine
+/// datasets, CQL and BCQ (the costliest updates) 100 000 on medium and medium-replay, 3 seeds
+/// each, and one 1M-update run (D4RL's and the papers' length) of IQL and TD3+BC on
+/// hopper-medium and walker2d-medium. The papers train 1M updates everywhere; at this
+/// machine's speed that grid would take weeks of CPU time (`docs/benchmarks/locomotion.md`).
+const LOCOMOTION: &[Block] = &[
+    Block {
+        algos: &["iql", "td3bc", "bc"],
+        recipes: &["medium", "medium-replay", "medium-expert"],
+        envs: LOCOMOTION_ENVS,
+        steps: 300_000,
+        seeds: 3,
+    },
+    Block {
+        algos: &["cql", "bcq"],
+        recipes: &["medium", "medium-replay"],
+        envs: LOCOMOTION_ENVS,
+        steps: 100_000,
+        seeds: 3,
+    },
+    Block {
+        algos: &["iql", "td3bc"],
+        recipes: &["medium"],
+        envs: &["Hopper-v5", "Walker2d-v5"],
+        steps: 1_000_000,
+        seeds: 1,
+    },
+];
+
+/// The locomotion protocol's learning curve: 10 episodes every 10 000 updates (and at the end).
+/// The cells checkpoint at the same steps, which are multiples of the replay segment
+/// (`orl_algos::DEFAULT_REPLAY_SEGMENT`), so a resumed cell ends bit for bit as an
+/// uninterrupted one.
+const LOCOMOTION_EVAL: EvalPlan = EvalPlan {
+    every: 10_000,
+    episodes: 10,
+};
+
+/// The recipe of a dataset, read off its name (`hopper-v5-medium-replay`, D4RL's
+/// `hopper-medium-replay-v2`): the longest recipe name it contains.
+fn recipe_of(name: &str) -> &'static str {
+    [
+        "medium-replay",
+        "medium-expert",
+        "medium",
+        "random",
+        "expert",
+    ]
+    .into_iter()
+    .find(|r| name.contains(r))
+    .unwrap_or("")
+}
+
+impl Protocol {
+    /// The cells of `kind` on `d`: `(steps, seeds)` per run length.
+    fn runs(self, o: &Opts, d: &Generated, kind: AlgoKind) -> Vec<(usize, Vec<u64>)> {
+        let seeds = |n: u64| -> Vec<u64> {
+            let n = if o.seeds_given { o.seeds } else { n };
+            (0..n).filter(|s| o.seed.is_none_or(|k| k == *s)).collect()
+        };
+        match self {
+            Self::Reduced => vec![(o.steps, seeds(o.seeds))],
+            Self::Locomotion => LOCOMOTION
+                .iter()
+                .filter(|b| {
+                    b.algos.contains(&kind.name())
+                        && b.envs.contains(&d.env.as_str())
+                        && b.recipes.contains(&recipe_of(&d.name))
+                        && (!o.steps_given || b.steps == o.steps)
+                })
+                .map(|b| (b.steps, seeds(b.seeds)))
+                .filter(|(_, s)| !s.is_empty())
+                .collect(),
+        }
+    }
+    /// The configuration overrides of `kind` (the reduced settings, or under the locomotion
+    /// protocol none: the defaults, unless `--hidden` sets a width).
+    fn overrides(self, o: &Opts, d: &Generated, kind: AlgoKind, steps: usize) -> Value {
+        match (self, o.hidden) {
+            (Self::Locomotion, None) => json!({}),
+            _ => kind.reduced_config(hidden_for(o, d), steps),
+        }
+    }
+    /// The learning curve's schedule for a run of `steps` updates.
+    fn curve(self, steps: usize) -> EvalPlan {
+        match self {
+            Self::Reduced => EvalPlan {
+                every: (steps / 10).max(1),
+                episodes: 5,
+            },
+            Self::Locomotion => LOCOMOTION_EVAL,
+        }
+    }
+    /// Updates between a cell's checkpoints (`None`: cells are not checkpointed).
+    fn checkpoint_every(self) -> Option<usize> {
+        match self {
+            Self::Reduced => None,
+            Self::Locomotion => Some(LOCOMOTION_EVAL.every),
+        }
+    }
+}
+
+/// One cell of the grid.
+struct Cell<'a> {
+    d: &'a Generated,
+    kind: AlgoKind,
+    seed: u64,
+    steps: usize,
+    overrides: Value,
+    /// Where its result goes.
+    file: PathBuf,
+}
+
 /// Version of the training protocol (the trainer's seeds and schedule); bumped when a change
 /// moves results without changing any setting, so that cached cells are not reused.
 /// 2: `orl_algos::Trainer` (replay segments, evaluation seeds per training seed).
@@ -229,19 +417,35 @@ const PROTOCOL: u32 = 2;
 /// and overrides, seed, steps, batch size, the protocol and orl's version. Its hash names the cell's file, so a
 /// rerun reuses a cell only when all of these match (a rerun with another `--hidden`,
 /// `--steps` or rebuilt dataset trains anew beside the old cells).
-fn cell_key(d: &Generated, kind: AlgoKind, seed: u64, steps: usize, hidden: usize) -> Value {
-    json!({
+fn cell_key(
+    d: &Generated,
+    kind: AlgoKind,
+    seed: u64,
+    steps: usize,
+    overrides: &Value,
+    protocol: Protocol,
+) -> Value {
+    let mut key = json!({
         "dataset": d.name,
         "dataset_sha256": d.sha256,
         "algo": kind.name(),
-        "overrides": kind.reduced_config(hidden, steps),
+        "overrides": overrides,
         "defaults": (kind.info().defaults)(),
         "protocol": PROTOCOL,
         "seed": seed,
         "steps": steps,
         "batch_size": kind.default_batch_size(),
         "orl_version": env!("CARGO_PKG_VERSION"),
-    })
+    });
+    // The reduced protocol's keys are unchanged from before protocols existed, so its cached
+    // cells stay valid.
+    if protocol == Protocol::Locomotion {
+        let c = protocol.curve(steps);
+        key["protocol_name"] = json!("locomotion");
+        key["curve"] = json!({"every": c.every, "episodes": c.episodes});
+        key["replay_segment"] = json!(orl_algos::DEFAULT_REPLAY_SEGMENT);
+    }
+    key
 }
 
 /// `cells/<dataset>__<algo>__<seed>__<steps>__<first 12 hex of sha256(key)>.json`.
@@ -257,18 +461,30 @@ fn cell_file(dir: &Path, key: &Value) -> PathBuf {
     ))
 }
 
-/// Advances the progress bar and keeps the learning curve.
+/// Advances the progress bar, keeps the learning curve and, for checkpointed cells, saves the
+/// trainer and the curve so far.
 struct CellHooks<'a> {
     bar: &'a ProgressBar,
     curve: Vec<Value>,
     /// Updates already counted on the bar.
     counted: usize,
+    /// The cell's checkpoint folder, for protocols that checkpoint.
+    ckpt: Option<PathBuf>,
+    /// Update seconds of the processes before this one (a resumed cell).
+    earlier_s: f64,
+    /// [`Opts::interrupt_at`].
+    interrupt_at: Option<usize>,
+}
+
+/// The curve so far, written before each checkpoint (`progress.json` beside `trainer.safetensors`).
+fn progress_file(dir: &Path) -> PathBuf {
+    dir.join("progress.json")
 }
 
 impl Hooks for CellHooks<'_> {
     type Error = anyhow::Error;
-    /// The bar advances by log rows (every tenth of the run): the grid's bar counts the updates
-    /// of every cell, so per-update ticks would only add lock traffic between the jobs.
+    /// The bar advances by log rows: the grid's bar counts the updates of every cell, so
+    /// per-update ticks would only add lock traffic between the jobs.
     fn on_log(&mut self, _: &Trainer, row: &LogRow) -> Result<()> {
         self.bar.inc((row.step - self.counted) as u64);
         self.counted = row.step;
@@ -279,44 +495,85 @@ impl Hooks for CellHooks<'_> {
         }
         Ok(())
     }
+    /// The curve first, then the trainer: a crash between the two leaves a curve one point
+    /// ahead of the checkpoint, which resuming cuts back (the point is recomputed identically).
+    fn on_checkpoint(&mut self, t: &Trainer) -> Result<()> {
+        let Some(dir) = &self.ckpt else {
+            return Ok(());
+        };
+        let progress = json!({
+            "step": t.step(), "curve": self.curve,
+            "update_seconds": self.earlier_s + t.update_seconds(),
+        });
+        crate::write_atomic(&progress_file(dir), progress.to_string().as_bytes())?;
+        t.save_checkpoint(&dir.join("trainer.safetensors"))?;
+        if self.interrupt_at == Some(t.step()) {
+            bail!("interrupted at step {} (test)", t.step());
+        }
+        Ok(())
+    }
 }
 
-/// One cell: train, with a learning curve (5 episodes every `steps / 10` updates), then the
-/// final 10-episode evaluation (D4RL's protocol), all through `orl_algos::Trainer`.
-fn run_cell(
-    kind: AlgoKind,
-    d: &Generated,
-    seed: u64,
-    o: &Opts,
-    bar: &ProgressBar,
-) -> Result<Value> {
+/// One cell: train, with a learning curve, then the final 10-episode evaluation (D4RL's
+/// protocol), all through `orl_algos::Trainer`. Under a checkpointing protocol the cell
+/// continues from its checkpoint folder (`ckpt_root/<cell file stem>/`) when one exists.
+fn run_cell(c: &Cell<'_>, o: &Opts, bar: &ProgressBar, ckpt_root: &Path) -> Result<Value> {
+    let (kind, d, seed, steps) = (c.kind, c.d, c.seed, c.steps);
     let ds = Dataset::open(&d.path)?;
-    let hidden = hidden_for(o, d);
     let req = RecipeRequest {
-        protocol: Some(kind.reduced_config(hidden, o.steps)),
+        protocol: Some(c.overrides.clone()),
         ref_scores: Some(d.refs),
         dataset_path: Some(d.path.display().to_string()),
-        ..RecipeRequest::new(o.steps, seed)
+        ..RecipeRequest::new(steps, seed)
     };
     let recipe = Recipe::new(kind, &ds, &req)?;
-    let every = o.steps / 10;
+    let curve = o.protocol.curve(steps);
     let schedule = Schedule {
-        log_every: every,
+        log_every: curve.every,
         diagnostics: false,
-        eval: recipe
-            .env_id
-            .is_some()
-            .then_some(EvalPlan { every, episodes: 5 }),
-        checkpoint_every: None,
+        eval: recipe.env_id.is_some().then_some(curve),
+        checkpoint_every: o.protocol.checkpoint_every(),
     };
     let mut trainer = Trainer::new(recipe, ds, &Device::Cpu)?;
     let mut hooks = CellHooks {
         bar,
         curve: Vec::new(),
         counted: 0,
+        ckpt: None,
+        earlier_s: 0.0,
+        interrupt_at: o.interrupt_at,
     };
+    let mut resumed_from = None;
+    if o.protocol.checkpoint_every().is_some() {
+        let stem = c.file.file_stem().context("cell file name")?;
+        let dir = ckpt_root.join(stem);
+        let ck = dir.join("trainer.safetensors");
+        if ck.exists() {
+            trainer
+                .resume(&ck)
+                .with_context(|| format!("resuming {}", ck.display()))?;
+            let step = trainer.step();
+            let p: Value = serde_json::from_slice(&std::fs::read(progress_file(&dir))?)
+                .with_context(|| format!("{}: not JSON", progress_file(&dir).display()))?;
+            hooks.curve = p["curve"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["step"].as_u64().is_some_and(|s| s as usize <= step))
+                .cloned()
+                .collect();
+            if p["step"].as_u64() == Some(step as u64) {
+                hooks.earlier_s = p["update_seconds"].as_f64().unwrap_or(0.0);
+            }
+            hooks.counted = step;
+            bar.inc(step as u64);
+            resumed_from = Some(step);
+        }
+        std::fs::create_dir_all(&dir)?;
+        hooks.ckpt = Some(dir);
+    }
     trainer.run(&schedule, &mut hooks)?;
-    let train_s = trainer.update_seconds();
+    let train_s = hooks.earlier_s + trainer.update_seconds();
     let (returns, mean, first_seed) = match trainer.evaluate(10, FINAL_EVAL)? {
         Some(e) => (e.returns, e.mean, Some(e.first_seed)),
         None => (Vec::new(), f64::NAN, None),
@@ -326,13 +583,16 @@ fn run_cell(
     Ok(json!({
         "dataset": d.name, "env": recipe.env_id, "algo": kind.name(), "config": recipe.config,
         "reward_transform": recipe.reward_transform, "recipe": recipe,
-        "seed": seed, "steps": o.steps, "batch_size": recipe.batch_size, "wall_s": train_s,
-        "updates_per_s": o.steps as f64 / train_s, "returns": returns, "return_mean": mean,
+        "seed": seed, "steps": steps, "batch_size": recipe.batch_size, "wall_s": train_s,
+        "updates_per_s": steps as f64 / train_s, "returns": returns, "return_mean": mean,
         "eval_first_seed": first_seed,
         "normalized": score(mean), "curve": hooks.curve, "orl_version": env!("CARGO_PKG_VERSION"),
         "dataset_file": d.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "dataset_sha256": d.sha256, "hidden": hidden,
-        "cell_key": cell_key(d, kind, seed, o.steps, hidden),
+        "dataset_sha256": d.sha256, "hidden": recipe.config.get("hidden"),
+        "protocol": format!("{:?}", o.protocol).to_lowercase(),
+        "resumed_from_step": resumed_from,
+        "cpu": crate::speed::cpu_model(),
+        "cell_key": cell_key(d, kind, seed, steps, &c.overrides, o.protocol),
     }))
 }
 
@@ -395,7 +655,11 @@ pub fn run(args: &[String]) -> Result<()> {
             };
             let n = o
                 .transitions
-                .unwrap_or(if o.suite == "quick" { 20_000 } else { 100_000 });
+                .unwrap_or(match (o.suite.as_str(), o.protocol) {
+                    (_, Protocol::Locomotion) => gen_datasets::DEFAULT_TRANSITIONS,
+                    ("quick", _) => 20_000,
+                    _ => 100_000,
+                });
             println!(
                 "bench-d4rl: suite {}, {} datasets of {n} transitions",
                 o.suite,
@@ -427,29 +691,34 @@ pub fn run(args: &[String]) -> Result<()> {
                 skipped.push((d.name.clone(), kind));
                 continue;
             }
-            let seeds: Vec<u64> = match o.seed {
-                Some(k) => vec![k],
-                None => (0..o.seeds).collect(),
-            };
-            for seed in seeds {
-                let f = cell_file(
-                    &cells_dir,
-                    &cell_key(d, kind, seed, o.steps, hidden_for(&o, d)),
-                );
-                todo.push((d, kind, seed, f));
+            for (steps, seeds) in o.protocol.runs(&o, d, kind) {
+                let overrides = o.protocol.overrides(&o, d, kind, steps);
+                for seed in seeds {
+                    let file = cell_file(
+                        &cells_dir,
+                        &cell_key(d, kind, seed, steps, &overrides, o.protocol),
+                    );
+                    todo.push(Cell {
+                        d,
+                        kind,
+                        seed,
+                        steps,
+                        overrides: overrides.clone(),
+                        file,
+                    });
+                }
             }
         }
     }
     if let Some(path) = &o.emit_cells {
         return emit_cells(&o, &todo, path);
     }
-    // Longest cells first (the queue pops from the end), so the jobs finish together.
-    let mut pending: Vec<_> = todo.iter().filter(|c| !c.3.exists()).collect();
-    if o.collect && !pending.is_empty() {
+    let mut pending: Vec<&Cell<'_>> = todo.iter().filter(|c| !c.file.exists()).collect();
+    if o.collect && !pending.is_empty() && !o.partial {
         let names: Vec<String> = pending
             .iter()
             .take(10)
-            .map(|c| c.3.display().to_string())
+            .map(|c| c.file.display().to_string())
             .collect();
         bail!(
             "--collect: {} of {} cells have no result yet, e.g.\n  {}\nrun them first (their commands: --emit-cells)",
@@ -458,14 +727,26 @@ pub fn run(args: &[String]) -> Result<()> {
             names.join("\n  ")
         );
     }
-    pending.sort_by_key(|c| c.1.info().relative_cost);
+    if o.collect {
+        pending.clear();
+    }
+    // Seed by seed, and within a seed the longest cells first (the queue pops from the end):
+    // the jobs of a round finish together, and a grid that spans sessions has every cell's
+    // first seed early.
+    pending.sort_by_key(|c| {
+        (
+            std::cmp::Reverse(c.seed),
+            c.kind.info().relative_cost as usize * c.steps,
+        )
+    });
     println!(
         "{} cells, {} to run, {} jobs",
         todo.len(),
         pending.len(),
         o.jobs
     );
-    let bar = ProgressBar::new((pending.len() * o.steps) as u64);
+    let ckpt_root = crate::workspace_root().join("target/bench-d4rl-checkpoints");
+    let bar = ProgressBar::new(pending.iter().map(|c| c.steps as u64).sum());
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} updates  {elapsed_precise} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -475,27 +756,33 @@ pub fn run(args: &[String]) -> Result<()> {
     std::thread::scope(|s| {
         for _ in 0..o.jobs {
             s.spawn(|| {
-                while let Some((d, kind, seed, f)) = queue.lock().ok().and_then(|mut q| q.pop()) {
-                    match run_cell(*kind, d, *seed, &o, &bar) {
+                while let Some(c) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                    let (name, algo, seed) = (&c.d.name, c.kind.name(), c.seed);
+                    match run_cell(c, &o, &bar, &ckpt_root) {
                         Ok(v) => {
                             bar.suspend(|| println!(
-                                "  {:<28} {:<6} seed {seed}: normalized {:>6.1}  ({:.0} updates/s)",
-                                d.name,
-                                kind.name(),
+                                "  {name:<28} {algo:<6} seed {seed} {:>8} updates: normalized {:>6.1}  ({:.0} updates/s)",
+                                c.steps,
                                 v["normalized"].as_f64().unwrap_or(f64::NAN),
                                 v["updates_per_s"].as_f64().unwrap_or(0.0)
                             ));
-                            let tmp = f.with_extension("tmp");
-                            if let Err(e) = std::fs::write(&tmp, v.to_string())
-                                .and_then(|_| std::fs::rename(&tmp, f))
-                                && let Ok(mut es) = errors.lock()
-                            {
-                                es.push(format!("{}: {e}", f.display()));
+                            let written = crate::write_atomic(&c.file, serde_json::to_string_pretty(&v).unwrap_or_default().as_bytes());
+                            match written {
+                                Ok(()) => {
+                                    if let Some(stem) = c.file.file_stem() {
+                                        let _ = std::fs::remove_dir_all(ckpt_root.join(stem));
+                                    }
+                                }
+                                Err(e) => {
+                                    if let Ok(mut es) = errors.lock() {
+                                        es.push(format!("{}: {e}", c.file.display()));
+                                    }
+                                }
                             }
                         }
                         Err(e) => {
                             if let Ok(mut es) = errors.lock() {
-                                es.push(format!("{} {} seed {seed}: {e:#}", d.name, kind.name()));
+                                es.push(format!("{name} {algo} seed {seed}: {e:#}"));
                             }
                         }
                     }
@@ -509,22 +796,36 @@ pub fn run(args: &[String]) -> Result<()> {
     {
         bail!("{} cells failed:\n{}", es.len(), es.join("\n"));
     }
-    let cells: Vec<Value> = todo
-        .iter()
-        .map(|c| -> Result<Value> {
-            Ok(serde_json::from_slice(
-                &std::fs::read(&c.3).with_context(|| format!("reading {}", c.3.display()))?,
-            )?)
-        })
-        .collect::<Result<_>>()?;
+    let mut cells = Vec::new();
+    let mut missing = Vec::new();
+    for c in &todo {
+        if !c.file.exists() && o.partial {
+            missing.push(c);
+            continue;
+        }
+        cells.push(serde_json::from_slice::<Value>(
+            &std::fs::read(&c.file).with_context(|| format!("reading {}", c.file.display()))?,
+        )?);
+    }
     if o.no_report {
         return Ok(());
     }
-    report(&o, &cells, &sets, &skipped, start.elapsed().as_secs_f64())
+    let pending: Vec<(String, String, usize, u64)> = missing
+        .iter()
+        .map(|c| (c.d.name.clone(), c.kind.name().to_string(), c.steps, c.seed))
+        .collect();
+    report(
+        &o,
+        &cells,
+        &sets,
+        &skipped,
+        &pending,
+        start.elapsed().as_secs_f64(),
+    )
 }
 
 /// `--emit-cells`: one JSON line per cell with a command that trains it alone.
-fn emit_cells(o: &Opts, todo: &[(&Generated, AlgoKind, u64, PathBuf)], path: &Path) -> Result<()> {
+fn emit_cells(o: &Opts, todo: &[Cell<'_>], path: &Path) -> Result<()> {
     let mut prefix: Vec<String> = ["cargo", "run", "--release", "--locked", "-p", "xtask"]
         .map(String::from)
         .to_vec();
@@ -533,13 +834,22 @@ fn emit_cells(o: &Opts, todo: &[(&Generated, AlgoKind, u64, PathBuf)], path: &Pa
     }
     prefix.extend(["--".into(), "bench-d4rl".into()]);
     let mut lines = String::new();
-    for (d, kind, seed, file) in todo {
+    for Cell {
+        d,
+        kind,
+        seed,
+        steps,
+        file,
+        ..
+    } in todo
+    {
         let mut argv = prefix.clone();
         argv.extend(o.grid_args.iter().cloned());
         for (flag, value) in [
             ("--datasets", d.name.clone()),
             ("--algos", kind.name().to_string()),
             ("--seed", seed.to_string()),
+            ("--steps", steps.to_string()),
             ("--jobs", "1".into()),
         ] {
             argv.extend([flag.to_string(), value]);
@@ -555,7 +865,7 @@ fn emit_cells(o: &Opts, todo: &[(&Generated, AlgoKind, u64, PathBuf)], path: &Pa
             "dataset": d.name,
             "algo": kind.name(),
             "seed": seed,
-            "steps": o.steps,
+            "steps": steps,
             "result": file,
             "argv": argv,
             "command": command,
@@ -591,55 +901,155 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, s)
 }
 
+/// `(dataset, algo, steps, seed)` of a cell without a result yet (`--collect --partial`).
+type Pending = (String, String, usize, u64);
+
+/// The run length each algorithm's main table reports: the one most of its cells have (the
+/// locomotion protocol's 1M-update runs are a separate table).
+fn main_steps(cells: &[Value], pending: &[Pending]) -> BTreeMap<String, usize> {
+    let mut count: BTreeMap<(String, usize), usize> = BTreeMap::new();
+    for c in cells {
+        let key = (
+            c["algo"].as_str().unwrap_or("").to_string(),
+            c["steps"].as_u64().unwrap_or(0) as usize,
+        );
+        *count.entry(key).or_default() += 1;
+    }
+    for p in pending {
+        *count.entry((p.1.clone(), p.2)).or_default() += 1;
+    }
+    let mut best: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for ((algo, steps), n) in count {
+        let e = best.entry(algo).or_insert((0, steps));
+        if n > e.0 || (n == e.0 && steps < e.1) {
+            *e = (n, steps);
+        }
+    }
+    best.into_iter().map(|(a, (_, s))| (a, s)).collect()
+}
+
 fn report(
     o: &Opts,
     cells: &[Value],
     sets: &[Generated],
     skipped: &[(String, AlgoKind)],
+    pending: &[Pending],
     wall: f64,
 ) -> Result<()> {
-    let mut by: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    // (dataset, algo, steps) -> [(seed, score)]
+    let mut by: BTreeMap<(String, String, usize), Vec<(u64, f64)>> = BTreeMap::new();
     for c in cells {
         by.entry((
             c["dataset"].as_str().unwrap_or("").into(),
             c["algo"].as_str().unwrap_or("").into(),
+            c["steps"].as_u64().unwrap_or(0) as usize,
         ))
         .or_default()
-        .push(c["normalized"].as_f64().unwrap_or(f64::NAN));
+        .push((
+            c["seed"].as_u64().unwrap_or(0),
+            c["normalized"].as_f64().unwrap_or(f64::NAN),
+        ));
     }
-    let mut md = String::from("# bench-d4rl report\n\n");
-    let widths: std::collections::BTreeSet<usize> = sets.iter().map(|d| hidden_for(o, d)).collect();
-    let networks = match widths.iter().collect::<Vec<_>>().as_slice() {
-        [h] => format!("{h}x{h} networks"),
-        _ => "256x256 networks on the MuJoCo tasks and 64x64 on classic control".to_string(),
+    for v in by.values_mut() {
+        v.sort_by_key(|x| x.0);
+    }
+    let main = main_steps(cells, pending);
+    let waiting = |d: &str, a: &str, steps: usize| {
+        pending
+            .iter()
+            .filter(|p| p.0 == d && p.1 == a && p.2 == steps)
+            .count()
     };
+    let mut md = String::from("# bench-d4rl report\n\n");
     let refs_note = if o.dataset_dir.is_some() {
         "each file's reference returns (its metadata, else D4RL's published references for its environment)"
     } else {
         "each environment's reference returns (`datasets/manifest.json`: the uniform random and the expert behaviour policy, 100 episodes each; \
          datasets built from the committed behaviour policies in `datasets/policies/`)"
     };
+    let suite = if o.dataset_dir.is_some() {
+        "dataset-dir"
+    } else {
+        &o.suite
+    };
+    match o.protocol {
+        Protocol::Reduced => {
+            let widths: std::collections::BTreeSet<usize> =
+                sets.iter().map(|d| hidden_for(o, d)).collect();
+            let networks = match widths.iter().collect::<Vec<_>>().as_slice() {
+                [h] => format!("{h}x{h} networks"),
+                _ => {
+                    "256x256 networks on the MuJoCo tasks and 64x64 on classic control".to_string()
+                }
+            };
+            md.push_str(&format!(
+                "Suite `{suite}`, reduced protocol; {} updates, {networks}, {} seed(s), final evaluation over 10 episodes. ",
+                o.steps, o.seeds
+            ));
+        }
+        Protocol::Locomotion => {
+            md.push_str(&format!(
+                "Suite `{suite}`, locomotion protocol (`xtask/src/bench_d4rl.rs`, `LOCOMOTION`): each algorithm with its \
+                 defaults (its paper's settings), learning curve over {} episodes every {} updates, final evaluation over 10 episodes \
+                 from start states drawn per training seed. ",
+                LOCOMOTION_EVAL.episodes, LOCOMOTION_EVAL.every
+            ));
+        }
+    }
     md.push_str(&format!(
-        "Suite `{}`; {} updates, {networks}, {} seed(s), final evaluation over 10 episodes. \
-         Normalised score = 100 (R - R_random) / (R_expert - R_random) with {refs_note}. \
-         `data` is the same score of the dataset's own mean episode return.\n\n",
-        if o.dataset_dir.is_some() {
-            "dataset-dir"
-        } else {
-            &o.suite
-        },
-        o.steps,
-        o.seeds
+        "Normalised score = 100 (R - R_random) / (R_expert - R_random) with {refs_note}. \
+         `data` is the same score of the dataset's own mean episode return. Cells: mean +- std over seeds \
+         (population std), `(k/n)` where only k of n seeds have finished.\n\n"
     ));
+    if o.protocol == Protocol::Locomotion {
+        md.push_str("| block | algorithms | datasets | updates | seeds | networks (hidden) | batch |\n|---|---|---|---|---|---|---|\n");
+        for (i, b) in LOCOMOTION.iter().enumerate() {
+            let nets: Vec<String> = b
+                .algos
+                .iter()
+                .filter_map(|a| a.parse::<AlgoKind>().ok())
+                .map(|k| {
+                    let d = (k.info().defaults)();
+                    let mut h = format!("{} {}", k.name(), d["hidden"]);
+                    if let Some(v) = d.get("vae_hidden") {
+                        h.push_str(&format!(", VAE {v}"));
+                    }
+                    h
+                })
+                .collect();
+            let batches: Vec<String> = b
+                .algos
+                .iter()
+                .filter_map(|a| a.parse::<AlgoKind>().ok())
+                .map(|k| format!("{} {}", k.name(), k.default_batch_size()))
+                .collect();
+            md.push_str(&format!(
+                "| {} | {} | {} of {} | {} | {} | {} | {} |\n",
+                i + 1,
+                b.algos.join(", "),
+                b.recipes.join(", "),
+                b.envs.join(", "),
+                b.steps,
+                b.seeds,
+                nets.join("; "),
+                batches.join(", ")
+            ));
+        }
+        md.push('\n');
+    }
     md.push_str("| dataset | data |");
     for k in &o.algos {
-        md.push_str(&format!(" {} |", k.name()));
+        match main.get(k.name()) {
+            Some(s) => md.push_str(&format!(" {} ({}k) |", k.name(), s / 1000)),
+            None => md.push_str(&format!(" {} |", k.name())),
+        }
     }
     md.push_str("\n|---|---|");
     md.push_str(&"---|".repeat(o.algos.len()));
     md.push('\n');
     let mut per_env: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     let mut no_signal = Vec::new();
+    let mut data_score = BTreeMap::new();
     for d in sets {
         let ds = Dataset::open(&d.path)?;
         if ds.uninformative_rewards() {
@@ -647,26 +1057,42 @@ fn report(
         }
         let rets = ds.episode_returns();
         let data = 100.0 * (mean_std(&rets).0 - d.refs.0) / (d.refs.1 - d.refs.0);
+        data_score.insert(d.name.clone(), data);
         md.push_str(&format!("| {} | {data:.1} |", d.name));
         for k in &o.algos {
             if skipped.iter().any(|(n, s)| *n == d.name && s == k) {
                 md.push_str(" n/a |");
                 continue;
             }
-            let v = by
-                .get(&(d.name.clone(), k.name().to_string()))
-                .cloned()
+            let Some(&steps) = main.get(k.name()) else {
+                md.push_str(" - |");
+                continue;
+            };
+            let v: Vec<f64> = by
+                .get(&(d.name.clone(), k.name().to_string(), steps))
+                .map(|v| v.iter().map(|x| x.1).collect())
                 .unwrap_or_default();
-            let (m, s) = mean_std(&v);
-            for key in [d.env.clone(), "all".to_string()] {
-                per_env
-                    .entry(key)
-                    .or_default()
-                    .entry(k.name().into())
-                    .or_default()
-                    .push(m);
+            let wait = waiting(&d.name, k.name(), steps);
+            if v.is_empty() {
+                md.push_str(if wait > 0 { " pending |" } else { " - |" });
+                continue;
             }
-            md.push_str(&format!(" {m:.1} +- {s:.1} |"));
+            let (m, s) = mean_std(&v);
+            if wait == 0 {
+                for key in [d.env.clone(), "all".to_string()] {
+                    per_env
+                        .entry(key)
+                        .or_default()
+                        .entry(k.name().into())
+                        .or_default()
+                        .push(m);
+                }
+            }
+            md.push_str(&format!(" {m:.1} +- {s:.1}"));
+            if wait > 0 {
+                md.push_str(&format!(" ({}/{})", v.len(), v.len() + wait));
+            }
+            md.push_str(" |");
         }
         md.push('\n');
     }
@@ -680,6 +1106,65 @@ fn report(
         }
         md.push('\n');
     }
+    // Other run lengths (the locomotion protocol's 1M-update runs).
+    let others: Vec<_> = by
+        .iter()
+        .filter(|((_, a, s), _)| main.get(a) != Some(s))
+        .collect();
+    if !others.is_empty() {
+        md.push_str("\nOther run lengths:\n\n| dataset | algo | updates | normalised (per seed) |\n|---|---|---|---|\n");
+        for ((d, a, s), v) in others {
+            let per: Vec<String> = v.iter().map(|x| format!("{:.1}", x.1)).collect();
+            md.push_str(&format!("| {d} | {a} | {s} | {} |\n", per.join(", ")));
+        }
+    }
+    // Per seed.
+    md.push_str("\nPer seed (normalised score of the final policy):\n\n| dataset | algo | updates | seeds |\n|---|---|---|---|\n");
+    for ((d, a, s), v) in &by {
+        let per: Vec<String> = v.iter().map(|x| format!("{}: {:.1}", x.0, x.1)).collect();
+        md.push_str(&format!("| {d} | {a} | {s} | {} |\n", per.join(", ")));
+    }
+    // Beside the published numbers (locomotion datasets only).
+    let published: Vec<&Generated> = sets
+        .iter()
+        .filter(|d| crate::published::d4rl_name(&d.name).is_some())
+        .collect();
+    if !published.is_empty() {
+        md.push_str(
+            "\nBeside the published numbers (D4RL's `-v2` datasets: other behaviour policies and data, \
+             see `docs/benchmarks/locomotion.md`; `xtask/src/published.rs` cites the sources):\n\n\
+             | dataset | algo | orl | IQL paper | CORL |\n|---|---|---|---|---|\n",
+        );
+        for d in published {
+            for k in &o.algos {
+                let Some(&steps) = main.get(k.name()) else {
+                    continue;
+                };
+                let Some(v) = by.get(&(d.name.clone(), k.name().to_string(), steps)) else {
+                    continue;
+                };
+                let (m, s) = mean_std(&v.iter().map(|x| x.1).collect::<Vec<_>>());
+                let f = |t| {
+                    crate::published::score(t, k.name(), &d.name)
+                        .map_or("-".to_string(), |x| format!("{x:.1}"))
+                };
+                md.push_str(&format!(
+                    "| {} | {} | {m:.1} +- {s:.1} | {} | {} |\n",
+                    d.name,
+                    k.name(),
+                    f(crate::published::IQL_PAPER),
+                    f(crate::published::CORL)
+                ));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        md.push_str(&format!(
+            "\n**{} cells pending** (not yet trained): the averages above leave out every dataset and \
+             algorithm with a pending seed.\n",
+            pending.len()
+        ));
+    }
     if !no_signal.is_empty() {
         md.push_str(&format!(
             "\n**No reward signal** in {}: every reward is the same and no episode reaches a \
@@ -689,21 +1174,25 @@ fn report(
         ));
     }
     md.push_str(&format!(
-        "\nWall time {wall:.0} s. Learning curves: `curves/<dataset>.png`. Per-cell configs, seeds, returns, curves, wall time and updates/s: `results.json` / `results.csv`.\n"
+        "\nWall time {wall:.0} s. Learning curves: `curves/<dataset>.png`. Per-cell configs, seeds, returns, curves, wall time and updates/s: `results.json` / `results.csv` (and `cells/`).\n"
     ));
-    let mut csv =
-        String::from("dataset,algo,seed,steps,return_mean,normalized,wall_s,updates_per_s\n");
+    let mut csv = String::from(
+        "dataset,algo,seed,steps,return_mean,normalized,data_normalized,wall_s,updates_per_s,cpu\n",
+    );
     for c in cells {
+        let name = c["dataset"].as_str().unwrap_or("");
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
-            c["dataset"].as_str().unwrap_or(""),
+            "{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            name,
             c["algo"].as_str().unwrap_or(""),
             c["seed"],
             c["steps"],
             c["return_mean"],
             c["normalized"],
+            data_score.get(name).copied().unwrap_or(f64::NAN),
             c["wall_s"],
-            c["updates_per_s"]
+            c["updates_per_s"],
+            c["cpu"].as_str().unwrap_or("")
         ));
     }
     let curves = o.out.join("curves");
@@ -714,12 +1203,19 @@ fn report(
     }
     let refs: Vec<Value> = sets
         .iter()
-        .map(|d| json!({"dataset": d.name, "env": d.env, "random": d.refs.0, "expert": d.refs.1, "file": d.path.file_name().map(|n| n.to_string_lossy().into_owned())}))
+        .map(|d| json!({"dataset": d.name, "env": d.env, "random": d.refs.0, "expert": d.refs.1, "file": d.path.file_name().map(|n| n.to_string_lossy().into_owned()), "sha256": d.sha256}))
+        .collect();
+    let pending_json: Vec<Value> = pending
+        .iter()
+        .map(|p| json!({"dataset": p.0, "algo": p.1, "steps": p.2, "seed": p.3}))
         .collect();
     crate::write_atomic(
         &o.out.join("results.json"),
-        serde_json::to_string_pretty(&json!({"suite": o.suite, "datasets": refs, "cells": cells}))?
-            .as_bytes(),
+        serde_json::to_string_pretty(&json!({
+            "suite": o.suite, "protocol": format!("{:?}", o.protocol).to_lowercase(),
+            "datasets": refs, "cells": cells, "pending": pending_json,
+        }))?
+        .as_bytes(),
     )?;
     crate::write_atomic(&o.out.join("results.csv"), csv.as_bytes())?;
     crate::write_atomic(&o.out.join("report.md"), md.as_bytes())?;
@@ -734,10 +1230,21 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, crate::PLOT_FONT);
     let mut lines: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for c in cells.iter().filter(|c| c["dataset"] == dataset) {
+        let algo = c["algo"].as_str().unwrap_or("");
+        let lengths: std::collections::BTreeSet<u64> = cells
+            .iter()
+            .filter(|x| x["dataset"] == dataset && x["algo"] == algo)
+            .filter_map(|x| x["steps"].as_u64())
+            .collect();
+        let label = if lengths.len() > 1 {
+            format!("{algo} ({}k)", c["steps"].as_u64().unwrap_or(0) / 1000)
+        } else {
+            algo.to_string()
+        };
         for p in c["curve"].as_array().into_iter().flatten() {
             if let (Some(s), Some(v)) = (p["step"].as_u64(), p["normalized"].as_f64()) {
                 lines
-                    .entry(c["algo"].as_str().unwrap_or("").into())
+                    .entry(label.clone())
                     .or_default()
                     .entry(s)
                     .or_default()
@@ -869,6 +1376,19 @@ mod tests {
             err.is_err_and(|e| e.to_string().contains("4 of 4 cells have no result")),
             "--collect names the missing cells"
         );
+        // `--partial` reports what has finished (nothing yet) and lists the rest as pending.
+        run(&[
+            vec![
+                "--collect".into(),
+                b.display().to_string(),
+                "--partial".into(),
+            ],
+            grid(&b)[..10].to_vec(),
+        ]
+        .concat())?;
+        let partial = std::fs::read_to_string(b.join("report.md"))?;
+        assert!(partial.contains("**4 cells pending**"), "{partial}");
+        std::fs::remove_file(b.join("results.json"))?;
         let text = std::fs::read_to_string(&lines)?;
         let cells: Vec<Value> = text
             .lines()
@@ -918,8 +1438,12 @@ mod tests {
     fn cell_files_differ_exactly_when_their_inputs_do() {
         let dir = Path::new("cells");
         let d = generated("pendulum-v1-medium", "Pendulum-v1", "aa");
+        let key = |d: &Generated, kind: AlgoKind, seed, steps, hidden| {
+            let overrides = kind.reduced_config(hidden, steps);
+            cell_key(d, kind, seed, steps, &overrides, Protocol::Reduced)
+        };
         let f = |d: &Generated, seed, steps, hidden| {
-            cell_file(dir, &cell_key(d, AlgoKind::IQL, seed, steps, hidden))
+            cell_file(dir, &key(d, AlgoKind::IQL, seed, steps, hidden))
         };
         let base = f(&d, 0, 1000, 64);
         assert_eq!(base, f(&d, 0, 1000, 64));
@@ -936,10 +1460,112 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
-        assert_ne!(
-            cell_file(dir, &cell_key(&d, AlgoKind::BC, 0, 1000, 64)),
-            base
+        assert_ne!(cell_file(dir, &key(&d, AlgoKind::BC, 0, 1000, 64)), base);
+        // The same cell under the locomotion protocol is another cell.
+        let long = cell_key(&d, AlgoKind::IQL, 0, 1000, &json!({}), Protocol::Locomotion);
+        assert_ne!(cell_file(dir, &long), base);
+    }
+
+    /// The locomotion protocol lays out issue 16's grid: IQL, TD3+BC and BC 300 000 updates x 3
+    /// seeds on the nine datasets, CQL and BCQ 100 000 x 3 on medium and medium-replay, one
+    /// 1M-update IQL and TD3+BC run on hopper- and walker2d-medium; `--steps` and `--seed` pick
+    /// out one cell of it, as an emitted command does.
+    #[test]
+    fn locomotion_protocol_lays_out_the_issue_s_grid() -> Result<()> {
+        let o = parse(&["--suite".into(), "locomotion".into()])?;
+        assert_eq!(o.protocol, Protocol::Locomotion);
+        let mut sets = Vec::new();
+        for env in LOCOMOTION_ENVS {
+            for r in ["medium", "medium-replay", "medium-expert"] {
+                let stem = crate::train_behaviours::stem(env);
+                sets.push(generated(&format!("{stem}-{r}"), env, ""));
+            }
+        }
+        let mut count: BTreeMap<(&str, usize), (usize, u64)> = BTreeMap::new();
+        for d in &sets {
+            for kind in AlgoKind::all() {
+                for (steps, seeds) in o.protocol.runs(&o, d, kind) {
+                    let e = count.entry((kind.name(), steps)).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(seeds.len() as u64);
+                    assert_eq!(o.protocol.overrides(&o, d, kind, steps), json!({}));
+                }
+            }
+        }
+        let want: BTreeMap<(&str, usize), (usize, u64)> = [
+            (("bc", 300_000), (9, 3)),
+            (("iql", 300_000), (9, 3)),
+            (("td3bc", 300_000), (9, 3)),
+            (("cql", 100_000), (6, 3)),
+            (("bcq", 100_000), (6, 3)),
+            (("iql", 1_000_000), (2, 1)),
+            (("td3bc", 1_000_000), (2, 1)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(count, want);
+        let one = parse(&[
+            "--suite".into(),
+            "locomotion".into(),
+            "--steps".into(),
+            "1000000".into(),
+            "--seed".into(),
+            "0".into(),
+        ])?;
+        let hm = generated("hopper-v5-medium", "Hopper-v5", "");
+        assert_eq!(
+            one.protocol.runs(&one, &hm, AlgoKind::IQL),
+            vec![(1_000_000, vec![0])]
         );
+        assert!(one.protocol.runs(&one, &hm, AlgoKind::BC).is_empty());
+        // Checkpoints fall on replay-segment boundaries, so a resumed cell is exact.
+        assert!(
+            LOCOMOTION_EVAL
+                .every
+                .is_multiple_of(orl_algos::DEFAULT_REPLAY_SEGMENT)
+        );
+        Ok(())
+    }
+
+    /// A checkpointed cell killed after its first checkpoint and run again ends exactly as an
+    /// uninterrupted one: same returns, same learning curve.
+    #[test]
+    fn an_interrupted_cell_resumes_to_the_uninterrupted_result() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let sets = gen_datasets::generate(
+            &["pendulum-v1-random".to_string()],
+            2000,
+            &tmp.path().join("data"),
+        )?;
+        let d = &sets[0];
+        let mut o = parse(&["--hidden".into(), "16".into()])?;
+        o.protocol = Protocol::Locomotion;
+        let steps = 2 * LOCOMOTION_EVAL.every;
+        let overrides = o.protocol.overrides(&o, d, AlgoKind::BC, steps);
+        let cell = |name: &str| Cell {
+            d,
+            kind: AlgoKind::BC,
+            seed: 3,
+            steps,
+            overrides: overrides.clone(),
+            file: tmp.path().join(format!("{name}.json")),
+        };
+        let bar = ProgressBar::hidden();
+        let whole = run_cell(&cell("whole"), &o, &bar, &tmp.path().join("ck"))?;
+        o.interrupt_at = Some(LOCOMOTION_EVAL.every);
+        let err = run_cell(&cell("cut"), &o, &bar, &tmp.path().join("ck"))
+            .err()
+            .context("the interrupted run fails")?;
+        assert!(err.to_string().contains("interrupted"), "{err:#}");
+        o.interrupt_at = None;
+        let resumed = run_cell(&cell("cut"), &o, &bar, &tmp.path().join("ck"))?;
+        assert_eq!(resumed["resumed_from_step"], json!(LOCOMOTION_EVAL.every));
+        assert_eq!(whole["resumed_from_step"], Value::Null);
+        for k in ["returns", "normalized", "curve"] {
+            assert_eq!(whole[k], resumed[k], "{k}");
+        }
+        assert_eq!(whole["curve"].as_array().map(Vec::len), Some(2));
+        Ok(())
     }
 
     /// Without `--hidden`, MuJoCo tasks get the papers' 256x256 and classic control 64x64.

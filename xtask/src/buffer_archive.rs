@@ -29,7 +29,9 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use orl_data::{Dataset, OpenOptions, from_record_batches, to_record_batch};
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{
+    ArrowSchemaConverter, ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -95,7 +97,10 @@ pub fn write(ds: &Dataset, path: &Path) -> Result<()> {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_created_by("orl xtask buffer_archive".into());
     for c in ArrowSchemaConverter::new().convert(&schema)?.columns() {
-        if matches!(c.physical_type(), PhysicalType::FLOAT | PhysicalType::DOUBLE) {
+        if matches!(
+            c.physical_type(),
+            PhysicalType::FLOAT | PhysicalType::DOUBLE
+        ) {
             props = props
                 .set_column_dictionary_enabled(c.path().clone(), false)
                 .set_column_encoding(c.path().clone(), Encoding::BYTE_STREAM_SPLIT);
@@ -172,12 +177,8 @@ pub fn read(path: &Path) -> Result<Dataset> {
     }
     let item = Arc::new(Field::new("item", DataType::Float32, false));
     let nulls = Some(NullBuffer::from(valid)).filter(|b| b.null_count() > 0);
-    let next = FixedSizeListArray::try_new(
-        item,
-        od as i32,
-        Arc::new(Float32Array::from(nv)),
-        nulls,
-    )?;
+    let next =
+        FixedSizeListArray::try_new(item, od as i32, Arc::new(Float32Array::from(nv)), nulls)?;
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (f, c) in schema.fields().iter().zip(batch.columns()) {
@@ -200,7 +201,12 @@ pub fn read(path: &Path) -> Result<Dataset> {
     meta.remove(ARCHIVE_KEY);
     let schema = Schema::new(fields).with_metadata(meta);
     let batch = RecordBatch::try_new(Arc::new(schema.clone()), columns).with_context(ctx)?;
-    Ok(from_record_batches(path, &schema, &[batch], &OpenOptions::default())?)
+    Ok(from_record_batches(
+        path,
+        &schema,
+        &[batch],
+        &OpenOptions::default(),
+    )?)
 }
 
 /// The flat `f32` values of a `FixedSizeList<Float32>` column.
@@ -220,8 +226,8 @@ mod tests {
     /// committed archives).
     #[test]
     fn archive_round_trips_a_dataset_with_unknown_and_differing_next_observations() -> Result<()> {
-        use orl_data::{Actions, Columns, DatasetMeta};
         use orl_data::{ActionSpace, ObservationSpace};
+        use orl_data::{Actions, Columns, DatasetMeta};
         // Episode 7: 3 rows, next of row 1 differs from row 2's observation (kept), last row's
         // next known. Episode 9: 2 rows, last row's next unknown.
         let obs = vec![0.0, 1.0, 2.0, 3.0, 4.0f32];
@@ -266,7 +272,13 @@ mod tests {
         // A dataset file is not an archive.
         let plain = dir.path().join("plain.parquet");
         orl_data::write_parquet(&ds, &plain, &orl_data::WriteOptions::default())?;
-        assert!(format!("{:#}", read(&plain).unwrap_err()).contains("not a buffer archive"));
+        let err = read(&plain)
+            .err()
+            .context("a plain dataset file is refused")?;
+        assert!(
+            format!("{err:#}").contains("not a buffer archive"),
+            "{err:#}"
+        );
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ mod buffer_archive;
 mod gen_datasets;
 mod learn_pendulum;
 mod ope_bench;
+mod published;
 mod setup_mujoco;
 mod speed;
 mod train_behaviours;
