@@ -399,6 +399,18 @@ impl Dataset {
         (self.meta, self.cols, eps)
     }
 
+    /// Per-row episode ids and steps within the episode (the file format's `episode_id` and
+    /// `step` columns), expanded from the episode table.
+    pub fn row_index(&self) -> (Vec<i64>, Vec<i64>) {
+        let mut ids = Vec::with_capacity(self.len());
+        let mut steps = Vec::with_capacity(self.len());
+        for e in self.episodes() {
+            ids.extend(std::iter::repeat_n(e.id, e.len()));
+            steps.extend(0..e.len() as i64);
+        }
+        (ids, steps)
+    }
+
     /// `(episode_id, len)` pairs in row order.
     pub fn episode_lengths_with_ids(&self) -> Vec<(i64, usize)> {
         self.episode_ids

@@ -156,12 +156,7 @@ struct RowIndex {
 
 impl RowIndex {
     fn of(ds: &Dataset) -> Self {
-        let mut episode_id = Vec::with_capacity(ds.len());
-        let mut step = Vec::with_capacity(ds.len());
-        for e in ds.episodes() {
-            episode_id.extend(std::iter::repeat_n(e.id, e.len()));
-            step.extend(0..e.len() as i64);
-        }
+        let (episode_id, step) = ds.row_index();
         Self { episode_id, step }
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use arrow_pyarrow::{PyArrowType, Table};
-use orl_data::convert::npz::{NpyArray, decode_npy_data, from_arrays};
+use orl_data::convert::npz::{NpyArray, NpyRef, decode_npy_data, from_arrays};
 use orl_data::convert::{ConvertOptions, Format, OutputFormat};
 use orl_data::{Actions, OpenOptions, Report};
 use pyo3::prelude::*;
@@ -66,11 +66,6 @@ fn set_overrides(
 
 /// An array for the Python side: NumPy's `dtype.str`, the shape, the C-order bytes.
 pub(crate) type Wire<'py> = (&'static str, Vec<usize>, Bound<'py, PyBytes>);
-
-/// The bytes of `values` in little-endian order.
-fn le_bytes<T: Copy, const N: usize>(values: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
-    values.iter().flat_map(|&v| f(v)).collect()
-}
 
 #[pymethods]
 impl PyDataset {
@@ -191,38 +186,31 @@ impl PyDataset {
         let n = ds.len();
         let od = ds.obs_dim();
         let c = ds.columns();
-        let f32s = |v: &[f32]| le_bytes(v, f32::to_le_bytes);
-        let bools = |v: &[bool]| v.iter().map(|&b| u8::from(b)).collect::<Vec<u8>>();
-        let rows = || {
-            let mut ids = Vec::with_capacity(n);
-            let mut steps = Vec::with_capacity(n);
-            for e in ds.episodes() {
-                ids.extend(std::iter::repeat_n(e.id, e.len()));
-                steps.extend(0..e.len() as i64);
-            }
-            (ids, steps)
+        let rows = || ds.row_index();
+        let one = |shape: Vec<usize>, v: NpyRef<'_>| {
+            let (descr, bytes) = v.encode();
+            (descr, shape, bytes)
         };
         let out: Option<(&'static str, Vec<usize>, Vec<u8>)> = match name {
-            "observations" => Some(("<f4", vec![n, od], f32s(&c.observations))),
-            "next_observations" => Some(("<f4", vec![n, od], f32s(&c.next_observations))),
+            "observations" => Some(one(vec![n, od], NpyRef::F32(&c.observations))),
+            "next_observations" => Some(one(vec![n, od], NpyRef::F32(&c.next_observations))),
             "actions" => Some(match &c.actions {
-                Actions::Continuous { dim, values } => ("<f4", vec![n, *dim], f32s(values)),
-                Actions::Discrete(v) => ("<i8", vec![n], le_bytes(v, i64::to_le_bytes)),
+                Actions::Continuous { dim, values } => one(vec![n, *dim], NpyRef::F32(values)),
+                Actions::Discrete(v) => one(vec![n], NpyRef::Int(v)),
             }),
-            "rewards" => Some(("<f4", vec![n], f32s(&c.rewards))),
-            "terminals" => Some(("|b1", vec![n], bools(&c.terminals))),
-            "timeouts" => Some(("|b1", vec![n], bools(&c.timeouts))),
-            "next_valid" => Some((
-                "|b1",
-                vec![n],
-                c.next_valid.as_deref().map_or_else(|| vec![1u8; n], bools),
-            )),
+            "rewards" => Some(one(vec![n], NpyRef::F32(&c.rewards))),
+            "terminals" => Some(one(vec![n], NpyRef::Bool(&c.terminals))),
+            "timeouts" => Some(one(vec![n], NpyRef::Bool(&c.timeouts))),
+            "next_valid" => Some(match c.next_valid.as_deref() {
+                Some(v) => one(vec![n], NpyRef::Bool(v)),
+                None => one(vec![n], NpyRef::Bool(&vec![true; n])),
+            }),
             "behavior_log_prob" => c
                 .behavior_log_prob
                 .as_deref()
-                .map(|v| ("<f8", vec![n], le_bytes(v, f64::to_le_bytes))),
-            "episode_ids" => Some(("<i8", vec![n], le_bytes(&rows().0, i64::to_le_bytes))),
-            "steps" => Some(("<i8", vec![n], le_bytes(&rows().1, i64::to_le_bytes))),
+                .map(|v| one(vec![n], NpyRef::F64(v))),
+            "episode_ids" => Some(one(vec![n], NpyRef::Int(&rows().0))),
+            "steps" => Some(one(vec![n], NpyRef::Int(&rows().1))),
             other => {
                 return Err(errors::value(format!(
                     "no column `{other}`; the columns are observations, next_observations, actions, rewards, terminals, timeouts, next_valid, behavior_log_prob, episode_ids, steps"

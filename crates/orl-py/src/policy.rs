@@ -9,12 +9,13 @@
 //! keeps its last scheduled checkpoint and says `interrupted`, and the exception is raised
 //! again, with orl's note on what was kept.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use orl_algos::{Agent, AlgoKind, EvalPlan, RecipeRequest, RewardChoice, Schedule};
 use orl_app::{AppError, Observer, RunDir, Stop, TrainJob};
+use orl_data::convert::npz::{NpyData, NpyRef, decode_npy_data};
 use orl_envs::{EvalReport, OwnedAction, RefScores};
 use orl_nets::{Device, ExportHeader, save_export};
 use pyo3::prelude::*;
@@ -96,10 +97,18 @@ impl PyPolicy {
                 bytes.len() / 4
             )));
         }
-        let obs: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let obs = match decode_npy_data(
+            Path::new("<numpy>"),
+            "observations",
+            "<f4",
+            &[rows, od],
+            bytes,
+        )
+        .map_err(errors::data)?
+        {
+            NpyData::F32(v) => v,
+            _ => return Err(errors::value("observations: expected float32")),
+        };
         if let Some(i) = obs.iter().position(|v| !v.is_finite()) {
             return Err(errors::value(format!(
                 "observations: row {} column {} is not finite",
@@ -108,22 +117,24 @@ impl PyPolicy {
             )));
         }
         let actions = agent.act_raw(&obs).map_err(errors::algo)?;
-        let mut out = Vec::new();
-        let mut width = 0;
+        let (mut floats, mut ints, mut width) = (Vec::new(), Vec::new(), 0);
         for a in &actions {
             match a {
                 OwnedAction::Continuous(v) => {
                     width = v.len();
-                    out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                    floats.extend_from_slice(v);
                 }
-                OwnedAction::Discrete(i) => out.extend(i.to_le_bytes()),
+                OwnedAction::Discrete(i) => ints.push(*i),
             }
         }
-        Ok(if discrete {
-            ("<i8", vec![rows], PyBytes::new(py, &out))
+        let (descr, shape, bytes) = if discrete {
+            let (d, b) = NpyRef::Int(&ints).encode();
+            (d, vec![rows], b)
         } else {
-            ("<f4", vec![rows, width], PyBytes::new(py, &out))
-        })
+            let (d, b) = NpyRef::F32(&floats).encode();
+            (d, vec![rows, width], b)
+        };
+        Ok((descr, shape, PyBytes::new(py, &bytes)))
     }
 
     /// Writes the acting network as one safetensors file with a JSON header, observation

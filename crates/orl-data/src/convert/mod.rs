@@ -426,10 +426,7 @@ impl Flat {
     /// Flattens a dataset into D4RL's layout plus orl's extension keys.
     pub fn from_dataset(ds: &Dataset) -> Self {
         let c = ds.columns();
-        let mut ids = Vec::with_capacity(ds.len());
-        for e in ds.episodes() {
-            ids.extend(std::iter::repeat_n(e.id, e.len()));
-        }
+        let ids = ds.row_index().0;
         Self {
             obs_dim: ds.obs_dim(),
             observations: c.observations.clone(),

@@ -34,6 +34,49 @@ pub enum NpyData {
     U8(Vec<u8>),
 }
 
+/// Borrowed values of one array, for encoding without a copy into [`NpyData`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NpyRef<'a> {
+    /// `<f4`.
+    F32(&'a [f32]),
+    /// `<f8`.
+    F64(&'a [f64]),
+    /// `|b1`.
+    Bool(&'a [bool]),
+    /// `<i8`.
+    Int(&'a [i64]),
+    /// `|u1`.
+    U8(&'a [u8]),
+}
+
+impl NpyRef<'_> {
+    /// NumPy's `dtype.str` and the raw little-endian, C-order values: the body of a `.npy`
+    /// payload, and what a Python caller turns back into an array (`np.frombuffer`).
+    /// [`decode_npy_data`] is its inverse.
+    pub fn encode(self) -> (&'static str, Vec<u8>) {
+        match self {
+            Self::F32(v) => ("<f4", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Self::F64(v) => ("<f8", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Self::Bool(v) => ("|b1", v.iter().map(|&b| u8::from(b)).collect()),
+            Self::Int(v) => ("<i8", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Self::U8(v) => ("|u1", v.to_vec()),
+        }
+    }
+}
+
+impl NpyData {
+    /// The values, borrowed.
+    pub fn as_ref(&self) -> NpyRef<'_> {
+        match self {
+            Self::F32(v) => NpyRef::F32(v),
+            Self::F64(v) => NpyRef::F64(v),
+            Self::Bool(v) => NpyRef::Bool(v),
+            Self::Int(v) => NpyRef::Int(v),
+            Self::U8(v) => NpyRef::U8(v),
+        }
+    }
+}
+
 /// One array of an archive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
@@ -166,13 +209,7 @@ pub fn decode_npy_data(
 
 /// Encodes one `.npy` (format version 1.0, header padded to 64 bytes as NumPy does).
 pub fn encode_npy(shape: &[usize], data: &NpyData) -> Vec<u8> {
-    let (descr, body): (&str, Vec<u8>) = match data {
-        NpyData::F32(v) => ("<f4", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        NpyData::F64(v) => ("<f8", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        NpyData::Bool(v) => ("|b1", v.iter().map(|&b| u8::from(b)).collect()),
-        NpyData::Int(v) => ("<i8", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        NpyData::U8(v) => ("|u1", v.clone()),
-    };
+    let (descr, body) = data.as_ref().encode();
     let shape_s = match shape {
         [d] => format!("({d},)"),
         dims => format!(
