@@ -2,8 +2,9 @@
 //! builds the dataset suite of `datasets/manifest.json` deterministically and checks every
 //! file's sha256 against the manifest.
 //!
-//! `cargo xtask gen-datasets --verify [--max-transitions N]`: rebuilds from scratch every
-//! (dataset, size) whose sha256 the manifest records (up to `N` rows) and checks each
+//! `cargo xtask gen-datasets --verify [--max-transitions N] [--max-mujoco-transitions M]`:
+//! rebuilds from scratch every (dataset, size) whose sha256 the manifest records (up to `N`
+//! rows, MuJoCo datasets up to `M`: their 1M-row files take about a minute each) and checks each
 //! ([`verify`]): run it on a second machine to confirm it generates the same bytes.
 //!
 //! Recipes per environment (D4RL's, Fu et al. 2020): `random` (uniform actions), `medium` and
@@ -290,19 +291,20 @@ pub fn names_for(env: Option<&str>) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Rebuilds every (dataset, N) whose sha256 the manifest records, with `N <= max_n` (every
+/// Rebuilds every (dataset, N) whose sha256 the manifest records, with `N <= max_n` and, for
+/// datasets simulated by MuJoCo, `N <= max_mujoco_n` (every
 /// medium-replay, rewritten whole from its committed buffer, counts as N = 0), one at a time
 /// into `dir` (removed afterwards), and compares each file with the manifest: the
 /// reproducibility promise of the suite, checked on whatever machine runs it. Never reuses a
 /// cached file and never writes the manifest. Datasets simulated by MuJoCo are skipped, with a
 /// message, in a build without the `mujoco` feature. Returns the number of files checked; a
 /// mismatch fails after every file was checked, naming each one.
-pub fn verify(max_n: usize, dir: &Path) -> Result<usize> {
-    verify_against(&read_manifest()?, max_n, dir)
+pub fn verify(max_n: usize, max_mujoco_n: usize, dir: &Path) -> Result<usize> {
+    verify_against(&read_manifest()?, max_n, max_mujoco_n, dir)
 }
 
 /// [`verify`] against manifest `m`.
-fn verify_against(m: &Value, max_n: usize, dir: &Path) -> Result<usize> {
+fn verify_against(m: &Value, max_n: usize, max_mujoco_n: usize, dir: &Path) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (mut checked, mut skipped, mut bad) = (0, BTreeMap::<String, usize>::new(), Vec::new());
     let datasets = m["datasets"].as_object().cloned().unwrap_or_default();
@@ -317,10 +319,11 @@ fn verify_against(m: &Value, max_n: usize, dir: &Path) -> Result<usize> {
                     format!("manifest: {name}: sha256 key `{key}` is neither `all` nor a row count")
                 })?
             };
-            if n > max_n {
+            let mujoco = orl_envs::spec(env).is_ok_and(|s| s.needs_mujoco);
+            if n > max_n || (mujoco && n > max_mujoco_n) {
                 continue;
             }
-            if !orl_envs::MUJOCO_ENABLED && orl_envs::spec(env).is_ok_and(|s| s.needs_mujoco) {
+            if !orl_envs::MUJOCO_ENABLED && mujoco {
                 *skipped.entry(env.to_string()).or_default() += 1;
                 continue;
             }
@@ -364,7 +367,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut env: Option<String> = None;
     let mut names: Option<Vec<String>> = None;
     let mut out = default_cache_dir();
-    let (mut verify_all, mut max_n) = (false, usize::MAX);
+    let (mut verify_all, mut max_n, mut max_mujoco_n) = (false, usize::MAX, usize::MAX);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -375,15 +378,18 @@ pub fn run(args: &[String]) -> Result<()> {
             "--out" => out = PathBuf::from(val()?),
             "--verify" => verify_all = true,
             "--max-transitions" => max_n = val()?.parse()?,
+            "--max-mujoco-transitions" => max_mujoco_n = val()?.parse()?,
             other => bail!("gen-datasets: unknown argument `{other}`"),
         }
     }
-    if max_n != usize::MAX && !verify_all {
-        bail!("gen-datasets: --max-transitions applies to --verify (use --transitions to build)");
+    if (max_n, max_mujoco_n) != (usize::MAX, usize::MAX) && !verify_all {
+        bail!(
+            "gen-datasets: --max-transitions and --max-mujoco-transitions apply to --verify (use --transitions to build)"
+        );
     }
     if verify_all {
         let dir = crate::workspace_root().join("target/datasets-verify");
-        let k = verify(max_n, &dir)?;
+        let k = verify(max_n, max_mujoco_n, &dir)?;
         let _ = std::fs::remove_dir(&dir);
         println!("{k} datasets reproduce the manifest's sha256");
         return Ok(());
@@ -410,7 +416,7 @@ mod tests {
     #[test]
     fn small_datasets_reproduce_the_manifest_hashes() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let checked = verify(1000, dir.path())?;
+        let checked = verify(1000, 1000, dir.path())?;
         let expected = if orl_envs::MUJOCO_ENABLED { 30 } else { 15 };
         assert!(
             checked >= expected,
@@ -431,9 +437,9 @@ mod tests {
             .filter(|(k, _)| keep.contains(&k.as_str()))
             .collect();
         let dir = tempfile::tempdir()?;
-        assert_eq!(verify_against(&m, 1000, dir.path())?, 2);
+        assert_eq!(verify_against(&m, 1000, usize::MAX, dir.path())?, 2);
         m["datasets"]["pendulum-v1-random"]["sha256"]["1000"] = json!("0".repeat(64));
-        let r = verify_against(&m, 1000, dir.path());
+        let r = verify_against(&m, 1000, usize::MAX, dir.path());
         let e = format!("{:#}", r.err().context("a wrong hash passed verification")?);
         assert!(e.contains("pendulum-v1-random (N = 1000)"), "{e}");
         Ok(())
