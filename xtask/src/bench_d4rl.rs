@@ -12,7 +12,9 @@
 //! size (`--transitions` default 1M, medium-expert 2M), a learning curve over 10 episodes every
 //! 10 000 updates, cells that checkpoint every 10 000 updates under
 //! `target/bench-d4rl-checkpoints/` and continue from there when rerun (ending bit for bit as an
-//! uninterrupted cell), and the rounds run seed by seed, longest cells first. There `--steps N`
+//! uninterrupted cell), the rounds run seed by seed, longest cells first, and the cells and the
+//! report go to `docs/benchmarks/locomotion/` (committed: `--collect` rebuilds the report from
+//! them without training). There `--steps N`
 //! selects the blocks of `N` updates and `--seeds N` overrides the blocks' seed counts.
 //!
 //! 1. datasets: the suite's entries of `datasets/manifest.json`, built (or reused and
@@ -159,6 +161,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         grid_args: Vec::new(),
     };
     let mut protocol = None;
+    let mut out_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -184,11 +187,15 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--hidden" => o.hidden = Some(val()?.parse()?),
             "--transitions" => o.transitions = Some(val()?.parse()?),
             "--dataset-dir" => o.dataset_dir = Some(PathBuf::from(val()?)),
-            "--out" => o.out = PathBuf::from(val()?),
+            "--out" => {
+                o.out = PathBuf::from(val()?);
+                out_given = true;
+            }
             "--seed" => o.seed = Some(val()?.parse()?),
             "--emit-cells" => o.emit_cells = Some(PathBuf::from(val()?)),
             "--collect" => {
                 o.out = PathBuf::from(val()?);
+                out_given = true;
                 o.collect = true;
             }
             "--no-report" => o.no_report = true,
@@ -204,6 +211,11 @@ fn parse(args: &[String]) -> Result<Opts> {
         None if o.suite == "locomotion" && o.dataset_dir.is_none() => Protocol::Locomotion,
         None => Protocol::Reduced,
     };
+    // The long grid's cells are results to keep: they go into the repository (raw JSON per
+    // cell, rebuilt into the report by `--collect`), its checkpoints stay under `target/`.
+    if o.protocol == Protocol::Locomotion && !out_given {
+        o.out = crate::workspace_root().join(LOCOMOTION_OUT);
+    }
     if o.partial && !o.collect {
         bail!("--partial goes with --collect DIR");
     }
@@ -292,6 +304,9 @@ struct Block {
     steps: usize,
     seeds: u64,
 }
+
+/// Where the locomotion protocol's cells and report go unless `--out` says otherwise.
+const LOCOMOTION_OUT: &str = "docs/benchmarks/locomotion";
 
 const LOCOMOTION_ENVS: &[&str] = &["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"];
 
