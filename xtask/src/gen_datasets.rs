@@ -139,6 +139,12 @@ fn rollouts(env: &str, b: &Behaviour, n: usize, seed: u64) -> Result<Dataset> {
 
 /// Builds dataset `name` with `n` transitions per rollout part (without writing it).
 fn build(m: &Value, name: &str, n: usize) -> Result<Dataset> {
+    build_from(m, name, n, None)
+}
+
+/// [`build`], reading the parts of a medium-expert dataset from `cache` (`<part>-<n>.parquet`,
+/// as [`generate`] writes them) where they exist instead of rolling them out again.
+fn build_from(m: &Value, name: &str, n: usize, cache: Option<&Path>) -> Result<Dataset> {
     let d = &m["datasets"][name];
     let env = d["env"]
         .as_str()
@@ -159,7 +165,15 @@ fn build(m: &Value, name: &str, n: usize) -> Result<Dataset> {
             let parts = d["parts"].as_array().context("manifest: no `parts`")?;
             let ds = parts
                 .iter()
-                .map(|p| build(m, p.as_str().unwrap_or_default(), n))
+                .map(|p| {
+                    let p = p.as_str().unwrap_or_default();
+                    match cache.map(|c| c.join(format!("{p}-{n}.parquet"))) {
+                        Some(f) if f.exists() => {
+                            Dataset::open(&f).with_context(|| format!("reading {}", f.display()))
+                        }
+                        _ => build(m, p, n),
+                    }
+                })
                 .collect::<Result<Vec<_>>>()?;
             Dataset::concat(ds, true)?
         }
@@ -192,6 +206,26 @@ pub struct Generated {
 
 /// Generates (or reuses and verifies) the named datasets with `n` transitions into `out`.
 pub fn generate(names: &[String], n: usize, out: &Path) -> Result<Vec<Generated>> {
+    // The parts of every medium-expert first (built, or reused and verified, into `out`), so
+    // that it is concatenated from their files rather than rolled out a second time.
+    let parts: Vec<String> = {
+        let m = read_manifest()?;
+        names
+            .iter()
+            .filter(|x| m["datasets"][x.as_str()]["recipe"] == "medium-expert")
+            .flat_map(|x| {
+                m["datasets"][x.as_str()]["parts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(String::from))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    if !parts.is_empty() {
+        generate(&parts, n, out)?;
+    }
     let mut m = read_manifest()?;
     std::fs::create_dir_all(out)?;
     let mut res = Vec::new();
@@ -216,7 +250,7 @@ pub fn generate(names: &[String], n: usize, out: &Path) -> Result<Vec<Generated>
         };
         if !file.exists() {
             let t = Instant::now();
-            let ds = build(&m, name, n)?;
+            let ds = build_from(&m, name, n, Some(out))?;
             write_parquet(&ds, &file, &WriteOptions::default())
                 .with_context(|| format!("writing {}", file.display()))?;
             println!(
