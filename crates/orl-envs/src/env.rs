@@ -208,21 +208,9 @@ impl EnvRng {
     pub(crate) fn uniform(&mut self, low: f64, high: f64) -> f64 {
         self.0.uniform(low, high)
     }
-    /// A standard normal draw by Marsaglia's polar method on the same stream.
-    ///
-    /// Not NumPy's `standard_normal`: that is a 256-layer ziggurat whose tables orl does not
-    /// reproduce (recomputed from the published construction they differ from NumPy's in the
-    /// last bits of 36 of 255 layer widths), so HalfCheetah's `qvel` start noise, the one
-    /// reset that uses it, has Gymnasium's distribution but not its values.
+    /// NumPy's `standard_normal()` (its ziggurat, `NpRandom::standard_normal`).
     #[cfg_attr(not(feature = "mujoco"), allow(dead_code))]
     pub(crate) fn standard_normal(&mut self) -> f64 {
-        loop {
-            let u = 2.0 * self.0.bits().next_f64() - 1.0;
-            let v = 2.0 * self.0.bits().next_f64() - 1.0;
-            let s = u * u + v * v;
-            if s > 0.0 && s < 1.0 {
-                return u * (-2.0 * s.ln() / s).sqrt();
-            }
-        }
+        self.0.standard_normal()
     }
 }

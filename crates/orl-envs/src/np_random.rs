@@ -3,10 +3,13 @@
 //!
 //! Ported from NumPy 2.x (`numpy/random/bit_generator.pyx`: `SeedSequence`;
 //! `numpy/random/src/pcg64/pcg64.{h,c}`: PCG64, the XSL-RR 128/64 generator of O'Neill's PCG
-//! family; `numpy/random/src/distributions/distributions.c`: `next_double`, `uniform`) so
-//! that a start state drawn here equals Gymnasium's for the same seed. The environments still
-//! draw their resets from [`crate::env`]'s own generator; switching them over changes every
-//! recorded dataset hash, which is issue 17's step (see `datasets/README.md` when it lands).
+//! family; `numpy/random/src/distributions/distributions.c`: `next_double`, `uniform`,
+//! `standard_normal`) so that a start state drawn here equals Gymnasium's for the same seed.
+//! Every environment's reset draws from it ([`crate::env`]'s `EnvRng`).
+//!
+//! `standard_normal` is NumPy's 256-layer ziggurat (Marsaglia and Tsang 2000, in the layout of
+//! Bateman's `randmtzig`: 52-bit magnitudes, the low 8 bits of a draw choosing the layer, the
+//! next its sign). Its tables are recomputed here, not copied: see [`Ziggurat`].
 //!
 //! ```
 //! use orl_envs::np_random::NpRandom;
@@ -155,15 +158,228 @@ impl NpRandom {
     pub fn uniform(&mut self, low: f64, high: f64) -> f64 {
         low + (high - low) * self.0.next_f64()
     }
+    /// `standard_normal()`: one N(0, 1) draw by NumPy's ziggurat (`random_standard_normal`),
+    /// taking one 64-bit word in 99 % of draws. With `size=n` NumPy makes `n` such draws in
+    /// order.
+    ///
+    /// ```text
+    /// r = next_u64;  i = r & 0xff;  sign = (r >> 8) & 1;  m = (r >> 9) & (2^52 - 1)
+    /// x = m w_i (negated when sign);  accept when m < k_i            (inside the layer's core)
+    /// i = 0:  the tail beyond R: x' = -ln(1 - U_1) / R, y = -ln(1 - U_2) until 2y > x'^2;
+    ///         R + x', its sign from bit 8 of m
+    /// else:   accept x when (f_{i-1} - f_i) U + f_i < exp(-x^2 / 2), otherwise draw again
+    /// ```
+    pub fn standard_normal(&mut self) -> f64 {
+        Ziggurat::get().sample(&mut self.0)
+    }
     /// The underlying bit generator.
     pub fn bits(&mut self) -> &mut Pcg64 {
         &mut self.0
     }
 }
 
+/// The ziggurat's tables: 256 layers of equal area `V` under `f(x) = exp(-x^2 / 2)`, layer
+/// 255 the base `[0, R]` with the tail beyond it, `x_i` the layer edges (`x_255 = R`,
+/// decreasing to `x_1`), and per layer
+///
+/// ```text
+/// w_i = x_i / 2^52                 (scales a 52-bit magnitude to [0, x_i))
+/// k_i = floor(2^52 x_{i-1} / x_i)  (magnitudes below it lie inside the layer below's width)
+/// f_i = f(x_i)
+/// layer 0 (the tail strip):  w_0 = V / f(R) / 2^52,  k_0 = floor(2^52 R f(R) / V),  f_0 = 1
+/// x_{i-1} = sqrt(-2 ln(V / x_i + f(x_i)))      (the recurrence, from the base up)
+/// ```
+///
+/// Why computed, and how it was checked: NumPy ships these tables as literals. Running the
+/// recurrence above in IEEE double arithmetic with correctly rounded `ln` and `exp`, with
+/// NumPy's `R` and `V`, gives NumPy's layers exactly from the base up to layer 38, and layer
+/// 0. `std`'s `ln` and `exp` (glibc's on Linux) are correctly rounded at every one of the 255
+/// steps (checked against 300-bit `mpmath`); the `libm` crate's are not, and gave other
+/// tables, so `std`'s are used here and the unit tests check the result on each platform. NumPy's `x_37` is 2 ulps below the value the recurrence gives (the tables were
+/// made once, elsewhere, with a `log` that rounded differently there); from that one value on
+/// the recurrence gives NumPy's remaining layers exactly again. The correction is
+/// [`Ziggurat::X37_ULPS_BELOW`]; with it, 1.2M draws over four seeds equal NumPy 2.4.6's
+/// `standard_normal` bit for bit, slow paths included (found by comparing this construction
+/// with NumPy's draws; the unit tests below and the HalfCheetah reset fixtures check it).
+struct Ziggurat {
+    k: [u64; 256],
+    w: [f64; 256],
+    f: [f64; 256],
+}
+
+impl Ziggurat {
+    /// The base layer's edge (NumPy's `ziggurat_nor_r`, from Marsaglia and Tsang for 256
+    /// layers).
+    const R: f64 = 3.654_152_885_361_008_8;
+    /// `1 / R` (NumPy's `ziggurat_nor_inv_r`).
+    const INV_R: f64 = 0.273_661_237_329_758_28;
+    /// Each layer's area (Marsaglia and Tsang's `v` for 256 layers, to NumPy's digits).
+    const V: f64 = 0.004_928_673_233_974_651_9;
+    /// 2^52: magnitudes are 52-bit.
+    const SCALE: f64 = 4_503_599_627_370_496.0;
+    /// How far NumPy's `x_37` lies below the double-precision recurrence's (see above).
+    const X37_ULPS_BELOW: u32 = 2;
+
+    fn get() -> &'static Self {
+        static TABLES: std::sync::OnceLock<Ziggurat> = std::sync::OnceLock::new();
+        TABLES.get_or_init(Self::build)
+    }
+
+    /// One draw from `bits` (see [`NpRandom::standard_normal`]).
+    fn sample(&self, bits: &mut Pcg64) -> f64 {
+        let z = self;
+        loop {
+            let r = bits.next_u64();
+            let idx = (r & 0xff) as usize;
+            let r = r >> 8;
+            let negative = r & 1 == 1;
+            let m = (r >> 1) & 0x000f_ffff_ffff_ffff;
+            let x = m as f64 * z.w[idx];
+            let x = if negative { -x } else { x };
+            if m < z.k[idx] {
+                return x;
+            }
+            if idx == 0 {
+                loop {
+                    // 1 - U, so that the logarithm never sees 0 (NumPy gh-13361).
+                    let xx = -Ziggurat::INV_R * libm::log1p(-bits.next_f64());
+                    let yy = -libm::log1p(-bits.next_f64());
+                    if yy + yy > xx * xx {
+                        return if (m >> 8) & 1 == 1 {
+                            -(Ziggurat::R + xx)
+                        } else {
+                            Ziggurat::R + xx
+                        };
+                    }
+                }
+            }
+            let u = bits.next_f64();
+            if (z.f[idx - 1] - z.f[idx]) * u + z.f[idx] < libm::exp(-0.5 * x * x) {
+                return x;
+            }
+        }
+    }
+    fn build() -> Self {
+        Self::build_with(Self::X37_ULPS_BELOW)
+    }
+
+    /// The tables with `x_37` moved `ulps_below` ulps down from the recurrence's value.
+    fn build_with(ulps_below: u32) -> Self {
+        let pdf = |x: f64| (-0.5 * x * x).exp();
+        let mut z = Self {
+            k: [0; 256],
+            w: [0.0; 256],
+            f: [0.0; 256],
+        };
+        let mut x1 = Self::R;
+        z.w[255] = x1 / Self::SCALE;
+        z.f[255] = pdf(x1);
+        z.k[0] = (x1 * z.f[255] / Self::V * Self::SCALE) as u64;
+        z.w[0] = Self::V / z.f[255] / Self::SCALE;
+        z.f[0] = 1.0;
+        for i in (1..255).rev() {
+            let mut x = (-2.0 * (Self::V / x1 + z.f[i + 1]).ln()).sqrt();
+            if i == 37 {
+                for _ in 0..ulps_below {
+                    x = f64::from_bits(x.to_bits() - 1);
+                }
+            }
+            z.k[i + 1] = (x / x1 * Self::SCALE) as u64;
+            z.w[i] = x / Self::SCALE;
+            z.f[i] = pdf(x);
+            x1 = x;
+        }
+        z.k[1] = 0;
+        z
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// NumPy 2.4.6's `standard_normal`:
+    ///
+    /// ```python
+    /// g = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    /// b = g.standard_normal(200000).view(np.uint64)
+    /// print(seed, [hex(v) for v in b[:4]], hex(np.bitwise_xor.reduce(b)), hex(np.sum(b, dtype=np.uint64)))
+    /// ```
+    /// `(seed, the first four draws' bits, XOR and wrapping sum of all 200 000 draws' bits)`:
+    /// one changed bit anywhere changes the XOR.
+    const NUMPY_NORMAL: [(u64, [u64; 4], u64, u64); 3] = [
+        (
+            0,
+            [
+                0x3fc017ed89db8441,
+                0xbfc0e8cfe9bd45cc,
+                0x3fe47e57a468b06d,
+                0x3fbadabbec84d4f0,
+            ],
+            0x7f4dd451a8e36082,
+            0xc483d318f7121302,
+        ),
+        (
+            42,
+            [
+                0x3fd3807c1104fc6b,
+                0xbff0a3c65fca9a7e,
+                0x3fe803b239e77350,
+                0x3fee191b2d157f36,
+            ],
+            0xff29fa8b50627e94,
+            0x1d44e85ceb448e66,
+        ),
+        (
+            7_000_000,
+            [
+                0xbfe22eefccfabef8,
+                0xbffc0dcfadaa88ea,
+                0x3ff12a54314763cf,
+                0x3ff1424a017cdf11,
+            ],
+            0x00f3a04e8a9a9582,
+            0x83c2a1e264c532c6,
+        ),
+    ];
+
+    #[test]
+    fn standard_normal_matches_numpy_bit_for_bit() {
+        for (seed, first, xor, sum) in NUMPY_NORMAL {
+            let mut rng = NpRandom::from_seed(seed);
+            let draws: Vec<u64> = (0..200_000)
+                .map(|_| rng.standard_normal().to_bits())
+                .collect();
+            assert_eq!(draws[..4], first, "seed {seed}: first draws");
+            assert_eq!(
+                draws.iter().fold(0, |a, &b| a ^ b),
+                xor,
+                "seed {seed}: XOR of 200 000 draws' bits"
+            );
+            assert_eq!(
+                draws.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
+                sum,
+                "seed {seed}: sum of 200 000 draws' bits"
+            );
+        }
+    }
+
+    /// The correction matters: without it the draws differ from NumPy's (so the test above
+    /// can fail), and NumPy's `x_37` is exactly 2 ulps below the recurrence's.
+    #[test]
+    fn the_uncorrected_recurrence_differs_from_numpy() {
+        let (seed, _, xor, _) = NUMPY_NORMAL[0];
+        let plain = Ziggurat::build_with(0);
+        let mut bits = Pcg64::from_seed_sequence(&SeedSequence::new(seed));
+        let got = (0..200_000).fold(0, |a, _| a ^ plain.sample(&mut bits).to_bits());
+        assert_ne!(got, xor);
+        let z = Ziggurat::get();
+        let x37 = |t: &Ziggurat| (t.w[37] * Ziggurat::SCALE).to_bits();
+        assert_eq!(x37(&plain) - x37(z), u64::from(Ziggurat::X37_ULPS_BELOW));
+        assert_eq!(plain.w[38..], z.w[38..]);
+        assert_ne!(plain.w[2..38], z.w[2..38]);
+        assert_eq!(Ziggurat::INV_R, 1.0 / Ziggurat::R);
+    }
 
     /// Reference values printed by NumPy 2.4.6 (in `target/speed/venv`):
     ///

@@ -206,9 +206,8 @@ fn for_each_reset(folder: &Path, mut check: impl FnMut(&str, u64, &Value, &[f64]
 }
 
 /// The same for MuJoCo locomotion (`qpos0`, `qvel0` after `reset(seed=seed)`): Hopper and
-/// Walker2d draw both from NumPy's `uniform` and match bit for bit; HalfCheetah's `qpos`
-/// does too, its `qvel` noise is `standard_normal`, which orl draws otherwise
-/// (`EnvRng::standard_normal`), so only its length is checked.
+/// Walker2d draw both from NumPy's `uniform`, HalfCheetah its `qvel` noise from NumPy's
+/// `standard_normal` (the ziggurat, `orl_envs::np_random`); all match bit for bit.
 #[cfg(feature = "mujoco")]
 #[test]
 fn mujoco_resets_draw_gymnasium_s_start_states() {
@@ -221,12 +220,10 @@ fn mujoco_resets_draw_gymnasium_s_start_states() {
             "{env_id} seed {seed}: qpos {got_pos:?} vs Gymnasium's {qpos:?}"
         );
         assert_eq!(got_vel.len(), qvel.len(), "{env_id}: qvel length");
-        if env_id != "HalfCheetah-v5" {
-            assert!(
-                same_bits(got_vel, &qvel, "float64"),
-                "{env_id} seed {seed}: qvel {got_vel:?} vs Gymnasium's {qvel:?}"
-            );
-        }
+        assert!(
+            same_bits(got_vel, &qvel, "float64"),
+            "{env_id} seed {seed}: qvel {got_vel:?} vs Gymnasium's {qvel:?}"
+        );
     });
     assert!(checked >= 9, "only {checked} episodes checked");
 }

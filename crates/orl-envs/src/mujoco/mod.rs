@@ -15,8 +15,8 @@
 //! Healthy: Hopper needs `qpos[2:] ++ qvel` in `(-100, 100)`, `z > 0.7`, `|angle| < 0.2`;
 //! Walker2d needs `0.8 < z < 2` and `|angle| < 1`. Reset (`mj_resetData`, then `mj_forward` on
 //! the noisy state): `qpos = qpos0 + U[-s, s]`, `qvel = U[-s, s]` with `s = 0.005` for Hopper and
-//! Walker2d; HalfCheetah uses `s = 0.1` for `qpos` and `0.1 * N(0, 1)` for `qvel`. The noise comes
-//! from orl's seeded RNG (the distributions are Gymnasium's; the bits are not NumPy's).
+//! Walker2d; HalfCheetah uses `s = 0.1` for `qpos` and `0.1 * N(0, 1)` for `qvel`. The noise is
+//! drawn as Gymnasium draws it, bit for bit (`crate::np_random`: `uniform`, `standard_normal`).
 
 use std::sync::Arc;
 
