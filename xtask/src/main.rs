@@ -152,6 +152,21 @@ fn main() -> Result<()> {
     (task.run)(&args[1..])
 }
 
+/// Writes `bytes` to `path` atomically (temporary file, then rename; `orl_app::run_dir`), so
+/// an interrupted task never leaves a torn report.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    Ok(orl_app::run_dir::atomic_write(path, bytes)?)
+}
+
+/// The font of every plot (DejaVu Sans, bundled with `orl-app`), embedded once.
+pub static PLOT_FONT: &[u8] = orl_app::plot::FONT;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().map(PathBuf::from).unwrap_or(xtask)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,19 +193,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Writes `bytes` to `path` atomically (temporary file, then rename; `orl_app::run_dir`), so
-/// an interrupted task never leaves a torn report.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    Ok(orl_app::run_dir::atomic_write(path, bytes)?)
-}
-
-/// The font of every plot (DejaVu Sans, bundled with `orl-app`), embedded once.
-pub static PLOT_FONT: &[u8] = orl_app::plot::FONT;
-
-/// The workspace root (the parent of `xtask/`).
-pub fn workspace_root() -> PathBuf {
-    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().map(PathBuf::from).unwrap_or(xtask)
 }

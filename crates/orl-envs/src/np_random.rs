@@ -208,13 +208,14 @@ struct Ziggurat {
 }
 
 impl Ziggurat {
-    /// The base layer's edge (NumPy's `ziggurat_nor_r`, from Marsaglia and Tsang for 256
-    /// layers).
-    const R: f64 = 3.654_152_885_361_008_8;
-    /// `1 / R` (NumPy's `ziggurat_nor_inv_r`).
-    const INV_R: f64 = 0.273_661_237_329_758_28;
-    /// Each layer's area (Marsaglia and Tsang's `v` for 256 layers, to NumPy's digits).
-    const V: f64 = 0.004_928_673_233_974_651_9;
+    /// The base layer's edge (NumPy's `ziggurat_nor_r` = 3.6541528853610088, from Marsaglia
+    /// and Tsang for 256 layers; written here in the shortest digits of the same double).
+    const R: f64 = 3.654_152_885_361_009;
+    /// `1 / R` (NumPy's `ziggurat_nor_inv_r` = 0.27366123732975828, the same double).
+    const INV_R: f64 = 0.273_661_237_329_758_3;
+    /// Each layer's area (Marsaglia and Tsang's `v` for 256 layers, 0.0049286732339746519 in
+    /// NumPy's digits; the same double).
+    const V: f64 = 0.004_928_673_233_974_652;
     /// 2^52: magnitudes are 52-bit.
     const SCALE: f64 = 4_503_599_627_370_496.0;
     /// How far NumPy's `x_37` lies below the double-precision recurrence's (see above).
