@@ -7,12 +7,8 @@
 //! algorithm's checkpoint tensors, writes each loss with candle ops as the paper states it, and
 //! back-propagates.
 //!
-//! Tolerance: per tensor, `max |g_engine - g_candle| <= 1e-5 * max(max |g_candle|, 1e-3)`,
-//! and the same for each loss value. Both sides compute in `f32` with different summation
-//! orders (a 256-row sum in a different order differs by about 1e-6 relative of the largest
-//! term), so a per-element relative test would fail on elements that cancel to near zero; the
-//! scale of the tensor's largest element is the natural unit, and the floor 1e-3 keeps a
-//! gradient that is zero on both sides from turning rounding noise into a failure.
+//! Tolerance: `orl_testkit::parity` (per tensor, relative to its largest element, with a
+//! floor; the reasons are written there).
 
 #![allow(clippy::unwrap_used)]
 
@@ -32,10 +28,8 @@ use orl_nets::{
     CategoricalActor, DeterministicActor, GaussianActor, Mlp, NetState, ParamStore, QEnsemble,
     TanhGaussianActor, Vae, Vb,
 };
+use orl_testkit::parity::assert_grads_match;
 use rand::SeedableRng;
-
-const RTOL: f64 = 1e-5;
-const FLOOR: f64 = 1e-3;
 
 fn replay(discrete: bool) -> (Spec, Replay) {
     let (spec, space) = if discrete {
@@ -76,12 +70,8 @@ fn candle_net<M>(
     (m, store)
 }
 
-fn max_abs(v: &[f32]) -> f64 {
-    v.iter().map(|x| f64::from(x.abs())).fold(0.0, f64::max)
-}
-
 /// Compares the engine's probe of `loss` on `net` with candle's `loss` tensor and its
-/// gradients with respect to `store`.
+/// gradients with respect to `store` (`orl_testkit::parity`).
 fn assert_parity(
     case: &str,
     probes: &[orl_algos::Probe],
@@ -95,35 +85,8 @@ fn assert_parity(
         .iter()
         .find(|p| p.loss == loss && p.grads.iter().all(|(n, _)| store.get(n).is_some()))
         .unwrap_or_else(|| panic!("{case}: no probe of {loss} for these parameters"));
-    let want = f64::from(oracle.to_scalar::<f32>().unwrap());
-    assert!(
-        (p.value - want).abs() <= RTOL * want.abs().max(FLOOR),
-        "{case}: {loss} = {} (engine) vs {want} (candle)",
-        p.value
-    );
-    let grads = oracle.backward().unwrap();
-    assert!(!p.grads.is_empty());
-    for (name, g) in &p.grads {
-        let var = store
-            .get(name)
-            .unwrap_or_else(|| panic!("{case}: candle has no {name}"));
-        let c: Vec<f32> = match grads.get(var.as_tensor()) {
-            Some(t) => t.flatten_all().unwrap().to_vec1().unwrap(),
-            None => vec![0.0; g.len()],
-        };
-        assert_eq!(c.len(), g.len(), "{case}: {name} size");
-        let scale = max_abs(&c).max(FLOOR);
-        let err = g
-            .iter()
-            .zip(&c)
-            .map(|(a, b)| f64::from((a - b).abs()))
-            .fold(0.0, f64::max);
-        assert!(
-            err <= RTOL * scale,
-            "{case}: d{loss}/d{}.{name}: max error {err:e} against scale {scale:e}",
-            p.net
-        );
-    }
+    let what = format!("{loss} ({})", p.net);
+    assert_grads_match(case, &what, p.value, &p.grads, oracle, store, false);
 }
 
 fn warm_batch(replay: &mut Replay, algo: &mut dyn Algorithm, n: usize) -> Batch {

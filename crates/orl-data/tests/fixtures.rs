@@ -12,36 +12,8 @@ use std::path::{Path, PathBuf};
 
 use orl_data::convert::{self, ConvertOptions, Format};
 use orl_data::{Dataset, Report, WriteOptions, write_parquet};
+use orl_testkit::fixtures_root;
 use serde_json::Value;
-
-fn fixtures_root() -> Option<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = match std::env::var_os("ORL_FIXTURES") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            if p.is_absolute() {
-                p
-            } else {
-                workspace.join(p)
-            }
-        }
-        None => workspace.join("../shared/fixtures"),
-    };
-    if root.is_dir() {
-        Some(root)
-    } else if std::env::var_os("CI").is_some() || std::env::var_os("ORL_FIXTURES").is_some() {
-        panic!(
-            "fixtures folder {} is absent, but CI or ORL_FIXTURES is set: the fixture tests must run",
-            root.display()
-        );
-    } else {
-        eprintln!(
-            "SKIP: fixtures folder {} is absent (set ORL_FIXTURES to the folder holding datasets/)",
-            root.display()
-        );
-        None
-    }
-}
 
 fn sidecars(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {

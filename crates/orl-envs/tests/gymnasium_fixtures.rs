@@ -13,30 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use orl_envs::{Action, Env, make};
+use orl_testkit::fixtures_root;
 use serde_json::Value;
-
-fn fixtures_root() -> Option<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = match std::env::var_os("ORL_FIXTURES") {
-        Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
-        Some(p) => workspace.join(p),
-        None => workspace.join("../shared/fixtures"),
-    };
-    if root.is_dir() {
-        Some(root)
-    } else if std::env::var_os("CI").is_some() || std::env::var_os("ORL_FIXTURES").is_some() {
-        panic!(
-            "fixtures folder {} is absent, but CI or ORL_FIXTURES is set: the fixture tests must run",
-            root.display()
-        );
-    } else {
-        eprintln!(
-            "SKIP: fixtures folder {} is absent (set ORL_FIXTURES)",
-            root.display()
-        );
-        None
-    }
-}
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
