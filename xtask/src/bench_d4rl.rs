@@ -58,7 +58,7 @@
 //! `halfcheetah-*`, evaluated on the v5 tasks) needs the feature:
 //! `cargo xtask setup-mujoco && cargo run --release -p xtask --features mujoco -- bench-d4rl --dataset-dir DIR`.
 //!
-//! Suites: `quick` (the default, the README's main command, about 30 minutes on 2 cores, most of it CQL): Pendulum-v1
+//! Suites: `quick` (the default, the README's main command, 2-7 minutes on 2 cores, most of it CQL): Pendulum-v1
 //! random / medium / medium-replay / medium-expert / expert. `classic`: those plus CartPole-v1 and
 //! Acrobot-v1. `locomotion` (feature `mujoco`): Hopper-v5, Walker2d-v5 and HalfCheetah-v5 medium,
 //! medium-replay and medium-expert. `full`: `classic` plus all five locomotion recipes.
