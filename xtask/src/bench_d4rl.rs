@@ -1189,7 +1189,7 @@ fn report(
         ));
     }
     md.push_str(&format!(
-        "\nWall time {wall:.0} s. Learning curves: `curves/<dataset>.png`. Per-cell configs, seeds, returns, curves, wall time and updates/s: `results.json` / `results.csv` (and `cells/`).\n"
+        "\nWall time {wall:.0} s. Learning curves: `curves/<dataset>.png` (datasets with a finished cell). Per-cell configs, seeds, returns, curves, wall time and updates/s: `results.json` / `results.csv` (and `cells/`).\n"
     ));
     let mut csv = String::from(
         "dataset,algo,seed,steps,return_mean,normalized,data_normalized,wall_s,updates_per_s,cpu\n",
@@ -1213,7 +1213,17 @@ fn report(
     let curves = o.out.join("curves");
     std::fs::create_dir_all(&curves)?;
     for d in sets {
-        plot_curves(&curves.join(format!("{}.png", d.name)), &d.name, cells)
+        let path = curves.join(format!("{}.png", d.name));
+        // A partial report plots only the datasets with a finished cell (an empty chart per
+        // pending dataset would be noise, and a stale one from an earlier run is removed).
+        if !cells.iter().any(|c| c["dataset"] == d.name.as_str()) {
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            continue;
+        }
+        plot_curves(&path, &d.name, cells)
             .map_err(|e| anyhow::anyhow!("plotting {}: {e}", d.name))?;
     }
     let refs: Vec<Value> = sets
