@@ -1,4 +1,4 @@
-"""Update speed of orl's peers at orl's benchmark shapes, one thread each.
+"""Update speed of orl's peers at orl's benchmark shapes, one thread each (pinned to one CPU).
 
 Run by `cargo xtask speed` inside the virtual environment it creates (d3rlpy 2.8.1, jax[cpu]).
 Prints one JSON object: {"d3rlpy": {algo: updates_per_s}, "jax": {algo: updates_per_s},
@@ -20,6 +20,13 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 )
+# The flags above do not hold XLA's CPU runtime to one thread: measured on an idle 2-core
+# machine (2026-12-02), jax 0.10.2 spent 22.5 s of CPU in 15.4 s of wall time, and its IQL
+# update ran at 450 updates/s free against 261 pinned to one core. So the whole process is
+# pinned to one CPU before torch or jax start their thread pools: one core each, as orl
+# (one thread, RAYON_NUM_THREADS=1) gets.
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import numpy as np
 

@@ -1,5 +1,5 @@
 //! `cargo xtask speed`: orl's update speed beside d3rlpy's and a jitted JAX update's, in one
-//! run on one machine, one thread each (issue 15's acceptance table).
+//! run on one machine, one thread each, the peers pinned to one CPU (issue 15's acceptance table).
 //!
 //! Shapes: HalfCheetah (obs 17, act 6), batch 256 (BCQ 100, each algorithm's own batch size
 //! from the registry), 256x256 networks (CQL too: orl's default is the paper's 3x256), CQL and BCQ with their
