@@ -228,16 +228,15 @@ impl Ziggurat {
 
     /// One draw from `bits` (see [`NpRandom::standard_normal`]).
     fn sample(&self, bits: &mut Pcg64) -> f64 {
-        let z = self;
         loop {
             let r = bits.next_u64();
             let idx = (r & 0xff) as usize;
             let r = r >> 8;
             let negative = r & 1 == 1;
             let m = (r >> 1) & 0x000f_ffff_ffff_ffff;
-            let x = m as f64 * z.w[idx];
+            let x = m as f64 * self.w[idx];
             let x = if negative { -x } else { x };
-            if m < z.k[idx] {
+            if m < self.k[idx] {
                 return x;
             }
             if idx == 0 {
@@ -255,7 +254,7 @@ impl Ziggurat {
                 }
             }
             let u = bits.next_f64();
-            if (z.f[idx - 1] - z.f[idx]) * u + z.f[idx] < libm::exp(-0.5 * x * x) {
+            if (self.f[idx - 1] - self.f[idx]) * u + self.f[idx] < libm::exp(-0.5 * x * x) {
                 return x;
             }
         }
