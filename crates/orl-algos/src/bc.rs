@@ -23,11 +23,11 @@ use orl_data::Batch;
 use orl_nets::engine::{
     CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params, PolicyHead,
 };
-use orl_nets::{AdamConfig, NetState, OptimState};
+use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use crate::common::{state_lists, 
     ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, discrete_indices, head_act,
     head_log_prob, mlp_layer_names, plain_policy, record_value,
 };
@@ -285,17 +285,9 @@ impl Algorithm for Bc {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        vec![("policy", &self.params)]
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        vec![("policy", &mut self.params)]
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        vec![("policy", &self.opt)]
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        vec![("policy", &mut self.opt)]
+    state_lists! {
+        nets ["policy" => params]
+        optims ["policy" => opt]
     }
     fn core(&self) -> &Core {
         &self.core

@@ -42,11 +42,11 @@ use orl_nets::engine::{
     Activation, CategoricalHead, FlatAdam, Input, Mlp, MlpCache, Params, ParamsBuilder, QCache,
     QNet, VaeCache, VaeNet,
 };
-use orl_nets::{AdamConfig, NetState, OptimState};
+use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use crate::common::{state_lists, 
     ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
     mlp_layer_names, record_value, repeat_rows_into, td_mse_grad,
 };
@@ -714,57 +714,17 @@ impl Algorithm for Bcq {
             (None, None) => return Ok(None),
         }))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        let mut v: Vec<(&'static str, &dyn NetState)> = vec![
-            ("critic", &self.critic_params),
-            ("critic_target", &self.critic_target),
-        ];
-        if let Some(c) = &self.cont {
-            v.push(("actor", &c.actor_params));
-            v.push(("actor_target", &c.actor_target));
-            v.push(("vae", &c.vae_params));
+    state_lists! {
+        nets ["critic" => critic_params, "critic_target" => critic_target]
+        if let Some(c) = cont {
+            "actor" => c.actor_params,
+            "actor_target" => c.actor_target,
+            "vae" => c.vae_params,
         }
-        if let Some(d) = &self.disc {
-            v.push(("imitation", &d.imitation_params));
-        }
-        v
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        let mut v: Vec<(&'static str, &mut dyn NetState)> = vec![
-            ("critic", &mut self.critic_params),
-            ("critic_target", &mut self.critic_target),
-        ];
-        if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.actor_params));
-            v.push(("actor_target", &mut c.actor_target));
-            v.push(("vae", &mut c.vae_params));
-        }
-        if let Some(d) = &mut self.disc {
-            v.push(("imitation", &mut d.imitation_params));
-        }
-        v
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        let mut v: Vec<(&'static str, &dyn OptimState)> = vec![("critic", &self.critic_opt)];
-        if let Some(c) = &self.cont {
-            v.push(("actor", &c.actor_opt));
-            v.push(("vae", &c.vae_opt));
-        }
-        if let Some(d) = &self.disc {
-            v.push(("imitation", &d.imitation_opt));
-        }
-        v
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        let mut v: Vec<(&'static str, &mut dyn OptimState)> = vec![("critic", &mut self.critic_opt)];
-        if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.actor_opt));
-            v.push(("vae", &mut c.vae_opt));
-        }
-        if let Some(d) = &mut self.disc {
-            v.push(("imitation", &mut d.imitation_opt));
-        }
-        v
+        if let Some(d) = disc { "imitation" => d.imitation_params }
+        optims ["critic" => critic_opt]
+        if let Some(c) = cont { "actor" => c.actor_opt, "vae" => c.vae_opt }
+        if let Some(d) = disc { "imitation" => d.imitation_opt }
     }
     fn core(&self) -> &Core {
         &self.core

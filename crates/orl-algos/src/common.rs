@@ -478,6 +478,59 @@ pub fn gather_actions(x: &Tensor, a: &Tensor) -> Result<Tensor> {
     Ok(x.gather(&a.unsqueeze(1)?, 1)?.squeeze(1)?)
 }
 
+/// Writes an algorithm's [`Algorithm::nets`], [`Algorithm::nets_mut`], [`Algorithm::optims`]
+/// and [`Algorithm::optims_mut`] from one list each of `"name" => field.path` entries (the
+/// checkpoint prefixes), so that the shared and the mutable lists cannot drift apart. A part
+/// that only some action kinds have (an `Option` field) adds its entries with
+/// `if let Some(x) = field { "name" => x.path, ... }` after the list:
+///
+/// ```text
+/// state_lists! {
+///     nets ["critic" => critic_params, "critic_target" => critic_target]
+///     if let Some(c) = cont { "actor" => c.actor_params }
+///     optims ["critic" => critic_opt]
+///     if let Some(c) = cont { "actor" => c.actor_opt }
+/// }
+/// ```
+macro_rules! state_lists {
+    (
+        nets [$($n:literal => $($np:ident).+),* $(,)?]
+        $(if let Some($nb:ident) = $nopt:ident { $($on:literal => $($onp:ident).+),* $(,)? })*
+        optims [$($m:literal => $($mp:ident).+),* $(,)?]
+        $(if let Some($mb:ident) = $mopt:ident { $($om:literal => $($omp:ident).+),* $(,)? })*
+    ) => {
+        #[allow(unused_mut, clippy::vec_init_then_push)]
+        fn nets(&self) -> Vec<(&'static str, &dyn orl_nets::NetState)> {
+            let mut v: Vec<(&'static str, &dyn orl_nets::NetState)> =
+                vec![$(($n, &self.$($np).+)),*];
+            $(if let Some($nb) = &self.$nopt { $(v.push(($on, &$($onp).+));)* })*
+            v
+        }
+        #[allow(unused_mut, clippy::vec_init_then_push)]
+        fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn orl_nets::NetState)> {
+            let mut v: Vec<(&'static str, &mut dyn orl_nets::NetState)> =
+                vec![$(($n, &mut self.$($np).+)),*];
+            $(if let Some($nb) = &mut self.$nopt { $(v.push(($on, &mut $($onp).+));)* })*
+            v
+        }
+        #[allow(unused_mut, clippy::vec_init_then_push)]
+        fn optims(&self) -> Vec<(&'static str, &dyn orl_nets::OptimState)> {
+            let mut v: Vec<(&'static str, &dyn orl_nets::OptimState)> =
+                vec![$(($m, &self.$($mp).+)),*];
+            $(if let Some($mb) = &self.$mopt { $(v.push(($om, &$($omp).+));)* })*
+            v
+        }
+        #[allow(unused_mut, clippy::vec_init_then_push)]
+        fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn orl_nets::OptimState)> {
+            let mut v: Vec<(&'static str, &mut dyn orl_nets::OptimState)> =
+                vec![$(($m, &mut self.$($mp).+)),*];
+            $(if let Some($mb) = &mut self.$mopt { $(v.push(($om, &mut $($omp).+));)* })*
+            v
+        }
+    };
+}
+pub(crate) use state_lists;
+
 /// An algorithm: updates from batches, acts, and saves/restores its complete training state.
 ///
 /// Observations given to [`Algorithm::act`] are in the same space as the batches' (normalised if
@@ -530,7 +583,8 @@ pub trait Algorithm: Send {
         Ok(None)
     }
 
-    /// Networks by name (tensor prefix in checkpoints).
+    /// Networks by name (tensor prefix in checkpoints). Implementations write the four
+    /// lists with `state_lists!` (one declaration).
     fn nets(&self) -> Vec<(&'static str, &dyn NetState)>;
     /// Networks by name, mutable (restoring), in the order of [`Algorithm::nets`].
     fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)>;

@@ -47,11 +47,11 @@ use orl_data::Batch;
 use orl_nets::engine::{
     FlatAdam, Params, QCache, QNet, TanhGaussianCache,
 };
-use orl_nets::{AdamConfig, NetState, OptimState};
+use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use crate::common::{state_lists, 
     ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices,
     mlp_layer_names, plain_policy, record_value, repeat_rows_into, scalar_param,
 };
@@ -590,47 +590,19 @@ impl Algorithm for Cql {
             )?,
         }))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        let mut v: Vec<(&'static str, &dyn NetState)> = vec![
-            ("critic", &self.critic_params),
-            ("critic_target", &self.critic_target),
-        ];
-        if let Some(c) = &self.cont {
-            v.push(("actor", &c.sac.params));
-            v.push(("log_alpha", &c.sac.log_alpha));
-            v.push(("log_alpha_prime", &c.log_alpha_prime));
+    state_lists! {
+        nets ["critic" => critic_params, "critic_target" => critic_target]
+        if let Some(c) = cont {
+            "actor" => c.sac.params,
+            "log_alpha" => c.sac.log_alpha,
+            "log_alpha_prime" => c.log_alpha_prime,
         }
-        v
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        let mut v: Vec<(&'static str, &mut dyn NetState)> = vec![
-            ("critic", &mut self.critic_params),
-            ("critic_target", &mut self.critic_target),
-        ];
-        if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.sac.params));
-            v.push(("log_alpha", &mut c.sac.log_alpha));
-            v.push(("log_alpha_prime", &mut c.log_alpha_prime));
+        optims ["critic" => critic_opt]
+        if let Some(c) = cont {
+            "actor" => c.sac.opt,
+            "log_alpha" => c.sac.alpha_opt,
+            "log_alpha_prime" => c.alpha_prime_opt,
         }
-        v
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        let mut v: Vec<(&'static str, &dyn OptimState)> = vec![("critic", &self.critic_opt)];
-        if let Some(c) = &self.cont {
-            v.push(("actor", &c.sac.opt));
-            v.push(("log_alpha", &c.sac.alpha_opt));
-            v.push(("log_alpha_prime", &c.alpha_prime_opt));
-        }
-        v
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        let mut v: Vec<(&'static str, &mut dyn OptimState)> = vec![("critic", &mut self.critic_opt)];
-        if let Some(c) = &mut self.cont {
-            v.push(("actor", &mut c.sac.opt));
-            v.push(("log_alpha", &mut c.sac.alpha_opt));
-            v.push(("log_alpha_prime", &mut c.alpha_prime_opt));
-        }
-        v
     }
     fn core(&self) -> &Core {
         &self.core

@@ -20,14 +20,14 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
+use orl_nets::AdamConfig;
 use orl_nets::engine::{FlatAdam, Params, QCache, QNet, argmax};
-use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
     Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
-    mlp_layer_names, plain_policy, record_value,
+    mlp_layer_names, plain_policy, record_value, state_lists,
 };
 use crate::error::Result;
 
@@ -285,23 +285,9 @@ impl Algorithm for Dqn {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        vec![
-            ("critic", &self.q_params),
-            ("critic_target", &self.q_target),
-        ]
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        vec![
-            ("critic", &mut self.q_params),
-            ("critic_target", &mut self.q_target),
-        ]
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        vec![("critic", &self.opt)]
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        vec![("critic", &mut self.opt)]
+    state_lists! {
+        nets ["critic" => q_params, "critic_target" => q_target]
+        optims ["critic" => opt]
     }
     fn core(&self) -> &Core {
         &self.core

@@ -36,11 +36,11 @@ use orl_nets::engine::{
     Activation, CategoricalHead, FlatAdam, GaussianHead, Input, Mlp, MlpCache, Params,
     PolicyHead, QCache, QNet,
 };
-use orl_nets::{AdamConfig, CosineSchedule, NetState, OptimState};
+use orl_nets::{AdamConfig, CosineSchedule};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use crate::common::{state_lists, 
     ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, head_act,
     head_log_prob, host_rows, mlp_layer_names, plain_policy, record_value,
 };
@@ -580,35 +580,14 @@ impl Algorithm for Iql {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        vec![
-            ("actor", &self.actor_params),
-            ("critic", &self.critic_params),
-            ("critic_target", &self.critic_target),
-            ("value", &self.value_params),
+    state_lists! {
+        nets [
+            "actor" => actor_params,
+            "critic" => critic_params,
+            "critic_target" => critic_target,
+            "value" => value_params,
         ]
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        vec![
-            ("actor", &mut self.actor_params),
-            ("critic", &mut self.critic_params),
-            ("critic_target", &mut self.critic_target),
-            ("value", &mut self.value_params),
-        ]
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        vec![
-            ("actor", &self.actor_opt),
-            ("critic", &self.critic_opt),
-            ("value", &self.value_opt),
-        ]
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        vec![
-            ("actor", &mut self.actor_opt),
-            ("critic", &mut self.critic_opt),
-            ("value", &mut self.value_opt),
-        ]
+        optims ["actor" => actor_opt, "critic" => critic_opt, "value" => value_opt]
     }
     fn core(&self) -> &Core {
         &self.core

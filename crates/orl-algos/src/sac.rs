@@ -24,14 +24,14 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
+use orl_nets::AdamConfig;
 use orl_nets::engine::{FlatAdam, Params, QCache, QNet, TanhGaussianCache, TanhGaussianHead};
-use orl_nets::{AdamConfig, NetState, OptimState};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
     Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
-    record_value, scalar_param, td_mse_grad,
+    record_value, scalar_param, state_lists, td_mse_grad,
 };
 use crate::error::Result;
 
@@ -474,34 +474,13 @@ impl Algorithm for Sac {
                 .policy_model(self.cfg.hidden.len(), &self.core.spec)?,
         ))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        vec![
-            ("actor", &self.actor.params),
-            ("critic", &self.critic_params),
-            ("critic_target", &self.critic_target),
-            ("log_alpha", &self.actor.log_alpha),
+    state_lists! {
+        nets [
+            "actor" => actor.params,
+            "critic" => critic_params,
+            "critic_target" => critic_target,
+            "log_alpha" => actor.log_alpha,
         ]
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        vec![
-            ("actor", &mut self.actor.params),
-            ("critic", &mut self.critic_params),
-            ("critic_target", &mut self.critic_target),
-            ("log_alpha", &mut self.actor.log_alpha),
-        ]
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        vec![
-            ("actor", &self.actor.opt),
-            ("critic", &self.critic_opt),
-            ("log_alpha", &self.actor.alpha_opt),
-        ]
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        vec![
-            ("actor", &mut self.actor.opt),
-            ("critic", &mut self.critic_opt),
-            ("log_alpha", &mut self.actor.alpha_opt),
-        ]
+        optims ["actor" => actor.opt, "critic" => critic_opt, "log_alpha" => actor.alpha_opt]
     }
 }

@@ -35,11 +35,11 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::engine::{DeterministicHead, FlatAdam, MlpCache, Params, QCache, QNet};
-use orl_nets::{AdamConfig, NetState, OptimState};
+use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use crate::common::{state_lists, 
     Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
     record_value, td_mse_grad,
 };
@@ -354,30 +354,14 @@ impl Algorithm for Td3Bc {
             &self.core.spec,
         )?))
     }
-    fn nets(&self) -> Vec<(&'static str, &dyn NetState)> {
-        vec![
-            ("actor", &self.actor_params),
-            ("actor_target", &self.actor_target),
-            ("critic", &self.critic_params),
-            ("critic_target", &self.critic_target),
+    state_lists! {
+        nets [
+            "actor" => actor_params,
+            "actor_target" => actor_target,
+            "critic" => critic_params,
+            "critic_target" => critic_target,
         ]
-    }
-    fn nets_mut(&mut self) -> Vec<(&'static str, &mut dyn NetState)> {
-        vec![
-            ("actor", &mut self.actor_params),
-            ("actor_target", &mut self.actor_target),
-            ("critic", &mut self.critic_params),
-            ("critic_target", &mut self.critic_target),
-        ]
-    }
-    fn optims(&self) -> Vec<(&'static str, &dyn OptimState)> {
-        vec![("actor", &self.actor_opt), ("critic", &self.critic_opt)]
-    }
-    fn optims_mut(&mut self) -> Vec<(&'static str, &mut dyn OptimState)> {
-        vec![
-            ("actor", &mut self.actor_opt),
-            ("critic", &mut self.critic_opt),
-        ]
+        optims ["actor" => actor_opt, "critic" => critic_opt]
     }
     fn core(&self) -> &Core {
         &self.core
