@@ -943,6 +943,54 @@ fn main_steps(cells: &[Value], pending: &[Pending]) -> BTreeMap<String, usize> {
     best.into_iter().map(|(a, (_, s))| (a, s)).collect()
 }
 
+/// The locomotion report's scale: D4RL's reference returns (`orl_envs::RefScores::d4rl`, Fu et
+/// al. 2020), so that its numbers stand beside the published ones, which use them.
+///
+/// A cell records `normalized` (and its curve) on the manifest's references, orl's own uniform
+/// random and expert behaviour policies, since those are what its dataset was built from. Here
+/// each cell's final score and every curve point are recomputed from their mean returns on
+/// D4RL's references; the manifest-scale score is kept beside it as `normalized_manifest`. A
+/// dataset whose environment D4RL has no references for keeps the manifest's.
+fn on_d4rl_scale(cells: &[Value], sets: &[Generated]) -> (Vec<Value>, Vec<Generated>) {
+    let refs = |d: &Generated| orl_envs::RefScores::d4rl(&d.env).map_or(d.refs, |r| (r.min, r.max));
+    let scale: BTreeMap<&str, (f64, f64)> =
+        sets.iter().map(|d| (d.name.as_str(), refs(d))).collect();
+    let cells = cells
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            let Some(&(lo, hi)) = c["dataset"].as_str().and_then(|n| scale.get(n)) else {
+                return c;
+            };
+            let norm = |r: &Value| r.as_f64().map(|r| 100.0 * (r - lo) / (hi - lo));
+            c["normalized_manifest"] = c["normalized"].clone();
+            if let Some(v) = norm(&c["return_mean"]) {
+                c["normalized"] = json!(v);
+            }
+            if let Some(pts) = c["curve"].as_array_mut() {
+                for p in pts {
+                    p["normalized_manifest"] = p["normalized"].clone();
+                    if let Some(v) = norm(&p["return"]) {
+                        p["normalized"] = json!(v);
+                    }
+                }
+            }
+            c
+        })
+        .collect();
+    let sets = sets
+        .iter()
+        .map(|d| Generated {
+            name: d.name.clone(),
+            env: d.env.clone(),
+            path: d.path.clone(),
+            refs: refs(d),
+            sha256: d.sha256.clone(),
+        })
+        .collect();
+    (cells, sets)
+}
+
 fn report(
     o: &Opts,
     cells: &[Value],
@@ -951,6 +999,15 @@ fn report(
     pending: &[Pending],
     wall: f64,
 ) -> Result<()> {
+    let manifest_sets = sets;
+    let rescored;
+    let (cells, sets): (&[Value], &[Generated]) =
+        if o.protocol == Protocol::Locomotion && o.dataset_dir.is_none() {
+            rescored = on_d4rl_scale(cells, sets);
+            (&rescored.0, &rescored.1)
+        } else {
+            (cells, sets)
+        };
     // (dataset, algo, steps) -> [(seed, score)]
     let mut by: BTreeMap<(String, String, usize), Vec<(u64, f64)>> = BTreeMap::new();
     for c in cells {
@@ -978,6 +1035,9 @@ fn report(
     let mut md = String::from("# bench-d4rl report\n\n");
     let refs_note = if o.dataset_dir.is_some() {
         "each file's reference returns (its metadata, else D4RL's published references for its environment)"
+    } else if o.protocol == Protocol::Locomotion {
+        "D4RL's reference returns (Fu et al. 2020, as the published scores use them; the table below gives them beside orl's own). \
+         `normalized_manifest` in `results.json` is the same score on orl's own references"
     } else {
         "each environment's reference returns (`datasets/manifest.json`: the uniform random and the expert behaviour policy, 100 episodes each; \
          datasets built from the committed behaviour policies in `datasets/policies/`)"
@@ -1051,6 +1111,28 @@ fn report(
             ));
         }
         md.push('\n');
+        if o.dataset_dir.is_none() {
+            md.push_str(
+                "Reference returns (random, expert) per environment: D4RL's, which the scores here use, and orl's own \
+                 (the manifest's: uniform random and expert behaviour policy on the v5 task, 100 episodes each):\n\n\
+                 | environment | D4RL random | D4RL expert | orl random | orl expert | orl expert / D4RL expert |\n|---|---|---|---|---|---|\n",
+            );
+            let mut seen = std::collections::BTreeSet::new();
+            for (d, m) in sets.iter().zip(manifest_sets) {
+                if seen.insert(d.env.clone()) {
+                    md.push_str(&format!(
+                        "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
+                        d.env,
+                        d.refs.0,
+                        d.refs.1,
+                        m.refs.0,
+                        m.refs.1,
+                        m.refs.1 / d.refs.1
+                    ));
+                }
+            }
+            md.push('\n');
+        }
     }
     md.push_str("| dataset | data |");
     for k in &o.algos {
@@ -1603,5 +1685,34 @@ mod tests {
         o = parse(&["--hidden".into(), "32".into()])?;
         assert_eq!(hidden_for(&o, &generated("h", "Hopper-v5", "")), 32);
         Ok(())
+    }
+
+    /// The locomotion report scores on D4RL's references: a cell's final score and each curve
+    /// point are recomputed from their returns, the manifest-scale score is kept beside them,
+    /// and an environment D4RL has no references for keeps the manifest's.
+    #[test]
+    fn locomotion_scores_are_rescaled_to_d4rl_s_references() {
+        let mut hop = generated("hopper-v5-medium", "Hopper-v5", "");
+        hop.refs = (0.0, 1000.0);
+        let mut pend = generated("pendulum-v1-medium", "Pendulum-v1", "");
+        pend.refs = (-1000.0, 0.0);
+        let cell = |d: &str, ret: f64, own: f64| {
+            json!({"dataset": d, "return_mean": ret, "normalized": own,
+                   "curve": [{"step": 10, "return": ret, "normalized": own}]})
+        };
+        let cells = [cell(&hop.name, 500.0, 50.0), cell(&pend.name, -500.0, 50.0)];
+        let (cells, sets) = on_d4rl_scale(&cells, &[hop, pend]);
+        let d4rl = 100.0 * (500.0 + 20.272305) / (3234.3 + 20.272305);
+        for v in [&cells[0]["normalized"], &cells[0]["curve"][0]["normalized"]] {
+            assert!(
+                (v.as_f64().unwrap_or(f64::NAN) - d4rl).abs() < 1e-9,
+                "{v} against {d4rl}"
+            );
+        }
+        assert_eq!(cells[0]["normalized_manifest"], json!(50.0));
+        assert_eq!(cells[0]["curve"][0]["normalized_manifest"], json!(50.0));
+        assert_eq!(sets[0].refs, (-20.272305, 3234.3));
+        assert_eq!(cells[1]["normalized"], json!(50.0));
+        assert_eq!(sets[1].refs, (-1000.0, 0.0));
     }
 }
