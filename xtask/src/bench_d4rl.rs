@@ -1305,7 +1305,7 @@ fn report(
             }
             continue;
         }
-        plot_curves(&path, &d.name, cells)
+        plot_curves(&path, &d.name, cells, data_score.get(&d.name).copied())
             .map_err(|e| anyhow::anyhow!("plotting {}: {e}", d.name))?;
     }
     let refs: Vec<Value> = sets
@@ -1332,8 +1332,10 @@ fn report(
 
 type PResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// Normalised score against updates, one line per algorithm (mean over seeds).
-fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
+/// Normalised score against updates, one line per algorithm (mean over seeds), and the
+/// dataset's own score (`data`, the mean return of its episodes) as a grey line: what an
+/// offline method starts from and should end above.
+fn plot_curves(path: &Path, dataset: &str, cells: &[Value], data: Option<f64>) -> PResult<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, crate::PLOT_FONT);
     let mut lines: BTreeMap<String, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for c in cells.iter().filter(|c| c["dataset"] == dataset) {
@@ -1371,7 +1373,11 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
         })
         .collect();
     let xs = pts.iter().flat_map(|p| p.1.iter().map(|q| q.0));
-    let ys: Vec<f64> = pts.iter().flat_map(|p| p.1.iter().map(|q| q.1)).collect();
+    let ys: Vec<f64> = pts
+        .iter()
+        .flat_map(|p| p.1.iter().map(|q| q.1))
+        .chain(data)
+        .collect();
     let xmax = xs.fold(1.0f64, f64::max);
     let ylo = ys.iter().copied().fold(0.0f64, f64::min) - 5.0;
     let yhi = ys.iter().copied().fold(100.0f64, f64::max) + 5.0;
@@ -1391,6 +1397,13 @@ fn plot_curves(path: &Path, dataset: &str, cells: &[Value]) -> PResult<()> {
             .y_desc("normalised score")
             .label_style(("sans-serif", 12))
             .draw()?;
+        if let Some(v) = data.filter(|v| v.is_finite()) {
+            let grey = RGBColor(70, 70, 70);
+            chart
+                .draw_series(LineSeries::new([(0.0, v), (xmax, v)], grey.stroke_width(1)))?
+                .label("data")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey));
+        }
         for (i, (algo, p)) in pts.iter().enumerate() {
             let color = Palette99::pick(i).mix(0.9);
             chart
