@@ -33,7 +33,10 @@
 //!    seed (`Recipe::eval_seed`); algorithms that do not support the
 //!    action kind (TD3+BC on discrete data) are skipped and marked `n/a`;
 //! 3. normalised score `100 (R - R_random) / (R_expert - R_random)` with the dataset's reference
-//!    returns (the random and expert behaviour policies over 100 episodes);
+//!    returns (the random and expert behaviour policies over 100 episodes); the locomotion
+//!    protocol's report rescales every score to D4RL's reference returns, as the published
+//!    numbers it stands beside use them (`on_d4rl_scale`; each cell keeps its manifest-scale
+//!    score as `normalized_manifest`);
 //! 4. `results.json` / `results.csv` (config, seed, steps, wall time, updates/s, versions per
 //!    cell), `report.md` (mean +- std over seeds per dataset and algorithm, averages per
 //!    environment and overall) and `curves/<dataset>.png` under `target/bench-d4rl/`.
