@@ -1846,22 +1846,14 @@ mod tests {
                 .unwrap_or_default()
                 .to_string()
         };
-        assert!(row("| hopper-v5-medium | iql").ends_with("| yes |"), "{md}");
-        assert!(
-            row("| hopper-v5-medium | td3bc").ends_with("| **no** |"),
-            "{md}"
-        );
-        assert!(
-            row("| hopper-v5-medium-replay | td3bc").ends_with("| yes |"),
-            "{md}"
-        );
-        assert!(
-            row("| hopper-v5-medium-replay | iql").ends_with("| **no** |"),
-            "{md}"
-        );
-        assert!(
-            row("| hopper-v5-medium-replay | cql").ends_with("| pending |"),
-            "{md}"
-        );
+        for (needle, verdict) in [
+            ("| hopper-v5-medium | iql", "| yes |"),
+            ("| hopper-v5-medium | td3bc", "| **no** |"),
+            ("| hopper-v5-medium-replay | td3bc", "| yes |"),
+            ("| hopper-v5-medium-replay | iql", "| **no** |"),
+            ("| hopper-v5-medium-replay | cql", "| pending |"),
+        ] {
+            assert!(row(needle).ends_with(verdict), "{needle}: {md}");
+        }
     }
 }
