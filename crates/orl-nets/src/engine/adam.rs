@@ -64,6 +64,33 @@ impl FlatAdam {
         self.grad.iter_mut().for_each(|g| *g = 0.0);
         &mut self.grad
     }
+    /// The gradient buffer itself (the CPU backend's gradient type).
+    pub(crate) fn grad_buf(&self) -> &Vec<f32> {
+        &self.grad
+    }
+    /// The gradient buffer itself, mutable.
+    pub(crate) fn grad_buf_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.grad
+    }
+    /// The segments it was built for.
+    pub(crate) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+    /// The first and second moments.
+    pub(crate) fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.m, &self.v)
+    }
+    /// The settings.
+    pub(crate) fn config(&self) -> &AdamConfig {
+        &self.cfg
+    }
+    /// Counts a step taken elsewhere (the candle backend's): returns this step's learning rate
+    /// and the new step count, as [`FlatAdam::step`] uses them.
+    pub(crate) fn begin_step(&mut self) -> (f64, usize) {
+        let lr = self.lr();
+        self.t += 1;
+        (lr, self.t)
+    }
     /// The gradient buffer (as the last backward passes left it).
     pub fn grad(&self) -> &[f32] {
         &self.grad

@@ -127,6 +127,11 @@ impl MlpCache {
     pub fn output(&self) -> &[f32] {
         self.outs.last().map_or(&[], Vec::as_slice)
     }
+    /// The last forward pass's output buffer itself (the CPU backend's buffer type).
+    pub(crate) fn output_buf(&self) -> &Vec<f32> {
+        static EMPTY: Vec<f32> = Vec::new();
+        self.outs.last().unwrap_or(&EMPTY)
+    }
     /// The buffer for `dL/d(output)` `[E, B, out]`: fill it, then call [`Mlp::backward`].
     pub fn dout_mut(&mut self) -> &mut [f32] {
         self.deltas.last_mut().map_or(&mut [], Vec::as_mut_slice)
@@ -250,6 +255,16 @@ impl Mlp {
     /// Number of linear layers.
     pub fn depth(&self) -> usize {
         self.layers.len()
+    }
+    /// Layer `l`'s weight and bias offsets in its [`Params`] and its widths `(w, b, in, out)`
+    /// (member `e`'s weight at `w + e * in * out`, its bias at `b + e * out`).
+    pub(crate) fn layer_layout(&self, l: usize) -> (usize, usize, usize, usize) {
+        let x = self.layers[l];
+        (x.w, x.b, x.input, x.output)
+    }
+    /// Layer `l`'s activation (ReLU, or the output activation for the last).
+    pub(crate) fn layer_activation(&self, l: usize) -> Activation {
+        self.activation(l, self.layers.len() - 1)
     }
 
     /// Forward pass of `batch` rows; the output is `cache.output()`, `[E, B, out]`.

@@ -16,6 +16,8 @@
 //! - [`VaeNet`]: BCQ's conditional VAE.
 //! - [`FlatAdam`]: Adam in place over a flat buffer, with the gradient buffer.
 //! - [`gemm`]: the one matrix product (`faer`, one thread).
+//! - [`backend`]: the same algorithm code on this engine ([`backend::Cpu`]) or on candle
+//!   tensors on any candle device ([`backend::Candle`]).
 //!
 //! Caches are sized on first use and reused: after the first update at a batch size, an
 //! update allocates nothing (`crates/orl-algos/tests/alloc.rs` counts). The losses and their
@@ -27,6 +29,7 @@
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
 
 mod adam;
+pub mod backend;
 mod critic;
 pub mod gemm;
 mod heads;

@@ -1,0 +1,216 @@
+//! Backends: where an algorithm's buffers live and what runs its network passes.
+//!
+//! ```text
+//! algorithm (losses, written once)          Backend
+//!   Map1 / Map2 kernels over S: Scalar  ->  Cpu:    S = f32, one fused pass over flat buffers
+//!   mlp_forward / mlp_backward          ->          the engine's Mlp (faer GEMM, reused caches)
+//!   adam_step                           ->          FlatAdam, in place
+//!                                           Candle: S = Expr (a whole tensor per op),
+//!                                                   candle matmuls on any candle device
+//! ```
+//!
+//! Why the trait sits at the level of networks and kernels, not single tensor ops: the CPU
+//! engine is fast because it fuses (bias and activation in one pass, a loss and its gradient
+//! in one loop) and reuses every buffer, and a per-op trait would force it back into one
+//! pass and one buffer per op. So each backend implements whole network passes and the
+//! optimizer, and the elementwise parts of the losses are written once as kernels generic over
+//! [`Scalar`]: the CPU backend applies a kernel element by element inside one loop, the candle
+//! backend applies it to whole tensors (one candle op per arithmetic operation), so the same
+//! algorithm code runs on candle's devices (CPU in the tests; CUDA and Metal behind the
+//! `cuda` / `metal` features).
+//!
+//! Both backends start from the same [`Params`] (same initial draws), and the parity tests check
+//! that they compute the same passes, gradients and updates.
+//!
+//! ```
+//! use orl_nets::engine::backend::{Backend, Candle, Cpu, Map2, Scalar};
+//! use orl_nets::engine::{Activation, Input, Mlp, Params};
+//! use rand::SeedableRng;
+//!
+//! /// `dL/dy` of `L = mean((y - t)^2)` over `n` values.
+//! struct MseGrad(f32);
+//! impl Map2 for MseGrad {
+//!     fn apply<S: Scalar>(&self, y: S, t: S) -> S {
+//!         (y - t).scale(2.0 * self.0)
+//!     }
+//! }
+//!
+//! fn grad_norm<B: Backend>(be: &B, host: &Params, mlp: &Mlp) -> f64 {
+//!     let p = be.place(host).unwrap();
+//!     let (mut x, mut t, mut dy, mut g) = Default::default();
+//!     be.upload(&[0.5, -1.0, 0.25, 2.0], 2, &mut x).unwrap(); // 2 rows of 2
+//!     be.upload(&[1.0, -1.0], 1, &mut t).unwrap();
+//!     let mut cache = B::Cache::default();
+//!     be.mlp_forward(mlp, &p, &x, Input::Shared, 2, &mut cache).unwrap();
+//!     be.map2(&MseGrad(0.5), be.mlp_output(&cache), &t, &mut dy).unwrap();
+//!     be.zeros_for(&p, &mut g).unwrap();
+//!     be.mlp_backward(mlp, &p, &x, Input::Shared, &mut cache, &dy, Some(&mut g), None).unwrap();
+//!     let mut host_g = Vec::new();
+//!     be.download(&g, &mut host_g).unwrap();
+//!     host_g.iter().map(|&v| f64::from(v * v)).sum::<f64>().sqrt()
+//! }
+//!
+//! let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+//! let mut host = Params::new();
+//! let mlp = Mlp::new(&mut host.builder("net", &mut rng), 2, &[8], 1, Activation::Identity).unwrap();
+//! let (cpu, candle) = (grad_norm(&Cpu, &host, &mlp), grad_norm(&Candle::cpu(), &host, &mlp));
+//! assert!((cpu - candle).abs() <= 1e-5 * cpu.max(1.0));
+//! ```
+
+use std::borrow::Cow;
+use std::ops::{Add, Mul, Sub};
+
+use crate::adam::AdamConfig;
+use crate::engine::mlp::{Input, Mlp};
+use crate::engine::params::Params;
+use crate::error::Result;
+use crate::state::{NetState, OptimState};
+
+mod candle;
+mod cpu;
+
+pub use self::candle::{Candle, CandleAdam, CandleMlpCache, CandleParams, Expr};
+pub use self::cpu::Cpu;
+
+/// The arithmetic a loss kernel may use: implemented by `f32` (one element) and by [`Expr`]
+/// (a whole candle tensor). Write a kernel once against it.
+pub trait Scalar: Clone + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+    /// `self * k`.
+    fn scale(self, k: f32) -> Self;
+    /// `self + k`.
+    fn shift(self, k: f32) -> Self;
+    /// `tanh(self)`.
+    fn tanh(self) -> Self;
+    /// `exp(self)`.
+    fn exp(self) -> Self;
+    /// `max(self, other)`.
+    fn max(self, other: Self) -> Self;
+    /// `min(self, other)`.
+    fn min(self, other: Self) -> Self;
+}
+
+impl Scalar for f32 {
+    #[inline(always)]
+    fn scale(self, k: f32) -> Self {
+        self * k
+    }
+    #[inline(always)]
+    fn shift(self, k: f32) -> Self {
+        self + k
+    }
+    #[inline(always)]
+    fn tanh(self) -> Self {
+        f32::tanh(self)
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        f32::max(self, other)
+    }
+    #[inline(always)]
+    fn min(self, other: Self) -> Self {
+        f32::min(self, other)
+    }
+}
+
+/// An elementwise kernel of one input: `out_i = apply(x_i)`.
+pub trait Map1 {
+    /// The kernel, for one element or one whole tensor.
+    fn apply<S: Scalar>(&self, x: S) -> S;
+}
+
+/// An elementwise kernel of two inputs of the same shape: `out_i = apply(a_i, b_i)`.
+pub trait Map2 {
+    /// The kernel, for one element or one whole tensor.
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S;
+}
+
+/// Multiplies by a constant (`Map1`): the action bound of a tanh head, a loss's `1/B`.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale(pub f32);
+
+impl Map1 for Scale {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.scale(self.0)
+    }
+}
+
+/// Where an algorithm's buffers live and what runs its network passes (see the module doc).
+///
+/// Buffers are row-major `f32` arrays: a batch `[B, d]`, a network's output `[E, B, out]`
+/// (stored as `E * B` rows), a gradient laid out as its network's [`Params`]. Every method writes
+/// into a destination the caller owns, so the CPU backend reuses its buffers and allocates
+/// nothing in steady state, while the candle backend replaces the tensor a destination holds.
+pub trait Backend: Send + Sync + 'static {
+    /// A row-major `f32` buffer on this backend.
+    type Buf: Default + Send;
+    /// A network's parameters on this backend (checkpoint names and layout as [`Params`]).
+    type Params: NetState + Send;
+    /// Adam's state for one network, with its gradient buffer.
+    type Adam: OptimState + Send;
+    /// What an [`Mlp`]'s forward pass keeps for its backward pass.
+    type Cache: Default + Send;
+
+    /// A short name for messages and records (`"cpu"`, `"candle"`).
+    fn name(&self) -> &'static str;
+    /// `host`'s parameters placed on this backend.
+    fn place(&self, host: &Params) -> Result<Self::Params>;
+    /// The parameters as a host [`Params`] (borrowed on the CPU backend, copied from the device
+    /// on others): for acting, exporting and the parity tests.
+    fn host_params<'a>(&self, p: &'a Self::Params) -> Result<Cow<'a, Params>>;
+    /// `out <- host` (`cols` values per row).
+    fn upload(&self, host: &[f32], cols: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- b`, row-major.
+    fn download(&self, b: &Self::Buf, out: &mut Vec<f32>) -> Result<()>;
+    /// `out <- 0`, shaped as `p`'s gradient.
+    fn zeros_for(&self, p: &Self::Params, out: &mut Self::Buf) -> Result<()>;
+
+    /// Adam for `p` (its moments and gradient zero).
+    fn adam(&self, p: &Self::Params, cfg: AdamConfig) -> Result<Self::Adam>;
+    /// The optimizer's gradient buffer, zeroed: backward passes add into it.
+    fn zero_grad<'a>(&self, opt: &'a mut Self::Adam) -> Result<&'a mut Self::Buf>;
+    /// The optimizer's gradient buffer as it is.
+    fn grad<'a>(&self, opt: &'a Self::Adam) -> &'a Self::Buf;
+    /// One Adam step on `p` from the optimizer's gradient; the gradient's norm when the
+    /// configuration clips it.
+    fn adam_step(&self, opt: &mut Self::Adam, p: &mut Self::Params) -> Result<Option<f64>>;
+
+    /// [`Mlp::forward`]: `x` `[B, in]` (shared) or `[E * B, in]` (per member).
+    fn mlp_forward(
+        &self,
+        mlp: &Mlp,
+        p: &Self::Params,
+        x: &Self::Buf,
+        input: Input,
+        batch: usize,
+        cache: &mut Self::Cache,
+    ) -> Result<()>;
+    /// The last forward pass's output `[E * B, out]`.
+    fn mlp_output<'a>(&self, cache: &'a Self::Cache) -> &'a Self::Buf;
+    /// [`Mlp::backward`] from `dout = dL/d(output)`: adds the parameter gradients into `grads`
+    /// when given and writes `dL/dx` into `dx` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn mlp_backward(
+        &self,
+        mlp: &Mlp,
+        p: &Self::Params,
+        x: &Self::Buf,
+        input: Input,
+        cache: &mut Self::Cache,
+        dout: &Self::Buf,
+        grads: Option<&mut Self::Buf>,
+        dx: Option<&mut Self::Buf>,
+    ) -> Result<()>;
+
+    /// `out <- k(x)` elementwise.
+    fn map1<K: Map1>(&self, k: &K, x: &Self::Buf, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- k(a, b)` elementwise (`a` and `b` of one shape).
+    fn map2<K: Map2>(&self, k: &K, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf)
+    -> Result<()>;
+    /// `sum_i k(a_i, b_i)`, accumulated in `f64` in element order on the CPU backend.
+    fn map2_sum<K: Map2>(&self, k: &K, a: &Self::Buf, b: &Self::Buf) -> Result<f64>;
+}

@@ -1,0 +1,192 @@
+//! The two backends compute the same network passes and Adam steps: an MLP's output, its
+//! parameter gradients and its input gradient (plain and ensemble, shared and per-member input),
+//! and Adam's updates with and without clipping, on [`Cpu`] (the engine) and on [`Candle`]
+//! (candle tensors, here on the CPU), from the same parameters.
+//!
+//! Tolerance: per buffer, `max |cpu - candle| <= 1e-5 * max(max |cpu|, 1e-3)`, the parity
+//! tests' tolerance (`orl-testkit`'s `parity`): both sides compute in `f32` with different
+//! summation orders.
+
+#![allow(clippy::unwrap_used)]
+
+use orl_nets::AdamConfig;
+use orl_nets::engine::backend::{Backend, Candle, Cpu, Map2, Scalar};
+use orl_nets::engine::{Activation, Input, Mlp, Params};
+use rand::{RngExt, SeedableRng};
+
+fn assert_close(case: &str, what: &str, cpu: &[f32], candle: &[f32]) {
+    assert_eq!(cpu.len(), candle.len(), "{case}: {what}: lengths");
+    let scale = cpu.iter().map(|v| f64::from(v.abs())).fold(1e-3, f64::max);
+    let err = cpu
+        .iter()
+        .zip(candle)
+        .map(|(a, b)| f64::from((a - b).abs()))
+        .fold(0.0, f64::max);
+    assert!(
+        err <= 1e-5 * scale,
+        "{case}: {what}: max error {err:e} against scale {scale:e}"
+    );
+}
+
+/// `dL/dy` of `L = sum_i w_i y_i^2 / 2` with fixed weights `w` (a loss that mixes the outputs).
+struct Weighted;
+impl Map2 for Weighted {
+    fn apply<S: Scalar>(&self, y: S, w: S) -> S {
+        y * w
+    }
+}
+
+/// Output, parameter gradient and (when asked) input gradient of one pass on backend `be`.
+fn pass<B: Backend>(
+    be: &B,
+    host: &Params,
+    mlp: &Mlp,
+    x: &[f32],
+    input: Input,
+    batch: usize,
+    w: &[f32],
+    with_dx: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let p = be.place(host).unwrap();
+    let (mut xb, mut wb, mut dy, mut g, mut dx) = Default::default();
+    be.upload(x, mlp.input_dim(), &mut xb).unwrap();
+    be.upload(w, mlp.output_dim(), &mut wb).unwrap();
+    let mut cache = B::Cache::default();
+    be.mlp_forward(mlp, &p, &xb, input, batch, &mut cache).unwrap();
+    be.map2(&Weighted, be.mlp_output(&cache), &wb, &mut dy).unwrap();
+    be.zeros_for(&p, &mut g).unwrap();
+    be.mlp_backward(
+        mlp,
+        &p,
+        &xb,
+        input,
+        &mut cache,
+        &dy,
+        Some(&mut g),
+        with_dx.then_some(&mut dx),
+    )
+    .unwrap();
+    let (mut out, mut gh, mut dxh) = (Vec::new(), Vec::new(), Vec::new());
+    be.download(be.mlp_output(&cache), &mut out).unwrap();
+    be.download(&g, &mut gh).unwrap();
+    if with_dx {
+        be.download(&dx, &mut dxh).unwrap();
+    }
+    (out, gh, dxh)
+}
+
+#[test]
+fn mlp_passes_agree_on_both_backends() {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+    let (obs, batch) = (5, 64);
+    for members in [None, Some(3)] {
+        for input in [Input::Shared, Input::PerMember] {
+            if members.is_none() && input == Input::PerMember {
+                continue;
+            }
+            for out_act in [Activation::Identity, Activation::Tanh] {
+                let mut host = Params::new();
+                let mut pb = host.builder("net", &mut rng);
+                let mlp = match members {
+                    None => Mlp::new(&mut pb, obs, &[32, 16], 2, out_act),
+                    Some(e) => Mlp::ensemble(&mut pb, e, obs, &[32, 16], 2, out_act),
+                }
+                .unwrap();
+                let e = mlp.members();
+                let rows = if input == Input::Shared { batch } else { e * batch };
+                let x: Vec<f32> = (0..rows * obs).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let w: Vec<f32> = (0..e * batch * 2).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let case = format!("members {members:?}, {input:?}, {out_act:?}");
+                let a = pass(&Cpu, &host, &mlp, &x, input, batch, &w, true);
+                let b = pass(&Candle::cpu(), &host, &mlp, &x, input, batch, &w, true);
+                assert_close(&case, "output", &a.0, &b.0);
+                assert_close(&case, "parameter gradient", &a.1, &b.1);
+                assert!(a.1.iter().any(|&v| v != 0.0), "{case}: zero gradient");
+                assert_close(&case, "input gradient", &a.2, &b.2);
+                // Without dx the parameter gradients are the same.
+                let c = pass(&Candle::cpu(), &host, &mlp, &x, input, batch, &w, false);
+                assert_close(&case, "parameter gradient without dx", &a.1, &c.1);
+            }
+        }
+    }
+}
+
+/// Ten Adam steps from the same gradient sequence on both backends.
+fn adam_run<B: Backend>(be: &B, host: &Params, cfg: AdamConfig, grads: &[Vec<f32>]) -> (Vec<f32>, Vec<Option<f64>>) {
+    let mut p = be.place(host).unwrap();
+    let mut opt = be.adam(&p, cfg).unwrap();
+    let mut norms = Vec::new();
+    for g in grads {
+        let buf = be.zero_grad(&mut opt).unwrap();
+        be.upload(g, 1, buf).unwrap();
+        norms.push(be.adam_step(&mut opt, &mut p).unwrap());
+    }
+    (be.host_params(&p).unwrap().data().to_vec(), norms)
+}
+
+#[test]
+fn adam_steps_agree_on_both_backends() {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
+    let mut host = Params::new();
+    Mlp::new(&mut host.builder("q", &mut rng), 4, &[16], 1, Activation::Identity).unwrap();
+    let grads: Vec<Vec<f32>> = (0..10)
+        .map(|_| (0..host.len()).map(|_| rng.random_range(-3.0..3.0)).collect())
+        .collect();
+    for (case, cfg) in [
+        ("plain", AdamConfig::with_lr(1e-2)),
+        (
+            "clipped, weight decay",
+            AdamConfig {
+                max_grad_norm: Some(1.0),
+                weight_decay: 0.1,
+                ..AdamConfig::with_lr(1e-2)
+            },
+        ),
+    ] {
+        let (a, na) = adam_run(&Cpu, &host, cfg.clone(), &grads);
+        let (b, nb) = adam_run(&Candle::cpu(), &host, cfg, &grads);
+        assert_close(case, "parameters after 10 steps", &a, &b);
+        assert_ne!(a, host.data(), "{case}: Adam did not move the parameters");
+        for (x, y) in na.iter().zip(&nb) {
+            match (x, y) {
+                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-5 * x.max(1e-3), "{case}: norm {x} vs {y}"),
+                (None, None) => {}
+                _ => panic!("{case}: one backend clipped, the other did not"),
+            }
+        }
+    }
+}
+
+#[test]
+fn candle_parameters_and_moments_round_trip_through_named_tensors() {
+    use orl_nets::{NetState, OptimState};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+    let mut host = Params::new();
+    Mlp::new(&mut host.builder("pi", &mut rng), 3, &[8], 2, Activation::Tanh).unwrap();
+    let be = Candle::cpu();
+    let mut p = be.place(&host).unwrap();
+    let mut opt = be.adam(&p, AdamConfig::with_lr(1e-2)).unwrap();
+    let g: Vec<f32> = (0..host.len()).map(|i| (i as f32 * 0.37).sin()).collect();
+    be.upload(&g, 1, be.zero_grad(&mut opt).unwrap()).unwrap();
+    be.adam_step(&mut opt, &mut p).unwrap();
+    // The candle state saved under the engine's names loads into the engine and back.
+    let named: std::collections::HashMap<_, _> = p.named_tensors("").into_iter().collect();
+    let moments: std::collections::HashMap<_, _> = opt.named_state("").into_iter().collect();
+    let mut cpu = host.clone();
+    cpu.load_named(&named, "").unwrap();
+    assert_eq!(cpu.data(), be.host_params(&p).unwrap().data());
+    let mut fresh = be.place(&host).unwrap();
+    fresh.load_named(&named, "").unwrap();
+    assert_eq!(be.host_params(&fresh).unwrap().data(), cpu.data());
+    let mut opt2 = be.adam(&fresh, AdamConfig::with_lr(1e-2)).unwrap();
+    opt2.load_state(&moments, "", opt.steps()).unwrap();
+    assert_eq!(opt2.steps(), 1);
+    let mut engine_opt = Cpu.adam(&cpu, AdamConfig::with_lr(1e-2)).unwrap();
+    engine_opt.load_state(&moments, "", 1).unwrap();
+    // One more identical step on each side stays equal.
+    be.upload(&g, 1, be.zero_grad(&mut opt2).unwrap()).unwrap();
+    be.adam_step(&mut opt2, &mut fresh).unwrap();
+    Cpu.upload(&g, 1, Cpu.zero_grad(&mut engine_opt).unwrap()).unwrap();
+    Cpu.adam_step(&mut engine_opt, &mut cpu).unwrap();
+    assert_close("round trip", "second step", cpu.data(), be.host_params(&fresh).unwrap().data());
+}
