@@ -20,6 +20,7 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
+use orl_nets::engine::backend::{Backend, Candle, Cpu, Map2, Scalar};
 use orl_nets::engine::{
     CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params, PolicyHead,
 };
@@ -31,9 +32,9 @@ use crate::common::{state_lists,
     ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, discrete_indices, head_act,
     head_log_prob, mlp_layer_names, plain_policy, record_value,
 };
-use crate::error::Result;
+use crate::error::{AlgoError, Result};
 use crate::registry::{
-    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
+    AlgoConfig, AlgoInfo, Compute, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
     resolve,
 };
 use crate::validate as v;
@@ -95,42 +96,115 @@ pub static INFO: AlgoInfo = AlgoInfo {
     fit_to_run: fixed_length,
     test_config: || serde_json::json!({"hidden": [32, 32]}),
     resolve: |v| resolve::<BcConfig>("bc", v),
-    build: |spec, cfg, seed, device| {
-        Ok(Box::new(Bc::new(
-            spec,
-            parse_config("bc", cfg)?,
-            seed,
-            device,
-        )?))
+    build: |spec, cfg, seed, compute| {
+        let cfg = parse_config("bc", cfg)?;
+        Ok(match compute {
+            Compute::Engine(device) => Box::new(Bc::new(spec, cfg, seed, device)?),
+            Compute::Candle(device) => Box::new(Bc::new_on(
+                Candle::new(device.clone()),
+                spec,
+                cfg,
+                seed,
+                device,
+            )?),
+        })
     },
 };
 
+/// `dL/dpi = 2 (pi - a) / (B A)` of the MSE loss (`Map2` over the actions `pi` and `a`).
+struct MseGrad {
+    /// `1 / (B A)`.
+    scale: f32,
+}
+
+impl Map2 for MseGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, pi: S, a: S) -> S {
+        (pi - a).scale(2.0).scale(self.scale)
+    }
+}
+
+/// `(pi - a)^2`, summed into the MSE loss.
+struct SquaredError;
+
+impl Map2 for SquaredError {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, pi: S, a: S) -> S {
+        let d = pi - a;
+        d.clone() * d
+    }
+}
+
 /// Buffers reused by every update (sized by the first one).
+struct Scratch<B: Backend> {
+    /// The backend's copies of the batch's observations and actions.
+    s: B::Buf,
+    a: B::Buf,
+    cache: B::Cache,
+    /// The policy's actions (MSE) on the backend.
+    pi: B::Buf,
+    /// `dL/dpi` and `dL/d tanh(f(s))` on the backend.
+    dpi: B::Buf,
+    dnet: B::Buf,
+    /// The engine's buffers of the NLL and cross-entropy losses (CPU only).
+    host: HostScratch,
+}
+
+impl<B: Backend> Default for Scratch<B> {
+    fn default() -> Self {
+        Self {
+            s: B::Buf::default(),
+            a: B::Buf::default(),
+            cache: B::Cache::default(),
+            pi: B::Buf::default(),
+            dpi: B::Buf::default(),
+            dnet: B::Buf::default(),
+            host: HostScratch::default(),
+        }
+    }
+}
+
 #[derive(Default)]
-struct Scratch {
+struct HostScratch {
     cache: MlpCache,
-    /// Actions, means or log-probabilities of the batch.
+    /// Means or log-probabilities of the batch.
     out: Vec<f32>,
-    /// `dL/d(output)` or `dL/d log pi`.
+    /// `dL/d log pi`.
     dout: Vec<f32>,
     lp: Vec<f32>,
     idx: Vec<u32>,
 }
 
-/// Behavioural cloning.
-pub struct Bc {
+/// Behavioural cloning, on the CPU engine ([`Cpu`], the default) or another
+/// [`Backend`] ([`Bc::new_on`]).
+pub struct Bc<B: Backend = Cpu> {
+    be: B,
     cfg: BcConfig,
     core: Core,
     net: PolicyHead,
-    params: Params,
-    opt: FlatAdam,
-    scratch: Scratch,
+    params: B::Params,
+    opt: B::Adam,
+    scratch: Scratch<B>,
     act_cache: MlpCache,
 }
 
-impl Bc {
-    /// Builds the policy network for `spec`, initialised from `seed`.
+impl Bc<Cpu> {
+    /// Builds the policy network for `spec` on the CPU engine, initialised from `seed`.
     pub fn new(spec: Spec, cfg: BcConfig, seed: u64, device: &candle_core::Device) -> Result<Self> {
+        Self::new_on(Cpu, spec, cfg, seed, device)
+    }
+}
+
+impl<B: Backend> Bc<B> {
+    /// Builds the policy network for `spec` on backend `be`, initialised from `seed` (the same
+    /// initial parameters on every backend). Off the CPU engine only the MSE loss runs so far.
+    pub fn new_on(
+        be: B,
+        spec: Spec,
+        cfg: BcConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
         let mut params = Params::new();
@@ -163,8 +237,17 @@ impl Bc {
                 )?),
             }
         };
-        let opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
+        if !matches!(net, PolicyHead::Deterministic(_)) && !is_engine::<B>() {
+            return Err(AlgoError::Config(format!(
+                "bc: the {} backend runs the MSE loss only so far (bc.loss = \"mse\", continuous \
+                 actions); the NLL and cross-entropy losses run on the CPU engine",
+                be.name()
+            )));
+        }
+        let params = be.place(&params)?;
+        let opt = be.adam(&params, AdamConfig::with_lr(cfg.lr))?;
         Ok(Self {
+            be,
             cfg,
             core: Core::new(spec, seed, device),
             net,
@@ -180,55 +263,23 @@ impl Bc {
     fn loss_and_grad(&mut self, batch: &Batch) -> Result<f64> {
         check_batch(batch, &self.core.spec)?;
         let bsz = batch.batch_size;
-        let (s, a) = (&batch.observations, &batch.actions);
+        let be = &self.be;
         let sc = &mut self.scratch;
-        let g = self.opt.zero_grad();
         let p = &self.params;
-        Ok(match &self.net {
-            PolicyHead::Deterministic(h) => {
-                let d = h.act_dim();
-                sc.out.resize(bsz * d, 0.0);
-                sc.dout.resize(bsz * d, 0.0);
-                h.forward(p, s, bsz, &mut sc.cache, &mut sc.out);
-                let scale = 1.0 / (bsz * d) as f32;
-                let mut loss = 0.0f64;
-                for ((dout, &pi), &a) in sc.dout.iter_mut().zip(&sc.out).zip(a) {
-                    let diff = pi - a;
-                    loss += f64::from(diff * diff);
-                    *dout = 2.0 * diff * scale;
-                }
-                h.backward(p, s, &sc.dout, &mut sc.cache, g);
-                loss * f64::from(scale)
-            }
-            PolicyHead::Gaussian(h) => {
-                let d = h.act_dim();
-                sc.out.resize(bsz * d, 0.0);
-                sc.lp.resize(bsz, 0.0);
-                sc.dout.clear();
-                sc.dout.resize(bsz, -1.0 / bsz as f32);
-                h.mean(p, s, bsz, &mut sc.cache, &mut sc.out);
-                h.log_prob(p, a, &sc.cache, &mut sc.lp);
-                h.log_prob_backward(p, s, a, &sc.dout, &mut sc.cache, g);
-                -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64
-            }
-            PolicyHead::Categorical(h) => {
-                let n = h.n();
-                discrete_indices(batch, n, &mut sc.idx)?;
-                sc.out.resize(bsz * n, 0.0);
-                sc.dout.clear();
-                sc.dout.resize(bsz, -1.0 / bsz as f32);
-                h.log_probs(p, s, bsz, &mut sc.cache, &mut sc.out);
-                let loss = -sc
-                    .idx
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &k)| f64::from(sc.out[b * n + k as usize]))
-                    .sum::<f64>()
-                    / bsz as f64;
-                h.log_prob_backward(p, s, &sc.idx, &sc.dout, &sc.out, &mut sc.cache, g);
-                loss
-            }
-        })
+        let h = match &self.net {
+            PolicyHead::Deterministic(h) => h,
+            head => return host_loss_and_grad(head, p, &mut self.opt, batch, &mut sc.host),
+        };
+        let d = h.act_dim();
+        be.upload(&batch.observations, self.core.spec.obs_dim, &mut sc.s)?;
+        be.upload(&batch.actions, d, &mut sc.a)?;
+        h.forward_on(be, p, &sc.s, bsz, &mut sc.cache, &mut sc.pi)?;
+        let scale = 1.0 / (bsz * d) as f32;
+        let loss = be.map2_sum(&SquaredError, &sc.pi, &sc.a)?;
+        be.map2(&MseGrad { scale }, &sc.pi, &sc.a, &mut sc.dpi)?;
+        let g = be.zero_grad(&mut self.opt)?;
+        h.backward_on(be, p, &sc.s, &sc.dpi, &mut sc.cache, &mut sc.dnet, g)?;
+        Ok(loss * f64::from(scale))
     }
 
     /// Every loss of an update and its gradients at the current parameters, without changing
@@ -236,17 +287,81 @@ impl Bc {
     /// tests against candle's autograd.
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<crate::common::Probe>> {
         let loss = self.loss_and_grad(batch)?;
+        let mut grad = Vec::new();
+        self.be.download(self.be.grad(&self.opt), &mut grad)?;
         Ok(vec![crate::common::Probe::new(
             "actor_loss",
             loss,
             "policy",
-            &self.params,
-            self.opt.grad(),
+            &*self.be.host_params(&self.params)?,
+            &grad,
         )])
     }
 }
 
-impl Algorithm for Bc {
+/// Whether `B` is the CPU engine, whose parameters are the host [`Params`] themselves.
+fn is_engine<B: Backend>() -> bool {
+    std::any::TypeId::of::<B::Params>() == std::any::TypeId::of::<Params>()
+}
+
+/// The NLL and cross-entropy losses, on the CPU engine's own buffers (their heads are not yet
+/// written against the backend trait; [`Bc::new_on`] refuses them on other backends).
+fn host_loss_and_grad<P: 'static, A: 'static>(
+    head: &PolicyHead,
+    p: &P,
+    opt: &mut A,
+    batch: &Batch,
+    sc: &mut HostScratch,
+) -> Result<f64> {
+    let (Some(p), Some(opt)) = (
+        (p as &dyn std::any::Any).downcast_ref::<Params>(),
+        (opt as &mut dyn std::any::Any).downcast_mut::<FlatAdam>(),
+    ) else {
+        return Err(AlgoError::Config(
+            "bc: the NLL and cross-entropy losses run on the CPU engine only".into(),
+        ));
+    };
+    let bsz = batch.batch_size;
+    let (s, a) = (&batch.observations, &batch.actions);
+    let g = opt.zero_grad();
+    Ok(match head {
+        PolicyHead::Gaussian(h) => {
+            let d = h.act_dim();
+            sc.out.resize(bsz * d, 0.0);
+            sc.lp.resize(bsz, 0.0);
+            sc.dout.clear();
+            sc.dout.resize(bsz, -1.0 / bsz as f32);
+            h.mean(p, s, bsz, &mut sc.cache, &mut sc.out);
+            h.log_prob(p, a, &sc.cache, &mut sc.lp);
+            h.log_prob_backward(p, s, a, &sc.dout, &mut sc.cache, g);
+            -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64
+        }
+        PolicyHead::Categorical(h) => {
+            let n = h.n();
+            discrete_indices(batch, n, &mut sc.idx)?;
+            sc.out.resize(bsz * n, 0.0);
+            sc.dout.clear();
+            sc.dout.resize(bsz, -1.0 / bsz as f32);
+            h.log_probs(p, s, bsz, &mut sc.cache, &mut sc.out);
+            let loss = -sc
+                .idx
+                .iter()
+                .enumerate()
+                .map(|(b, &k)| f64::from(sc.out[b * n + k as usize]))
+                .sum::<f64>()
+                / bsz as f64;
+            h.log_prob_backward(p, s, &sc.idx, &sc.dout, &sc.out, &mut sc.cache, g);
+            loss
+        }
+        PolicyHead::Deterministic(_) => {
+            return Err(AlgoError::Config(
+                "bc: the MSE loss runs through the backend".into(),
+            ));
+        }
+    })
+}
+
+impl<B: Backend> Algorithm for Bc<B> {
     fn name(&self) -> &'static str {
         "bc"
     }
@@ -257,14 +372,14 @@ impl Algorithm for Bc {
         let loss = self.loss_and_grad(batch)?;
         let mut m = Metrics::new();
         record_value(&mut m, self.core.steps, "actor_loss", loss)?;
-        self.opt.step(&mut self.params)?;
+        self.be.adam_step(&mut self.opt, &mut self.params)?;
         self.core.steps += 1;
         Ok(m)
     }
     fn act(&mut self, s: &Tensor, deterministic: bool) -> Result<Tensor> {
         head_act(
             &self.net,
-            &self.params,
+            &*self.be.host_params(&self.params)?,
             s,
             &mut self.act_cache,
             deterministic,
@@ -272,7 +387,13 @@ impl Algorithm for Bc {
         )
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
-        head_log_prob(&self.net, &self.params, s, a, &mut self.act_cache)
+        head_log_prob(
+            &self.net,
+            &*self.be.host_params(&self.params)?,
+            s,
+            a,
+            &mut self.act_cache,
+        )
     }
     fn q_value(&self, _s: &Tensor, _a: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
@@ -280,7 +401,7 @@ impl Algorithm for Bc {
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let names = mlp_layer_names("policy.net.", self.cfg.hidden.len() + 1);
         Ok(Some(plain_policy(
-            &self.params.named_tensors(""),
+            &self.be.host_params(&self.params)?.named_tensors(""),
             &names,
             &self.core.spec,
         )?))

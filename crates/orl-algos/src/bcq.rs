@@ -141,7 +141,8 @@ pub static INFO: AlgoInfo = AlgoInfo {
     fit_to_run: fixed_length,
     test_config: || serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10}),
     resolve: |v| resolve::<BcqConfig>("bcq", v),
-    build: |spec, cfg, seed, device| {
+    build: |spec, cfg, seed, compute| {
+        let device = compute.engine_device("bcq")?;
         Ok(Box::new(Bcq::new(
             spec,
             parse_config("bcq", cfg)?,

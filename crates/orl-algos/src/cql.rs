@@ -160,7 +160,8 @@ pub static INFO: AlgoInfo = AlgoInfo {
     fit_to_run: fixed_length,
     test_config: || serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20}),
     resolve: |v| resolve::<CqlConfig>("cql", v),
-    build: |spec, cfg, seed, device| {
+    build: |spec, cfg, seed, compute| {
+        let device = compute.engine_device("cql")?;
         Ok(Box::new(Cql::new(
             spec,
             parse_config("cql", cfg)?,

@@ -140,7 +140,8 @@ pub static INFO: AlgoInfo = AlgoInfo {
     },
     test_config: || serde_json::json!({"hidden": [32, 32], "actor_cosine_steps": 1000}),
     resolve: |v| resolve::<IqlConfig>("iql", v),
-    build: |spec, cfg, seed, device| {
+    build: |spec, cfg, seed, compute| {
+        let device = compute.engine_device("iql")?;
         Ok(Box::new(Iql::new(
             spec,
             parse_config("iql", cfg)?,

@@ -72,7 +72,7 @@ pub use recipe::{
     DEFAULT_REPLAY_SEGMENT, DatasetRef, FINAL_EVAL, Recipe, RecipeRequest, RewardChoice, check_env,
     eval_env_of, spec_of,
 };
-pub use registry::{AlgoConfig, AlgoInfo, AlgoKind, RewardRecipe, build, parse_config};
+pub use registry::{AlgoConfig, AlgoInfo, AlgoKind, Compute, RewardRecipe, build, parse_config};
 pub use sac::{Sac, SacConfig};
 pub use td3bc::{Td3Bc, Td3BcConfig};
 pub use trainer::{

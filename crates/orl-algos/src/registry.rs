@@ -29,8 +29,32 @@ pub enum RewardRecipe {
     ReturnRange,
 }
 
-/// `(spec, config, seed, device) -> algorithm`: how a registry entry builds its algorithm.
-pub type BuildFn = fn(Spec, &Value, u64, &Device) -> Result<Box<dyn Algorithm>>;
+/// `(spec, config, seed, compute) -> algorithm`: how a registry entry builds its algorithm.
+pub type BuildFn = fn(Spec, &Value, u64, &Compute) -> Result<Box<dyn Algorithm>>;
+
+/// What runs an algorithm's updates (`orl_nets::engine::backend`).
+#[derive(Debug, Clone)]
+pub enum Compute {
+    /// The CPU engine (fused, allocation-free); actions and metrics as tensors on `Device`.
+    Engine(Device),
+    /// candle tensors on `Device` (CPU in the tests; CUDA or Metal behind the `cuda` / `metal`
+    /// features). So far only BC's MSE loss is written against the backend trait; the other
+    /// algorithms answer [`Compute::engine_device`]'s error.
+    Candle(Device),
+}
+
+impl Compute {
+    /// The device of an algorithm that runs on the CPU engine only, or an error naming `algo`.
+    pub fn engine_device(&self, algo: &str) -> Result<&Device> {
+        match self {
+            Self::Engine(d) => Ok(d),
+            Self::Candle(_) => Err(AlgoError::Config(format!(
+                "{algo} runs on the CPU engine only: its losses are not yet written against \
+                 orl_nets::engine::backend (BC's MSE loss is)"
+            ))),
+        }
+    }
+}
 
 /// What the registry knows of one algorithm. Each algorithm file declares its own
 /// `pub static INFO: AlgoInfo`.
@@ -142,7 +166,8 @@ impl AlgoKind {
     pub fn reduced_config(self, hidden: usize, steps: usize) -> Value {
         (self.0.reduced)(hidden, steps)
     }
-    /// Builds the algorithm ([`AlgoInfo::build`]); `config` `None` means the defaults.
+    /// Builds the algorithm ([`AlgoInfo::build`]) on the CPU engine; `config` `None` means the
+    /// defaults.
     pub fn build(
         self,
         spec: Spec,
@@ -150,9 +175,19 @@ impl AlgoKind {
         seed: u64,
         device: &Device,
     ) -> Result<Box<dyn Algorithm>> {
+        self.build_on(spec, config, seed, &Compute::Engine(device.clone()))
+    }
+    /// [`AlgoKind::build`] on the backend `compute` names.
+    pub fn build_on(
+        self,
+        spec: Spec,
+        config: Option<&Value>,
+        seed: u64,
+        compute: &Compute,
+    ) -> Result<Box<dyn Algorithm>> {
         spec.validate()?;
         let empty = Value::Object(Default::default());
-        (self.0.build)(spec, config.unwrap_or(&empty), seed, device)
+        (self.0.build)(spec, config.unwrap_or(&empty), seed, compute)
     }
 }
 

@@ -124,7 +124,8 @@ pub static INFO: AlgoInfo = AlgoInfo {
     fit_to_run: fixed_length,
     test_config: || serde_json::json!({"hidden": [32, 32]}),
     resolve: |v| resolve::<Td3BcConfig>("td3bc", v),
-    build: |spec, cfg, seed, device| {
+    build: |spec, cfg, seed, compute| {
+        let device = compute.engine_device("td3bc")?;
         Ok(Box::new(Td3Bc::new(
             spec,
             parse_config("td3bc", cfg)?,

@@ -9,10 +9,19 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use orl_algos::{AlgoKind, Algorithm, Spec, build};
+use orl_algos::{AlgoKind, Algorithm, Compute, Spec, build};
 use orl_data::{ActionSpace, Batch, Replay, ReplayConfig};
 
 fn setup(kind: AlgoKind, discrete: bool, seed: u64) -> (Box<dyn Algorithm>, Replay) {
+    setup_on(kind, discrete, seed, &Compute::Engine(Device::Cpu))
+}
+
+fn setup_on(
+    kind: AlgoKind,
+    discrete: bool,
+    seed: u64,
+    compute: &Compute,
+) -> (Box<dyn Algorithm>, Replay) {
     let (spec, space) = if discrete {
         (Spec::discrete(4, 3), ActionSpace::Discrete { n: 3 })
     } else {
@@ -27,14 +36,9 @@ fn setup(kind: AlgoKind, discrete: bool, seed: u64) -> (Box<dyn Algorithm>, Repl
     };
     let ds = common::synthetic(4, space, 20, 25, 7);
     let replay = Replay::new(ds, ReplayConfig::default(), 11).unwrap();
-    let algo = build(
-        kind,
-        spec,
-        Some(&common::small_config(kind)),
-        seed,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let algo = kind
+        .build_on(spec, Some(&common::small_config(kind)), seed, compute)
+        .unwrap();
     (algo, replay)
 }
 
@@ -64,32 +68,44 @@ fn params(algo: &dyn Algorithm) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
+/// The harness below runs on both backends: the candle backend's cases are those that build
+/// there, and BC's MSE loss is one of them (the harness would otherwise test the engine alone).
+#[test]
+fn the_harness_covers_the_candle_backend() {
+    let on_candle: Vec<_> = common::backend_cases()
+        .into_iter()
+        .filter(|(_, _, c)| matches!(c, Compute::Candle(_)))
+        .map(|(k, d, _)| (k, d))
+        .collect();
+    assert!(on_candle.contains(&(AlgoKind::BC, false)), "{on_candle:?}");
+}
+
 #[test]
 fn losses_stay_finite_over_a_few_hundred_updates() {
-    for (kind, discrete) in common::cases() {
-        let (mut algo, mut replay) = setup(kind, discrete, 0);
+    for (kind, discrete, compute) in common::backend_cases() {
+        let (mut algo, mut replay) = setup_on(kind, discrete, 0, &compute);
         let mut last = None;
         for _ in 0..300 {
             let m = algo
                 .update(&replay.sample(32))
-                .unwrap_or_else(|e| panic!("{kind:?} discrete={discrete}: {e}"));
+                .unwrap_or_else(|e| panic!("{kind:?} discrete={discrete} {compute:?}: {e}"));
             assert!(!m.is_empty());
             assert!(
                 m.values().all(|v| v.is_finite()),
-                "{kind:?} discrete={discrete}: {m:?}"
+                "{kind:?} discrete={discrete} {compute:?}: {m:?}"
             );
             last = Some(m);
         }
         assert_eq!(algo.steps(), 300);
-        eprintln!("{kind:?} discrete={discrete}: {last:?}");
+        eprintln!("{kind:?} discrete={discrete} {compute:?}: {last:?}");
     }
 }
 
 #[test]
 fn save_then_load_gives_identical_actions() {
     let dir = tempfile::tempdir().unwrap();
-    for (kind, discrete) in common::cases() {
-        let (mut algo, mut replay) = setup(kind, discrete, 1);
+    for (kind, discrete, compute) in common::backend_cases() {
+        let (mut algo, mut replay) = setup_on(kind, discrete, 1, &compute);
         for b in batches(&mut replay, 20) {
             algo.update(&b).unwrap();
         }
@@ -97,7 +113,7 @@ fn save_then_load_gives_identical_actions() {
             .path()
             .join(format!("{}-{discrete}.safetensors", kind.name()));
         algo.save(&path, &HashMap::new()).unwrap();
-        let (mut other, _) = setup(kind, discrete, 99);
+        let (mut other, _) = setup_on(kind, discrete, 99, &compute);
         assert_ne!(
             params(&*other),
             params(&*algo),
@@ -107,12 +123,12 @@ fn save_then_load_gives_identical_actions() {
         assert_eq!(
             params(&*other),
             params(&*algo),
-            "{kind:?} discrete={discrete}"
+            "{kind:?} discrete={discrete} {compute:?}"
         );
         assert_eq!(
             actions(&mut other),
             actions(&mut algo),
-            "{kind:?} discrete={discrete}"
+            "{kind:?} discrete={discrete} {compute:?}"
         );
         assert_eq!(other.steps(), 20);
     }
@@ -121,20 +137,20 @@ fn save_then_load_gives_identical_actions() {
 #[test]
 fn resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    for (kind, discrete) in common::cases() {
-        let (mut full, mut replay) = setup(kind, discrete, 2);
+    for (kind, discrete, compute) in common::backend_cases() {
+        let (mut full, mut replay) = setup_on(kind, discrete, 2, &compute);
         let bs = batches(&mut replay, 30);
         let mut full_metrics = Vec::new();
         for b in &bs {
             full_metrics.push(full.update(b).unwrap());
         }
-        let (mut first, _) = setup(kind, discrete, 2);
+        let (mut first, _) = setup_on(kind, discrete, 2, &compute);
         for b in &bs[..15] {
             first.update(b).unwrap();
         }
         let path = dir.path().join("mid.safetensors");
         first.save(&path, &HashMap::new()).unwrap();
-        let (mut resumed, _) = setup(kind, discrete, 3);
+        let (mut resumed, _) = setup_on(kind, discrete, 3, &compute);
         resumed.load(&path).unwrap();
         let mut resumed_metrics = Vec::new();
         for b in &bs[15..] {
@@ -143,12 +159,12 @@ fn resume_equals_an_uninterrupted_run() {
         assert_eq!(
             resumed_metrics,
             full_metrics[15..].to_vec(),
-            "{kind:?} discrete={discrete}: metrics"
+            "{kind:?} discrete={discrete} {compute:?}: metrics"
         );
         assert_eq!(
             params(&*resumed),
             params(&*full),
-            "{kind:?} discrete={discrete}: parameters"
+            "{kind:?} discrete={discrete} {compute:?}: parameters"
         );
     }
 }
@@ -218,16 +234,16 @@ fn one_thread_and_two_threads_give_the_same_numbers() {
 
 #[test]
 fn same_seed_same_numbers_other_seed_other_numbers() {
-    for (kind, discrete) in common::cases() {
+    for (kind, discrete, compute) in common::backend_cases() {
         let run = |seed| {
-            let (mut algo, mut replay) = setup(kind, discrete, seed);
+            let (mut algo, mut replay) = setup_on(kind, discrete, seed, &compute);
             batches(&mut replay, 10)
                 .iter()
                 .map(|b| algo.update(b).unwrap())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(run(5), run(5), "{kind:?} discrete={discrete}");
-        assert_ne!(run(5), run(6), "{kind:?} discrete={discrete}");
+        assert_eq!(run(5), run(5), "{kind:?} discrete={discrete} {compute:?}");
+        assert_ne!(run(5), run(6), "{kind:?} discrete={discrete} {compute:?}");
     }
 }
 
@@ -255,8 +271,8 @@ fn exported_policies_act_like_the_trained_ones() {
         .unwrap()
         .broadcast_div(&Tensor::new(std.as_slice(), &Device::Cpu).unwrap())
         .unwrap();
-    for (kind, discrete) in common::cases() {
-        let (mut algo, mut replay) = setup(kind, discrete, 3);
+    for (kind, discrete, compute) in common::backend_cases() {
+        let (mut algo, mut replay) = setup_on(kind, discrete, 3, &compute);
         for b in batches(&mut replay, 20) {
             algo.update(&b).unwrap();
         }
@@ -282,7 +298,7 @@ fn exported_policies_act_like_the_trained_ones() {
                     serde_json::from_value(common::small_config(kind)).unwrap();
                 let mut bcq =
                     orl_algos::Bcq::new(Spec::continuous(4, 2, 1.0), cfg, 3, &Device::Cpu).unwrap();
-                let mut replay = setup(kind, discrete, 3).1;
+                let mut replay = setup_on(kind, discrete, 3, &compute).1;
                 for b in batches(&mut replay, 20) {
                     bcq.update(&b).unwrap();
                 }
@@ -312,11 +328,11 @@ fn exported_policies_act_like_the_trained_ones() {
                 .to_vec1()
                 .unwrap(),
         );
-        assert_eq!(g.len(), w.len(), "{kind:?} discrete={discrete}");
+        assert_eq!(g.len(), w.len(), "{kind:?} discrete={discrete} {compute:?}");
         for (a, b) in g.iter().zip(&w) {
             assert!(
                 (a - b).abs() < 1e-4,
-                "{kind:?} discrete={discrete}: exported {g:?} vs trained {w:?}"
+                "{kind:?} discrete={discrete} {compute:?}: exported {g:?} vs trained {w:?}"
             );
         }
     }

@@ -37,6 +37,7 @@ impl Map2 for Weighted {
 }
 
 /// Output, parameter gradient and (when asked) input gradient of one pass on backend `be`.
+#[allow(clippy::too_many_arguments)]
 fn pass<B: Backend>(
     be: &B,
     host: &Params,
@@ -52,8 +53,10 @@ fn pass<B: Backend>(
     be.upload(x, mlp.input_dim(), &mut xb).unwrap();
     be.upload(w, mlp.output_dim(), &mut wb).unwrap();
     let mut cache = B::Cache::default();
-    be.mlp_forward(mlp, &p, &xb, input, batch, &mut cache).unwrap();
-    be.map2(&Weighted, be.mlp_output(&cache), &wb, &mut dy).unwrap();
+    be.mlp_forward(mlp, &p, &xb, input, batch, &mut cache)
+        .unwrap();
+    be.map2(&Weighted, be.mlp_output(&cache), &wb, &mut dy)
+        .unwrap();
     be.zeros_for(&p, &mut g).unwrap();
     be.mlp_backward(
         mlp,
@@ -93,9 +96,17 @@ fn mlp_passes_agree_on_both_backends() {
                 }
                 .unwrap();
                 let e = mlp.members();
-                let rows = if input == Input::Shared { batch } else { e * batch };
-                let x: Vec<f32> = (0..rows * obs).map(|_| rng.random_range(-2.0..2.0)).collect();
-                let w: Vec<f32> = (0..e * batch * 2).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let rows = if input == Input::Shared {
+                    batch
+                } else {
+                    e * batch
+                };
+                let x: Vec<f32> = (0..rows * obs)
+                    .map(|_| rng.random_range(-2.0..2.0))
+                    .collect();
+                let w: Vec<f32> = (0..e * batch * 2)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
                 let case = format!("members {members:?}, {input:?}, {out_act:?}");
                 let a = pass(&Cpu, &host, &mlp, &x, input, batch, &w, true);
                 let b = pass(&Candle::cpu(), &host, &mlp, &x, input, batch, &w, true);
@@ -112,7 +123,12 @@ fn mlp_passes_agree_on_both_backends() {
 }
 
 /// Ten Adam steps from the same gradient sequence on both backends.
-fn adam_run<B: Backend>(be: &B, host: &Params, cfg: AdamConfig, grads: &[Vec<f32>]) -> (Vec<f32>, Vec<Option<f64>>) {
+fn adam_run<B: Backend>(
+    be: &B,
+    host: &Params,
+    cfg: AdamConfig,
+    grads: &[Vec<f32>],
+) -> (Vec<f32>, Vec<Option<f64>>) {
     let mut p = be.place(host).unwrap();
     let mut opt = be.adam(&p, cfg).unwrap();
     let mut norms = Vec::new();
@@ -128,9 +144,20 @@ fn adam_run<B: Backend>(be: &B, host: &Params, cfg: AdamConfig, grads: &[Vec<f32
 fn adam_steps_agree_on_both_backends() {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
     let mut host = Params::new();
-    Mlp::new(&mut host.builder("q", &mut rng), 4, &[16], 1, Activation::Identity).unwrap();
+    Mlp::new(
+        &mut host.builder("q", &mut rng),
+        4,
+        &[16],
+        1,
+        Activation::Identity,
+    )
+    .unwrap();
     let grads: Vec<Vec<f32>> = (0..10)
-        .map(|_| (0..host.len()).map(|_| rng.random_range(-3.0..3.0)).collect())
+        .map(|_| {
+            (0..host.len())
+                .map(|_| rng.random_range(-3.0..3.0))
+                .collect()
+        })
         .collect();
     for (case, cfg) in [
         ("plain", AdamConfig::with_lr(1e-2)),
@@ -149,7 +176,10 @@ fn adam_steps_agree_on_both_backends() {
         assert_ne!(a, host.data(), "{case}: Adam did not move the parameters");
         for (x, y) in na.iter().zip(&nb) {
             match (x, y) {
-                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-5 * x.max(1e-3), "{case}: norm {x} vs {y}"),
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() <= 1e-5 * x.max(1e-3),
+                    "{case}: norm {x} vs {y}"
+                ),
                 (None, None) => {}
                 _ => panic!("{case}: one backend clipped, the other did not"),
             }
@@ -162,7 +192,14 @@ fn candle_parameters_and_moments_round_trip_through_named_tensors() {
     use orl_nets::{NetState, OptimState};
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
     let mut host = Params::new();
-    Mlp::new(&mut host.builder("pi", &mut rng), 3, &[8], 2, Activation::Tanh).unwrap();
+    Mlp::new(
+        &mut host.builder("pi", &mut rng),
+        3,
+        &[8],
+        2,
+        Activation::Tanh,
+    )
+    .unwrap();
     let be = Candle::cpu();
     let mut p = be.place(&host).unwrap();
     let mut opt = be.adam(&p, AdamConfig::with_lr(1e-2)).unwrap();
@@ -186,7 +223,13 @@ fn candle_parameters_and_moments_round_trip_through_named_tensors() {
     // One more identical step on each side stays equal.
     be.upload(&g, 1, be.zero_grad(&mut opt2).unwrap()).unwrap();
     be.adam_step(&mut opt2, &mut fresh).unwrap();
-    Cpu.upload(&g, 1, Cpu.zero_grad(&mut engine_opt).unwrap()).unwrap();
+    Cpu.upload(&g, 1, Cpu.zero_grad(&mut engine_opt).unwrap())
+        .unwrap();
     Cpu.adam_step(&mut engine_opt, &mut cpu).unwrap();
-    assert_close("round trip", "second step", cpu.data(), be.host_params(&fresh).unwrap().data());
+    assert_close(
+        "round trip",
+        "second step",
+        cpu.data(),
+        be.host_params(&fresh).unwrap().data(),
+    );
 }

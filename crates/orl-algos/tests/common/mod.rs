@@ -77,6 +77,31 @@ pub fn small_config(kind: AlgoKind) -> serde_json::Value {
 }
 
 /// Every (algorithm, discrete?) pair orl supports.
+/// Every case of [`cases`] with the backend that runs it: each on the CPU engine, and again on
+/// candle tensors (on the CPU) wherever the algorithm builds there (so far BC's MSE loss; an
+/// algorithm joins by building on `Compute::Candle`).
+pub fn backend_cases() -> Vec<(AlgoKind, bool, orl_algos::Compute)> {
+    use candle_core::Device;
+    use orl_algos::{Compute, Spec};
+    let mut v = Vec::new();
+    for (kind, discrete) in cases() {
+        v.push((kind, discrete, Compute::Engine(Device::Cpu)));
+        let spec = if discrete {
+            Spec::discrete(4, 3)
+        } else {
+            Spec::continuous(4, 2, 1.0)
+        };
+        let candle = Compute::Candle(Device::Cpu);
+        if kind
+            .build_on(spec, Some(&small_config(kind)), 0, &candle)
+            .is_ok()
+        {
+            v.push((kind, discrete, candle));
+        }
+    }
+    v
+}
+
 pub fn cases() -> Vec<(AlgoKind, bool)> {
     let mut v = Vec::new();
     for k in AlgoKind::all() {

@@ -18,6 +18,7 @@
 //! Parameter names and initial draws are those of [`crate::DeterministicActor`],
 //! [`crate::GaussianActor`] and [`crate::CategoricalActor`] (`net.<l>.*`, `log_std`).
 
+use crate::engine::backend::{Backend, Scale};
 use crate::engine::mlp::{Activation, Input, Mlp, MlpCache};
 use crate::engine::params::{Params, ParamsBuilder};
 use crate::error::Result;
@@ -98,6 +99,44 @@ impl DeterministicHead {
         }
         self.net
             .backward(p, s, Input::Shared, cache, Some(grads), None);
+    }
+    /// [`DeterministicHead::forward`] on backend `be`: `a = m * f(s)`.
+    pub fn forward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        batch: usize,
+        cache: &mut B::Cache,
+        a: &mut B::Buf,
+    ) -> Result<()> {
+        be.mlp_forward(&self.net, p, s, Input::Shared, batch, cache)?;
+        be.map1(&Scale(self.max_action), be.mlp_output(cache), a)
+    }
+    /// [`DeterministicHead::backward`] on backend `be`: `dL/df = m * da` (into `dnet`), then the
+    /// network's backward pass, adding into `grads`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        da: &B::Buf,
+        cache: &mut B::Cache,
+        dnet: &mut B::Buf,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        be.map1(&Scale(self.max_action), da, dnet)?;
+        be.mlp_backward(
+            &self.net,
+            p,
+            s,
+            Input::Shared,
+            cache,
+            dnet,
+            Some(grads),
+            None,
+        )
     }
 }
 

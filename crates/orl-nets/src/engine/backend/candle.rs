@@ -131,7 +131,9 @@ pub struct CandleParams {
 impl CandleParams {
     /// Segment `s` of `flat` as a tensor of its checkpoint shape.
     fn view(flat: &Tensor, s: &Segment) -> Result<Tensor> {
-        Ok(flat.narrow(0, s.offset, s.len)?.reshape(s.shape.as_slice())?)
+        Ok(flat
+            .narrow(0, s.offset, s.len)?
+            .reshape(s.shape.as_slice())?)
     }
     fn host(&self) -> Result<Params> {
         let mut p = self.layout.clone();
@@ -147,7 +149,10 @@ impl NetState for CandleParams {
             .segments()
             .iter()
             .filter_map(|s| {
-                let t = Self::view(&self.flat, s).ok()?.to_device(&Device::Cpu).ok()?;
+                let t = Self::view(&self.flat, s)
+                    .ok()?
+                    .to_device(&Device::Cpu)
+                    .ok()?;
                 Some((format!("{prefix}{}", s.name), t))
             })
             .collect()
@@ -213,8 +218,9 @@ pub struct CandleMlpCache {
 }
 
 fn tensor(b: &Option<Tensor>) -> Result<&Tensor> {
-    b.as_ref()
-        .ok_or_else(|| NetError::Config("candle backend: a buffer was read before it was written".into()))
+    b.as_ref().ok_or_else(|| {
+        NetError::Config("candle backend: a buffer was read before it was written".into())
+    })
 }
 
 /// `flat[off..off + n] += t` (in place: `flat` is a gradient buffer nothing else holds).
@@ -245,11 +251,18 @@ impl Backend for Candle {
     }
     fn upload(&self, host: &[f32], cols: usize, out: &mut Option<Tensor>) -> Result<()> {
         let cols = cols.max(1);
-        *out = Some(Tensor::from_slice(host, (host.len() / cols, cols), &self.device)?);
+        *out = Some(Tensor::from_slice(
+            host,
+            (host.len() / cols, cols),
+            &self.device,
+        )?);
         Ok(())
     }
     fn download(&self, b: &Option<Tensor>, out: &mut Vec<f32>) -> Result<()> {
-        *out = tensor(b)?.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
+        *out = tensor(b)?
+            .flatten_all()?
+            .to_device(&Device::Cpu)?
+            .to_vec1()?;
         Ok(())
     }
     fn zeros_for(&self, p: &CandleParams, out: &mut Option<Tensor>) -> Result<()> {
@@ -289,7 +302,10 @@ impl Backend for Candle {
                         value: norm as f32,
                     });
                 }
-                (if norm > max { max / (norm + 1e-6) } else { 1.0 }, Some(norm))
+                (
+                    if norm > max { max / (norm + 1e-6) } else { 1.0 },
+                    Some(norm),
+                )
             }
             None => (1.0, None),
         };
@@ -297,7 +313,8 @@ impl Backend for Candle {
         let bc1 = 1.0 - b1.powi(t as i32);
         let bc2 = 1.0 - b2.powi(t as i32);
         let g = g.affine(f64::from(scale as f32), 0.0)?;
-        opt.m = (opt.m.affine(f64::from(b1 as f32), 0.0)? + g.affine(f64::from((1.0 - b1) as f32), 0.0)?)?;
+        opt.m = (opt.m.affine(f64::from(b1 as f32), 0.0)?
+            + g.affine(f64::from((1.0 - b1) as f32), 0.0)?)?;
         opt.v = (opt.v.affine(f64::from(b2 as f32), 0.0)?
             + g.sqr()?.affine(f64::from((1.0 - b2) as f32), 0.0)?)?;
         let denom = opt
@@ -332,7 +349,10 @@ impl Backend for Candle {
             let (w_off, b_off, i, o) = mlp.layer_layout(l);
             let mut ys = Vec::with_capacity(members);
             for e in 0..members {
-                let w = p.flat.narrow(0, w_off + e * i * o, i * o)?.reshape((i, o))?;
+                let w = p
+                    .flat
+                    .narrow(0, w_off + e * i * o, i * o)?
+                    .reshape((i, o))?;
                 let b = p.flat.narrow(0, b_off + e * o, o)?.reshape((1, o))?;
                 let xe = if l == 0 {
                     match input {
@@ -401,7 +421,10 @@ impl Backend for Candle {
                     add_at(gr, w_off + e * i * o, &xe.t()?.matmul(&d)?)?;
                     add_at(gr, b_off + e * o, &d.sum_keepdim(0)?)?;
                 }
-                let w = p.flat.narrow(0, w_off + e * i * o, i * o)?.reshape((i, o))?;
+                let w = p
+                    .flat
+                    .narrow(0, w_off + e * i * o, i * o)?
+                    .reshape((i, o))?;
                 if l > 0 || dx.is_some() {
                     let prev = d.matmul(&w.t()?)?;
                     if l > 0 {
@@ -438,11 +461,16 @@ impl Backend for Candle {
         b: &Option<Tensor>,
         out: &mut Option<Tensor>,
     ) -> Result<()> {
-        *out = Some(k.apply(Expr::of(tensor(a)?), Expr::of(tensor(b)?)).tensor()?);
+        *out = Some(
+            k.apply(Expr::of(tensor(a)?), Expr::of(tensor(b)?))
+                .tensor()?,
+        );
         Ok(())
     }
     fn map2_sum<K: Map2>(&self, k: &K, a: &Option<Tensor>, b: &Option<Tensor>) -> Result<f64> {
-        let t = k.apply(Expr::of(tensor(a)?), Expr::of(tensor(b)?)).tensor()?;
+        let t = k
+            .apply(Expr::of(tensor(a)?), Expr::of(tensor(b)?))
+            .tensor()?;
         Ok(f64::from(t.sum_all()?.to_scalar::<f32>()?))
     }
 }

@@ -126,6 +126,9 @@ impl Backend for Cpu {
         Ok(())
     }
     fn map2_sum<K: Map2>(&self, k: &K, a: &Vec<f32>, b: &Vec<f32>) -> Result<f64> {
-        Ok(a.iter().zip(b).map(|(&a, &b)| f64::from(k.apply(a, b))).sum())
+        Ok(a.iter()
+            .zip(b)
+            .map(|(&a, &b)| f64::from(k.apply(a, b)))
+            .sum())
     }
 }

@@ -149,9 +149,9 @@ pub trait Backend: Send + Sync + 'static {
     /// A row-major `f32` buffer on this backend.
     type Buf: Default + Send;
     /// A network's parameters on this backend (checkpoint names and layout as [`Params`]).
-    type Params: NetState + Send;
+    type Params: NetState + Send + 'static;
     /// Adam's state for one network, with its gradient buffer.
-    type Adam: OptimState + Send;
+    type Adam: OptimState + Send + 'static;
     /// What an [`Mlp`]'s forward pass keeps for its backward pass.
     type Cache: Default + Send;
 
