@@ -108,16 +108,7 @@ impl FlatAdam {
             Some(max) => {
                 let sq: f64 = self.grad.iter().map(|&g| f64::from(g) * f64::from(g)).sum();
                 let norm = sq.sqrt();
-                if !norm.is_finite() {
-                    return Err(NetError::NonFinite {
-                        name: "gradient norm".into(),
-                        value: norm as f32,
-                    });
-                }
-                (
-                    if norm > max { max / (norm + 1e-6) } else { 1.0 },
-                    Some(norm),
-                )
+                (clip_scale(norm, max)?, Some(norm))
             }
             None => (1.0, None),
         };
@@ -195,4 +186,17 @@ impl FlatAdam {
         self.t = t;
         Ok(())
     }
+}
+
+/// The factor that clips a gradient of global L2 norm `norm` to `max` (1 when it is within),
+/// or an error when the norm is not finite. Shared by [`FlatAdam::step`] and the candle
+/// backend's Adam.
+pub(crate) fn clip_scale(norm: f64, max: f64) -> Result<f64> {
+    if !norm.is_finite() {
+        return Err(NetError::NonFinite {
+            name: "gradient norm".into(),
+            value: norm as f32,
+        });
+    }
+    Ok(if norm > max { max / (norm + 1e-6) } else { 1.0 })
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 
 use crate::adam::AdamConfig;
-use crate::engine::adam::FlatAdam;
+use crate::engine::adam::{FlatAdam, clip_scale};
 use crate::engine::backend::{Backend, Map1, Map2, Scalar};
 use crate::engine::mlp::{Activation, Input, Mlp};
 use crate::engine::params::{Params, Segment};
@@ -223,6 +223,14 @@ fn tensor(b: &Option<Tensor>) -> Result<&Tensor> {
     })
 }
 
+/// Member `e`'s rows of a network's input.
+fn member_input(x: &Tensor, input: Input, batch: usize, e: usize) -> Result<Tensor> {
+    Ok(match input {
+        Input::Shared => x.narrow(0, 0, batch)?,
+        Input::PerMember => x.narrow(0, e * batch, batch)?,
+    })
+}
+
 /// `flat[off..off + n] += t` (in place: `flat` is a gradient buffer nothing else holds).
 fn add_at(flat: &Tensor, off: usize, t: &Tensor) -> Result<()> {
     let t = t.flatten_all()?;
@@ -296,16 +304,7 @@ impl Backend for Candle {
         let (scale, norm) = match cfg.max_grad_norm {
             Some(max) => {
                 let norm = f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?).sqrt();
-                if !norm.is_finite() {
-                    return Err(NetError::NonFinite {
-                        name: "gradient norm".into(),
-                        value: norm as f32,
-                    });
-                }
-                (
-                    if norm > max { max / (norm + 1e-6) } else { 1.0 },
-                    Some(norm),
-                )
+                (clip_scale(norm, max)?, Some(norm))
             }
             None => (1.0, None),
         };
@@ -355,10 +354,7 @@ impl Backend for Candle {
                     .reshape((i, o))?;
                 let b = p.flat.narrow(0, b_off + e * o, o)?.reshape((1, o))?;
                 let xe = if l == 0 {
-                    match input {
-                        Input::Shared => x.narrow(0, 0, batch)?,
-                        Input::PerMember => x.narrow(0, e * batch, batch)?,
-                    }
+                    member_input(x, input, batch, e)?
                 } else {
                     cache.outs[l - 1][e].clone()
                 };
@@ -410,10 +406,7 @@ impl Backend for Candle {
                     Activation::Tanh => (&g[e] * y.sqr()?.affine(-1.0, 1.0)?)?,
                 };
                 let xe = if l == 0 {
-                    match input {
-                        Input::Shared => x.narrow(0, 0, batch)?,
-                        Input::PerMember => x.narrow(0, e * batch, batch)?,
-                    }
+                    member_input(x, input, batch, e)?
                 } else {
                     cache.outs[l - 1][e].clone()
                 };
