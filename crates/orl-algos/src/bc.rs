@@ -20,7 +20,7 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::backend::{Backend, Candle, Cpu, Map2, Scalar};
+use orl_nets::engine::backend::{Backend, Candle, Cpu, Map2, Scalar, SquaredError};
 use orl_nets::engine::{
     CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params, PolicyHead,
 };
@@ -121,17 +121,6 @@ impl Map2 for MseGrad {
     #[inline(always)]
     fn apply<S: Scalar>(&self, pi: S, a: S) -> S {
         (pi - a).scale(2.0).scale(self.scale)
-    }
-}
-
-/// `(pi - a)^2`, summed into the MSE loss.
-struct SquaredError;
-
-impl Map2 for SquaredError {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, pi: S, a: S) -> S {
-        let d = pi - a;
-        d.clone() * d
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use orl_data::Batch;
+use orl_nets::engine::backend::{AbsError, Backend, Identity, Map2, Scalar, SquaredError};
 use orl_nets::{NetState, Noise, OptimState, checkpoint};
 use serde::{Deserialize, Serialize};
 
@@ -270,6 +271,67 @@ pub fn td_mse_grad(q: &[f32], y: &[f32], dq: &mut [f32], scale: f32) -> (f64, f6
         q_sum / (members as f64 * bs),
         td / bs,
     )
+}
+
+/// `dL/dQ = k (Q - y) / n` (`Map2`): [`td_mse_grad`]'s gradient, in its order of operations.
+struct TdGrad {
+    k: f32,
+    n: f32,
+}
+
+impl Map2 for TdGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q: S, y: S) -> S {
+        (q - y).scale(self.k).div_by(self.n)
+    }
+}
+
+/// Buffers of [`td_mse_grad_on`] on backend `B`.
+pub(crate) struct TdBufs<B: Backend> {
+    y_tiled: B::Buf,
+    q1: B::Buf,
+    /// `dL/dQ` `[E * B, 1]` after [`td_mse_grad_on`].
+    pub dq: B::Buf,
+}
+
+impl<B: Backend> Default for TdBufs<B> {
+    fn default() -> Self {
+        Self {
+            y_tiled: B::Buf::default(),
+            q1: B::Buf::default(),
+            dq: B::Buf::default(),
+        }
+    }
+}
+
+/// [`td_mse_grad`] on backend `be`: `q` `[E * B, 1]`, `y` `[B, 1]`; the gradient goes to
+/// `t.dq`. On the CPU backend the sums and the gradient are [`td_mse_grad`]'s, bit for bit
+/// (the same `f32` operations, summed in `f64` in the same order).
+pub(crate) fn td_mse_grad_on<B: Backend>(
+    be: &B,
+    q: &B::Buf,
+    y: &B::Buf,
+    members: usize,
+    bsz: usize,
+    scale: f32,
+    t: &mut TdBufs<B>,
+) -> Result<(f64, f64, f64)> {
+    be.tile_rows(y, members, &mut t.y_tiled)?;
+    let loss = be.map2_sum(&SquaredError, q, &t.y_tiled)?;
+    let q_sum = be.map1_sum(&Identity, q)?;
+    be.rows(q, 1, 0, bsz, &mut t.q1)?;
+    let td = be.map2_sum(&AbsError, &t.q1, y)?;
+    let k = TdGrad {
+        k: 2.0 * scale,
+        n: bsz as f32,
+    };
+    be.map2(&k, q, &t.y_tiled, &mut t.dq)?;
+    let bs = bsz as f64;
+    Ok((
+        f64::from(scale) * loss / bs,
+        q_sum / (members as f64 * bs),
+        td / bs,
+    ))
 }
 
 /// One loss of an update and the gradients of one network's parameters, computed at the

@@ -34,18 +34,21 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::{DeterministicHead, FlatAdam, MlpCache, Params, QCache, QNet};
+use orl_nets::engine::backend::{
+    Abs, Backend, Candle, Cpu, Identity, Map2, Map3, Min, Scalar, SquaredError,
+};
+use orl_nets::engine::{DeterministicHead, MlpCache, Params, QBufs, QCache, QNet};
 use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{state_lists, 
-    Algorithm, Core, Metrics, Probe, Spec, check_batch, host_rows, mlp_layer_names, plain_policy,
-    record_value, td_mse_grad,
+use crate::common::{
+    Algorithm, Core, Metrics, Probe, Spec, TdBufs, check_batch, host_rows, mlp_layer_names,
+    plain_policy, record_value, state_lists, td_mse_grad_on,
 };
 use crate::error::Result;
 use crate::registry::{
-    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
+    AlgoConfig, Compute, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
     resolve,
 };
 use crate::validate as v;
@@ -125,52 +128,122 @@ pub static INFO: AlgoInfo = AlgoInfo {
     test_config: || serde_json::json!({"hidden": [32, 32]}),
     resolve: |v| resolve::<Td3BcConfig>("td3bc", v),
     build: |spec, cfg, seed, compute| {
-        let device = compute.engine_device("td3bc")?;
-        Ok(Box::new(Td3Bc::new(
-            spec,
-            parse_config("td3bc", cfg)?,
-            seed,
-            device,
-        )?))
+        let cfg = parse_config("td3bc", cfg)?;
+        Ok(match compute {
+            Compute::Engine(device) => Box::new(Td3Bc::new(spec, cfg, seed, device)?),
+            Compute::Candle(device) => Box::new(Td3Bc::new_on(
+                Candle::new(device.clone()),
+                spec,
+                cfg,
+                seed,
+                device,
+            )?),
+        })
     },
 };
 
-/// TD3+BC.
-pub struct Td3Bc {
+/// TD3+BC on backend `B`: the CPU engine by default, candle tensors with
+/// [`Td3Bc::new_on`]`(Candle, ..)`.
+pub struct Td3Bc<B: Backend = Cpu> {
+    be: B,
     cfg: Td3BcConfig,
     core: Core,
     max_action: f32,
     actor: DeterministicHead,
     critic: QNet,
-    actor_params: Params,
-    actor_target: Params,
-    critic_params: Params,
-    critic_target: Params,
-    actor_opt: FlatAdam,
-    critic_opt: FlatAdam,
-    scratch: Scratch,
+    actor_params: B::Params,
+    actor_target: B::Params,
+    critic_params: B::Params,
+    critic_target: B::Params,
+    actor_opt: B::Adam,
+    critic_opt: B::Adam,
+    scratch: Scratch<B>,
+    /// Acting runs on the host copy of the actor.
+    acting: MlpCache,
 }
 
 /// Buffers reused by every update (sized by the first one).
-#[derive(Default)]
-struct Scratch {
-    actor: MlpCache,
-    actor_next: MlpCache,
-    acting: MlpCache,
-    q: QCache,
-    q_next: QCache,
-    q_pi: QCache,
-    /// `[B, act]`: target actions, then the actor's actions.
-    a2: Vec<f32>,
-    eps: Vec<f32>,
-    pi: Vec<f32>,
-    dpi: Vec<f32>,
-    y: Vec<f32>,
+struct Scratch<B: Backend> {
+    // The batch on the backend: `s`, `s'`, `a`, `r`, and `gamma^k (1 - d)`.
+    s: B::Buf,
+    s2: B::Buf,
+    a: B::Buf,
+    r: B::Buf,
+    nd: B::Buf,
+    // Host-side draws and the not-done discount before upload.
+    eps_host: Vec<f32>,
+    nd_host: Vec<f32>,
+    eps: B::Buf,
+    actor: B::Cache,
+    actor_next: B::Cache,
+    q: QBufs<B>,
+    q_next: QBufs<B>,
+    q_pi: QBufs<B>,
+    td: TdBufs<B>,
+    /// `pi'(s')`, then the smoothed target action.
+    a2: B::Buf,
+    a2s: B::Buf,
+    q2a: B::Buf,
+    q2b: B::Buf,
+    q2: B::Buf,
+    y: B::Buf,
+    pi: B::Buf,
+    dq1: B::Buf,
+    /// `dL/dpi` through `Q_1`, then with the BC term added.
+    dpi_q: B::Buf,
+    dpi: B::Buf,
+    dnet: B::Buf,
 }
 
-impl Td3Bc {
-    /// Builds actor, twin critics and their targets for `spec`, initialised from `seed`.
+impl<B: Backend> Default for Scratch<B> {
+    fn default() -> Self {
+        Self {
+            s: Default::default(),
+            s2: Default::default(),
+            a: Default::default(),
+            r: Default::default(),
+            nd: Default::default(),
+            eps_host: Vec::new(),
+            nd_host: Vec::new(),
+            eps: Default::default(),
+            actor: Default::default(),
+            actor_next: Default::default(),
+            q: QBufs::default(),
+            q_next: QBufs::default(),
+            q_pi: QBufs::default(),
+            td: TdBufs::default(),
+            a2: Default::default(),
+            a2s: Default::default(),
+            q2a: Default::default(),
+            q2b: Default::default(),
+            q2: Default::default(),
+            y: Default::default(),
+            pi: Default::default(),
+            dq1: Default::default(),
+            dpi_q: Default::default(),
+            dpi: Default::default(),
+            dnet: Default::default(),
+        }
+    }
+}
+
+impl Td3Bc<Cpu> {
+    /// Builds actor, twin critics and their targets for `spec` on the CPU engine, initialised
+    /// from `seed`.
     pub fn new(
+        spec: Spec,
+        cfg: Td3BcConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        Self::new_on(Cpu, spec, cfg, seed, device)
+    }
+}
+
+impl<B: Backend> Td3Bc<B> {
+    /// [`Td3Bc::new`] on backend `be` (the same initial parameters on every backend).
+    pub fn new_on(
+        be: B,
         spec: Spec,
         cfg: Td3BcConfig,
         seed: u64,
@@ -195,114 +268,191 @@ impl Td3Bc {
             act_dim,
             &cfg.hidden,
         )?;
-        let actor_opt = FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr));
-        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
+        // Targets start as copies (placed separately: nothing is shared on any backend).
+        let actor_target = be.place(&actor_params)?;
+        let critic_target = be.place(&critic_params)?;
+        let actor_params = be.place(&actor_params)?;
+        let critic_params = be.place(&critic_params)?;
+        let actor_opt = be.adam(&actor_params, AdamConfig::with_lr(cfg.actor_lr))?;
+        let critic_opt = be.adam(&critic_params, AdamConfig::with_lr(cfg.critic_lr))?;
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             max_action: max_action as f32,
             actor,
             critic,
-            actor_target: actor_params.clone(),
-            critic_target: critic_params.clone(),
+            actor_target,
+            critic_target,
             actor_params,
             critic_params,
             actor_opt,
             critic_opt,
             scratch: Scratch::default(),
+            acting: MlpCache::new(),
+            be,
         })
     }
 }
 
 // ---- losses and their gradients (into the optimizers' gradient buffers) ----
 
+/// TD3's target action `clip(a' + clip(sigma eps, -c, c), -m, m)` (`Map2` of `a'` and `eps`).
+struct Smooth {
+    sigma: f32,
+    clip: f32,
+    m: f32,
+}
+
+impl Map2 for Smooth {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, eps: S) -> S {
+        (a + eps.scale(self.sigma).clamp(-self.clip, self.clip)).clamp(-self.m, self.m)
+    }
+}
+
+/// The TD target `y = r + [gamma^k (1 - d)] q` (`Map3` of `r`, the not-done discount, `q`).
+struct Bellman;
+
+impl Map3 for Bellman {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, r: S, nd: S, q: S) -> S {
+        r + nd * q
+    }
+}
+
+/// `dL/dpi = g + k (pi - a)` (`Map3`): the BC term's gradient `2 (pi - a) / (m^2 B A)` added
+/// to the gradient `g` through `Q_1`.
+struct AddBcGrad {
+    k: f32,
+}
+
+impl Map3 for AddBcGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, g: S, pi: S, a: S) -> S {
+        g + (pi - a).scale(self.k)
+    }
+}
+
 /// Critic loss and its gradient (`critic_opt`'s buffer) with TD3's smoothed target, the noise
-/// drawn from the training stream; returns `(loss, mean Q, mean |Q_1 - y|)`.
-fn critic_grad(t: &mut Td3Bc, batch: &Batch) -> (f64, f64, f64) {
+/// drawn from the training stream; uploads the batch; returns `(loss, mean Q, mean |Q_1 - y|)`.
+fn critic_grad<B: Backend>(t: &mut Td3Bc<B>, batch: &Batch) -> Result<(f64, f64, f64)> {
     let bsz = batch.batch_size;
-    let d = t.actor.act_dim();
+    let (o, d) = (t.core.spec.obs_dim, t.actor.act_dim());
     let m = t.max_action;
-    let sc = &mut t.scratch;
+    let (be, sc) = (&t.be, &mut t.scratch);
+    be.upload(&batch.observations, o, &mut sc.s)?;
+    be.upload(&batch.next_observations, o, &mut sc.s2)?;
+    be.upload(&batch.actions, d, &mut sc.a)?;
+    be.upload(&batch.rewards, 1, &mut sc.r)?;
+    sc.nd_host.clear();
+    sc.nd_host.extend(
+        batch
+            .discounts
+            .iter()
+            .zip(&batch.terminals)
+            .map(|(&g, &term)| g * (1.0 - term)),
+    );
+    be.upload(&sc.nd_host, 1, &mut sc.nd)?;
+    sc.eps_host.resize(bsz * d, 0.0);
+    t.core.noise.normal_into(&mut sc.eps_host);
+    be.upload(&sc.eps_host, d, &mut sc.eps)?;
     // y = r + gamma^k (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(sigma m eps, -c m, c m), -m, m))
-    sc.a2.resize(bsz * d, 0.0);
-    sc.eps.resize(bsz * d, 0.0);
-    t.core.noise.normal_into(&mut sc.eps);
-    t.actor.forward(&t.actor_target, &batch.next_observations, bsz, &mut sc.actor_next, &mut sc.a2);
-    let (sigma, clip) = ((t.cfg.policy_noise as f32) * m, (t.cfg.noise_clip as f32) * m);
-    for (a, &e) in sc.a2.iter_mut().zip(&sc.eps) {
-        *a = (*a + (e * sigma).clamp(-clip, clip)).clamp(-m, m);
-    }
-    let q2 = t.critic.q(&t.critic_target, &batch.next_observations, &sc.a2, bsz, &mut sc.q_next);
-    sc.y.resize(bsz, 0.0);
-    for b in 0..bsz {
-        let q2b = q2[b].min(q2[bsz + b]);
-        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * q2b;
-    }
+    t.actor
+        .forward_on(be, &t.actor_target, &sc.s2, bsz, &mut sc.actor_next, &mut sc.a2)?;
+    let smooth = Smooth {
+        sigma: (t.cfg.policy_noise as f32) * m,
+        clip: (t.cfg.noise_clip as f32) * m,
+        m,
+    };
+    be.map2(&smooth, &sc.a2, &sc.eps, &mut sc.a2s)?;
+    let q2 = t
+        .critic
+        .q_on(be, &t.critic_target, &sc.s2, &sc.a2s, bsz, 2, &mut sc.q_next)?;
+    be.rows(q2, 1, 0, bsz, &mut sc.q2a)?;
+    be.rows(q2, 1, bsz, bsz, &mut sc.q2b)?;
+    be.map2(&Min, &sc.q2a, &sc.q2b, &mut sc.q2)?;
+    be.map3(&Bellman, &sc.r, &sc.nd, &sc.q2, &mut sc.y)?;
     // L = sum_e mean_b (Q_eb - y_b)^2,  dL/dQ_eb = 2 (Q_eb - y_b) / B
-    t.critic.q(&t.critic_params, &batch.observations, &batch.actions, bsz, &mut sc.q);
-    let (q, dq) = sc.q.mlp.output_and_dout();
-    let out = td_mse_grad(q, &sc.y, dq, 1.0);
-    let g = t.critic_opt.zero_grad();
-    t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
-    out
+    let q = t
+        .critic
+        .q_on(be, &t.critic_params, &sc.s, &sc.a, bsz, 2, &mut sc.q)?;
+    let out = td_mse_grad_on(be, q, &sc.y, 2, bsz, 1.0, &mut sc.td)?;
+    let g = be.zero_grad(&mut t.critic_opt)?;
+    t.critic
+        .backward_on(be, &t.critic_params, &mut sc.q, &sc.td.dq, Some(g), None)?;
+    Ok(out)
 }
 
 /// Actor loss `-lambda E Q_1(s, pi(s)) + E ((pi(s) - a) / m)^2` and its gradient
-/// (`actor_opt`'s buffer), `lambda = alpha / E|Q_1|` held fixed; returns
-/// `(loss, lambda, bc term)`.
-fn actor_grad(t: &mut Td3Bc, batch: &Batch) -> (f64, f64, f64) {
+/// (`actor_opt`'s buffer), `lambda = alpha / E|Q_1|` held fixed, on the batch
+/// [`critic_grad`] uploaded; returns `(loss, lambda, bc term)`.
+fn actor_grad<B: Backend>(t: &mut Td3Bc<B>, batch: &Batch) -> Result<(f64, f64, f64)> {
     let bsz = batch.batch_size;
     let d = t.actor.act_dim();
-    let sc = &mut t.scratch;
-    sc.pi.resize(bsz * d, 0.0);
-    sc.dpi.resize(bsz * d, 0.0);
-    t.actor.forward(&t.actor_params, &batch.observations, bsz, &mut sc.actor, &mut sc.pi);
+    let (be, sc) = (&t.be, &mut t.scratch);
+    t.actor
+        .forward_on(be, &t.actor_params, &sc.s, bsz, &mut sc.actor, &mut sc.pi)?;
     // Q_1 alone: the second critic takes no part in the actor loss.
-    t.critic
-        .q_first(&t.critic_params, &batch.observations, &sc.pi, bsz, 1, &mut sc.q_pi);
-    let (q1, dq1) = sc.q_pi.mlp.output_and_dout();
-    let abs_mean = q1.iter().map(|&v| f64::from(v.abs())).sum::<f64>() / bsz as f64;
+    let q1 = t
+        .critic
+        .q_on(be, &t.critic_params, &sc.s, &sc.pi, bsz, 1, &mut sc.q_pi)?;
+    let abs_mean = be.map1_sum(&Abs, q1)? / bsz as f64;
     let lambda = t.cfg.alpha / abs_mean;
-    let q_mean = q1.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64;
-    // dL/dQ_1b = -lambda / B.
-    dq1.iter_mut().for_each(|v| *v = (-lambda / bsz as f64) as f32);
-    t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.dpi));
+    let q_mean = be.map1_sum(&Identity, q1)? / bsz as f64;
+    // dL/dQ_1b = -lambda / B, carried to dL/dpi (no critic parameter gradients).
+    be.fill(q1, (-lambda / bsz as f64) as f32, &mut sc.dq1)?;
+    t.critic
+        .backward_on(be, &t.critic_params, &mut sc.q_pi, &sc.dq1, None, Some(&mut sc.dpi_q))?;
     let m = if t.cfg.bc_unit_actions {
         f64::from(t.max_action)
     } else {
         1.0
     };
     let scale = 1.0 / (m * m * (bsz * d) as f64);
-    let mut bc = 0.0f64;
-    for ((g, &pi), &a) in sc.dpi.iter_mut().zip(&sc.pi).zip(&batch.actions) {
-        let diff = f64::from(pi - a);
-        bc += diff * diff;
-        *g += (2.0 * diff * scale) as f32;
-    }
-    let bc = bc * scale;
-    let g = t.actor_opt.zero_grad();
-    t.actor.backward(&t.actor_params, &batch.observations, &sc.dpi, &mut sc.actor, g);
-    (-lambda * q_mean + bc, lambda, bc)
+    let bc = be.map2_sum(&SquaredError, &sc.pi, &sc.a)? * scale;
+    let k = AddBcGrad {
+        k: (2.0 * scale) as f32,
+    };
+    be.map3(&k, &sc.dpi_q, &sc.pi, &sc.a, &mut sc.dpi)?;
+    let g = be.zero_grad(&mut t.actor_opt)?;
+    t.actor
+        .backward_on(be, &t.actor_params, &sc.s, &sc.dpi, &mut sc.actor, &mut sc.dnet, g)?;
+    Ok((-lambda * q_mean + bc, lambda, bc))
 }
 
-impl Td3Bc {
+impl<B: Backend> Td3Bc<B> {
     /// Every loss of an update and its gradients at the current parameters, without changing
     /// any state (the critic's noise is drawn from a copy of the training stream). For the
     /// parity tests against candle's autograd.
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
         check_batch(batch, &self.core.spec)?;
         let saved = self.core.noise.clone();
-        let (critic_loss, ..) = critic_grad(self, batch);
+        let (critic_loss, ..) = critic_grad(self, batch)?;
         self.core.noise = saved;
-        let (actor_loss, ..) = actor_grad(self, batch);
+        let (actor_loss, ..) = actor_grad(self, batch)?;
+        let (mut gc, mut ga) = (Vec::new(), Vec::new());
+        self.be.download(self.be.grad(&self.critic_opt), &mut gc)?;
+        self.be.download(self.be.grad(&self.actor_opt), &mut ga)?;
         Ok(vec![
-            Probe::new("critic_loss", critic_loss, "critic", &self.critic_params, self.critic_opt.grad()),
-            Probe::new("actor_loss", actor_loss, "actor", &self.actor_params, self.actor_opt.grad()),
+            Probe::new(
+                "critic_loss",
+                critic_loss,
+                "critic",
+                &*self.be.host_params(&self.critic_params)?,
+                &gc,
+            ),
+            Probe::new(
+                "actor_loss",
+                actor_loss,
+                "actor",
+                &*self.be.host_params(&self.actor_params)?,
+                &ga,
+            ),
         ])
     }
 }
 
-impl Algorithm for Td3Bc {
+impl<B: Backend> Algorithm for Td3Bc<B> {
     fn name(&self) -> &'static str {
         "td3bc"
     }
@@ -313,21 +463,21 @@ impl Algorithm for Td3Bc {
         check_batch(batch, &self.core.spec)?;
         let step = self.core.steps;
         let mut m = Metrics::new();
-        let (loss, q, td) = critic_grad(self, batch);
+        let (loss, q, td) = critic_grad(self, batch)?;
         record_value(&mut m, step, "critic_loss", loss)?;
         record_value(&mut m, step, "q_mean", q)?;
         record_value(&mut m, step, "td_error", td)?;
-        self.critic_opt.step(&mut self.critic_params)?;
+        let be = &self.be;
+        be.adam_step(&mut self.critic_opt, &mut self.critic_params)?;
         if step.is_multiple_of(self.cfg.policy_freq.max(1)) {
-            let (loss, lambda, bc) = actor_grad(self, batch);
+            let (loss, lambda, bc) = actor_grad(self, batch)?;
             record_value(&mut m, step, "actor_loss", loss)?;
             record_value(&mut m, step, "lambda", lambda)?;
             record_value(&mut m, step, "bc_mse", bc)?;
-            self.actor_opt.step(&mut self.actor_params)?;
-            self.actor_target
-                .soft_update_from(&self.actor_params, self.cfg.tau)?;
-            self.critic_target
-                .soft_update_from(&self.critic_params, self.cfg.tau)?;
+            let be = &self.be;
+            be.adam_step(&mut self.actor_opt, &mut self.actor_params)?;
+            be.soft_update(&mut self.actor_target, &self.actor_params, self.cfg.tau)?;
+            be.soft_update(&mut self.critic_target, &self.critic_params, self.cfg.tau)?;
         }
         self.core.steps += 1;
         Ok(m)
@@ -336,21 +486,23 @@ impl Algorithm for Td3Bc {
         let (x, b) = host_rows(s)?;
         let d = self.actor.act_dim();
         let mut a = vec![0.0; b * d];
-        self.actor.forward(&self.actor_params, &x, b, &mut self.scratch.acting, &mut a);
+        let p = self.be.host_params(&self.actor_params)?;
+        self.actor.forward(&p, &x, b, &mut self.acting, &mut a);
         Ok(Tensor::from_vec(a, (b, d), s.device())?)
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
         let (x, b) = host_rows(s)?;
         let (a, _) = host_rows(a)?;
         let mut cache = QCache::default();
-        let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
+        let p = self.be.host_params(&self.critic_params)?;
+        let q = self.critic.q(&p, &x, &a, b, &mut cache);
         let min: Vec<f32> = (0..b).map(|i| q[i].min(q[b + i])).collect();
         Ok(Some(Tensor::from_vec(min, b, s.device())?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let names = mlp_layer_names("net.", self.cfg.hidden.len() + 1);
         Ok(Some(plain_policy(
-            &self.actor_params.named_tensors(""),
+            &self.be.host_params(&self.actor_params)?.named_tensors(""),
             &names,
             &self.core.spec,
         )?))

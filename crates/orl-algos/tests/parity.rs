@@ -168,10 +168,58 @@ fn bc_gradients_match_autograd_for_every_loss() {
     }
 }
 
-/// BC trained on the candle backend follows the engine: 50 updates from the same seed on the
-/// same batches give the same losses and parameters (within the parity tolerance, which the
-/// two backends' summation orders need), and the backend refuses the losses not yet written
-/// against it with an error that names them.
+/// Every network's parameters of `algo`, flattened in checkpoint order.
+fn flat_params(algo: &dyn Algorithm) -> Vec<f32> {
+    algo.nets()
+        .into_iter()
+        .flat_map(|(n, s)| s.named_tensors(&format!("{n}.")))
+        .flat_map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+/// `candle` (an algorithm on the candle backend) follows `engine` (the same algorithm, seed and
+/// settings on the CPU engine): `steps` updates on the same batches give the same metrics and,
+/// at the end, the same parameters of every network (targets included), within the parity
+/// tolerance, which the two backends' summation orders need. Also checks that training moved
+/// the parameters away from `fresh`'s.
+fn assert_trains_alike(
+    case: &str,
+    rp: &mut Replay,
+    engine: &mut dyn Algorithm,
+    candle: &mut dyn Algorithm,
+    fresh: &dyn Algorithm,
+    steps: usize,
+) {
+    assert_eq!(
+        flat_params(engine),
+        flat_params(candle),
+        "{case}: the same initial parameters"
+    );
+    for step in 0..steps {
+        let b = rp.sample(64);
+        let (x, y) = (engine.update(&b).unwrap(), candle.update(&b).unwrap());
+        let (x, y) = (x.to_map(), y.to_map());
+        assert_eq!(
+            x.keys().collect::<Vec<_>>(),
+            y.keys().collect::<Vec<_>>(),
+            "{case}"
+        );
+        for (k, &v) in &x {
+            orl_testkit::parity::assert_close_value(case, &format!("update {step}: {k}"), v, y[k]);
+        }
+    }
+    let a = flat_params(engine);
+    orl_testkit::parity::assert_close(
+        case,
+        &format!("parameters after {steps} updates"),
+        &a,
+        &flat_params(candle),
+    );
+    assert_ne!(a, flat_params(fresh), "{case}: training changed nothing");
+}
+
+/// BC trained on the candle backend follows the engine, and the backend refuses the losses
+/// not yet written against it with an error that names them.
 #[test]
 fn bc_trains_alike_on_the_engine_and_on_candle_tensors() {
     let (spec, mut rp) = replay(false);
@@ -181,38 +229,8 @@ fn bc_trains_alike_on_the_engine_and_on_candle_tensors() {
     };
     let mut engine = Bc::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
     let mut candle = Bc::new_on(Candle::cpu(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
-    let flat = |a: &dyn Algorithm| -> Vec<f32> {
-        a.nets()
-            .into_iter()
-            .flat_map(|(n, s)| s.named_tensors(&format!("{n}.")))
-            .flat_map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-            .collect()
-    };
-    assert_eq!(flat(&engine), flat(&candle), "the same initial parameters");
-    for step in 0..50 {
-        let b = rp.sample(64);
-        let (x, y) = (engine.update(&b).unwrap(), candle.update(&b).unwrap());
-        let (x, y) = (x.get("actor_loss").unwrap(), y.get("actor_loss").unwrap());
-        assert!(
-            (x - y).abs() <= 1e-5 * x.abs().max(1e-3),
-            "update {step}: loss {x} vs {y}"
-        );
-    }
-    let (a, b) = (flat(&engine), flat(&candle));
-    let scale = orl_testkit::parity::max_abs(&a).max(orl_testkit::parity::FLOOR);
-    let err = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| f64::from((x - y).abs()))
-        .fold(0.0, f64::max);
-    assert!(
-        err <= 1e-5 * scale,
-        "parameters after 50 updates: max error {err:e} of {scale:e}"
-    );
-    assert_ne!(
-        a,
-        flat(&Bc::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap())
-    );
+    let fresh = Bc::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    assert_trains_alike("bc", &mut rp, &mut engine, &mut candle, &fresh, 50);
     let nll = BcConfig {
         loss: BcLoss::Nll,
         ..cfg
@@ -223,10 +241,33 @@ fn bc_trains_alike_on_the_engine_and_on_candle_tensors() {
     assert!(err.to_string().contains("MSE loss only"), "{err}");
 }
 
+/// TD3+BC on the candle backend follows the engine over 50 updates (25 actor updates and
+/// target moves), with a bound of 2 so that the noise clipping and the BC term's scale act.
+#[test]
+fn td3bc_trains_alike_on_the_engine_and_on_candle_tensors() {
+    let (_, mut rp) = replay(false);
+    let spec = Spec::continuous(5, 2, 2.0);
+    let cfg = Td3BcConfig {
+        hidden: vec![32, 32],
+        ..Td3BcConfig::default()
+    };
+    let mut engine = Td3Bc::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    let mut candle =
+        Td3Bc::new_on(Candle::cpu(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    let fresh = Td3Bc::new(spec, cfg, 4, &Device::Cpu).unwrap();
+    assert_trains_alike("td3bc", &mut rp, &mut engine, &mut candle, &fresh, 50);
+}
+
+/// TD3+BC's losses and gradients against autograd, on the engine and on the candle backend.
 #[test]
 fn td3bc_gradients_match_autograd() {
+    td3bc_parity(orl_nets::engine::backend::Cpu);
+    td3bc_parity(Candle::cpu());
+}
+
+fn td3bc_parity<B: orl_nets::engine::backend::Backend>(be: B) {
     for unit in [true, false] {
-        let case = format!("td3bc bc_unit_actions={unit}");
+        let case = format!("td3bc bc_unit_actions={unit} on {}", be.name());
         let (_, mut rp) = replay(false);
         // A bound of 2 so that the BC term's scaling and the clipping are exercised.
         let spec = Spec::continuous(5, 2, 2.0);
@@ -235,7 +276,8 @@ fn td3bc_gradients_match_autograd() {
             bc_unit_actions: unit,
             ..Td3BcConfig::default()
         };
-        let mut algo = Td3Bc::new(spec.clone(), cfg.clone(), 1, &Device::Cpu).unwrap();
+        let mut algo =
+            Td3Bc::new_on(be.clone(), spec.clone(), cfg.clone(), 1, &Device::Cpu).unwrap();
         let batch = warm_batch(&mut rp, &mut algo, 64);
         let mut noise = algo.noise().clone();
         let probes = algo.probe(&batch).unwrap();

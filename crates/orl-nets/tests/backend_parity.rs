@@ -233,3 +233,176 @@ fn candle_parameters_and_moments_round_trip_through_named_tensors() {
         be.host_params(&fresh).unwrap().data(),
     );
 }
+
+/// `a + b * c` (a kernel of three inputs).
+struct Fma;
+impl orl_nets::engine::backend::Map3 for Fma {
+    fn apply<S: Scalar>(&self, a: S, b: S, c: S) -> S {
+        a + b * c
+    }
+}
+
+/// `clamp(|a| / 3 - b, -0.5, 0.5)`: the remaining scalar operations.
+struct Rest;
+impl Map2 for Rest {
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        (a.abs().div_by(3.0) - b).clamp(-0.5, 0.5)
+    }
+}
+
+/// The layout and arithmetic operations of the backend on `[6, 3]` and `[6, 2]` inputs, each
+/// result downloaded, and two sums.
+fn data_ops<B: Backend>(be: &B, a: &[f32], b: &[f32]) -> (Vec<Vec<f32>>, Vec<f64>) {
+    use orl_nets::engine::backend::{Abs, Identity, Min, SquaredError};
+    let (mut ab, mut bb) = Default::default();
+    be.upload(a, 3, &mut ab).unwrap();
+    be.upload(b, 2, &mut bb).unwrap();
+    let mut outs = Vec::new();
+    let mut keep = |buf: &B::Buf| {
+        let mut h = Vec::new();
+        be.download(buf, &mut h).unwrap();
+        outs.push(h);
+    };
+    let (mut cat, mut c1, mut r, mut t, mut f, mut m3, mut m2, mut mn) = Default::default();
+    be.concat_cols(&ab, 3, &bb, 2, &mut cat).unwrap();
+    keep(&cat);
+    be.cols(&cat, 5, 2, 2, &mut c1).unwrap(); // a's last column, b's first
+    keep(&c1);
+    be.rows(&cat, 5, 2, 3, &mut r).unwrap();
+    keep(&r);
+    be.tile_rows(&r, 3, &mut t).unwrap();
+    keep(&t);
+    be.fill(&c1, -0.25, &mut f).unwrap();
+    keep(&f);
+    be.map3(&Fma, &c1, &c1, &f, &mut m3).unwrap();
+    keep(&m3);
+    be.map2(&Rest, &c1, &f, &mut m2).unwrap();
+    keep(&m2);
+    be.map2(&Min, &c1, &f, &mut mn).unwrap();
+    keep(&mn);
+    let sums = vec![
+        be.map1_sum(&Abs, &cat).unwrap(),
+        be.map1_sum(&Identity, &cat).unwrap(),
+        be.map2_sum(&SquaredError, &c1, &f).unwrap(),
+    ];
+    (outs, sums)
+}
+
+#[test]
+fn layout_and_arithmetic_ops_agree_on_both_backends() {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+    let a: Vec<f32> = (0..18).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let b: Vec<f32> = (0..12).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let (x, xs) = data_ops(&Cpu, &a, &b);
+    let (y, ys) = data_ops(&Candle::cpu(), &a, &b);
+    let names = [
+        "concat", "cols", "rows", "tile", "fill", "map3", "map2", "min",
+    ];
+    for ((n, x), y) in names.iter().zip(&x).zip(&y) {
+        assert_close("ops", n, x, y);
+    }
+    // The CPU results themselves, from their definitions.
+    assert_eq!(x[0][..5], [a[0], a[1], a[2], b[0], b[1]]);
+    assert_eq!(
+        x[1],
+        (0..6)
+            .flat_map(|r| [a[r * 3 + 2], b[r * 2]])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(x[2], x[0][10..25]);
+    assert_eq!(x[3], [x[2].clone(), x[2].clone(), x[2].clone()].concat());
+    assert!(x[4].len() == 12 && x[4].iter().all(|&v| v == -0.25));
+    assert!(x[7].iter().zip(&x[1]).all(|(&m, &c)| m == c.min(-0.25)));
+    for (s, t) in xs.iter().zip(&ys) {
+        assert!(
+            (s - t).abs() <= 1e-5 * s.abs().max(1e-3),
+            "sums {xs:?} vs {ys:?}"
+        );
+    }
+    assert!((xs[0] - a.iter().chain(&b).map(|v| f64::from(v.abs())).sum::<f64>()).abs() < 1e-9);
+}
+
+/// One Polyak step and a pass over the first `k` members of `mlp` with `dL/dQ = 1/8`:
+/// the averaged parameters, the output, the parameter gradient and the input gradient.
+fn first_members<B: Backend>(
+    be: &B,
+    host: &Params,
+    other: &Params,
+    mlp: &Mlp,
+    x: &[f32],
+    k: usize,
+) -> [Vec<f32>; 4] {
+    let mut t = be.place(host).unwrap();
+    be.soft_update(&mut t, &be.place(other).unwrap(), 0.25)
+        .unwrap();
+    let p = be.place(host).unwrap();
+    let (mut xb, mut dy, mut g, mut dx) = Default::default();
+    be.upload(x, mlp.input_dim(), &mut xb).unwrap();
+    let mut cache = B::Cache::default();
+    let batch = x.len() / mlp.input_dim();
+    be.mlp_forward_first(mlp, &p, &xb, Input::Shared, batch, k, &mut cache)
+        .unwrap();
+    be.fill(be.mlp_output(&cache), 0.125, &mut dy).unwrap();
+    be.zeros_for(&p, &mut g).unwrap();
+    be.mlp_backward(
+        mlp,
+        &p,
+        &xb,
+        Input::Shared,
+        &mut cache,
+        &dy,
+        Some(&mut g),
+        Some(&mut dx),
+    )
+    .unwrap();
+    let mut out: [Vec<f32>; 4] = Default::default();
+    out[0] = be.host_params(&t).unwrap().data().to_vec();
+    be.download(be.mlp_output(&cache), &mut out[1]).unwrap();
+    be.download(&g, &mut out[2]).unwrap();
+    be.download(&dx, &mut out[3]).unwrap();
+    out
+}
+
+/// Polyak averaging, and the pass over an ensemble's first member only (TD3's actor reads
+/// `Q_1`) with its input gradient, agree on both backends; the first member's output is that
+/// member's part of the whole ensemble's, and its pass leaves the second member's gradient zero.
+#[test]
+fn soft_update_and_first_member_passes_agree() {
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
+    let mut host = Params::new();
+    let mlp = Mlp::ensemble(
+        &mut host.builder("q", &mut rng),
+        2,
+        4,
+        &[16],
+        1,
+        Activation::Identity,
+    )
+    .unwrap();
+    let mut other = host.clone();
+    other.data_mut().iter_mut().for_each(|v| *v = -*v + 0.5);
+    let x: Vec<f32> = (0..8 * 4).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let cpu = first_members(&Cpu, &host, &other, &mlp, &x, 1);
+    let candle = first_members(&Candle::cpu(), &host, &other, &mlp, &x, 1);
+    for (n, (a, b)) in ["polyak", "output", "gradient", "input gradient"]
+        .iter()
+        .zip(cpu.iter().zip(&candle))
+    {
+        assert_close("first member", n, a, b);
+    }
+    let want: Vec<f32> = host
+        .data()
+        .iter()
+        .zip(other.data())
+        .map(|(&d, &s)| s * 0.25 + d * 0.75)
+        .collect();
+    assert_eq!(cpu[0], want);
+    let all = first_members(&Cpu, &host, &other, &mlp, &x, 2);
+    assert_eq!(cpu[1].len(), 8);
+    assert_eq!(cpu[1], all[1][..8]);
+    assert!(cpu[2].iter().any(|&v| v != 0.0));
+    // Member 1's weights and biases: every gradient entry that the full pass sets and the
+    // first-member pass does not.
+    let differs = cpu[2].iter().zip(&all[2]).filter(|(a, b)| a != b).count();
+    assert!(differs > 0 && cpu[2].iter().filter(|&&v| v == 0.0).count() >= differs);
+}

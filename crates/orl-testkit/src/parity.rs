@@ -21,6 +21,31 @@ pub fn max_abs(v: &[f32]) -> f64 {
     v.iter().map(|x| f64::from(x.abs())).fold(0.0, f64::max)
 }
 
+/// Asserts that `got` equals `want` element by element within the tolerance above
+/// (`max |got - want| <= RTOL * max(max |want|, FLOOR)`): two backends' parameters after the
+/// same updates, or one buffer computed two ways.
+pub fn assert_close(case: &str, what: &str, want: &[f32], got: &[f32]) {
+    assert_eq!(want.len(), got.len(), "{case}: {what}: lengths differ");
+    let scale = max_abs(want).max(FLOOR);
+    let err = want
+        .iter()
+        .zip(got)
+        .map(|(a, b)| f64::from((a - b).abs()))
+        .fold(0.0, f64::max);
+    assert!(
+        err <= RTOL * scale,
+        "{case}: {what}: max error {err:e} against scale {scale:e}"
+    );
+}
+
+/// Asserts that a scalar `got` equals `want` within the tolerance above.
+pub fn assert_close_value(case: &str, what: &str, want: f64, got: f64) {
+    assert!(
+        (want - got).abs() <= RTOL * want.abs().max(FLOOR),
+        "{case}: {what}: {got} against {want}"
+    );
+}
+
 /// Asserts that the engine's `value` of the loss `what` equals `oracle` (a scalar candle
 /// tensor) and that each engine gradient `(parameter name, dL/dparameter)` equals candle's
 /// gradient of `oracle` with respect to that parameter of `store`, within the tolerance above.

@@ -6,6 +6,7 @@
 //! dL/da = (sum_e dL/dQ_e df_e/dx)[:, obs..]     (only when asked: actor losses through Q)
 //! ```
 
+use crate::engine::backend::Backend;
 use crate::engine::mlp::{Activation, Input, Mlp, MlpCache};
 use crate::engine::params::{Params, ParamsBuilder};
 use crate::error::Result;
@@ -26,6 +27,24 @@ pub struct QCache {
     dx: Vec<f32>,
     /// The MLP's activations and gradient buffers.
     pub mlp: MlpCache,
+}
+
+/// Buffers of one [`QNet`] on backend `B` ([`QNet::q_on`], [`QNet::backward_on`]).
+pub struct QBufs<B: Backend> {
+    x: B::Buf,
+    dx: B::Buf,
+    /// The MLP's activations on `B`.
+    pub mlp: B::Cache,
+}
+
+impl<B: Backend> Default for QBufs<B> {
+    fn default() -> Self {
+        Self {
+            x: B::Buf::default(),
+            dx: B::Buf::default(),
+            mlp: B::Cache::default(),
+        }
+    }
 }
 
 impl QNet {
@@ -157,5 +176,61 @@ impl QNet {
     pub fn backward_all(&self, p: &Params, s: &[f32], cache: &mut QCache, grads: &mut [f32]) {
         self.net
             .backward(p, s, Input::Shared, &mut cache.mlp, Some(grads), None);
+    }
+
+    /// [`QNet::q_first`] on backend `be`: `Q_e(s_b, a_b)` of the first `k` members, `[k * B, 1]`
+    /// (continuous).
+    #[allow(clippy::too_many_arguments)]
+    pub fn q_on<'c, B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        a: &B::Buf,
+        batch: usize,
+        k: usize,
+        c: &'c mut QBufs<B>,
+    ) -> Result<&'c B::Buf> {
+        be.concat_cols(s, self.obs_dim, a, self.act_dim, &mut c.x)?;
+        be.mlp_forward_first(&self.net, p, &c.x, Input::Shared, batch, k, &mut c.mlp)?;
+        Ok(be.mlp_output(&c.mlp))
+    }
+    /// [`QNet::backward`] on backend `be` after [`QNet::q_on`], from `dq = dL/dQ` `[k * B, 1]`:
+    /// parameter gradients into `grads` when given, `dL/da` `[B, act]` into `da` when given.
+    pub fn backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        c: &mut QBufs<B>,
+        dq: &B::Buf,
+        grads: Option<&mut B::Buf>,
+        da: Option<&mut B::Buf>,
+    ) -> Result<()> {
+        let (o, d) = (self.obs_dim, self.act_dim);
+        match da {
+            None => be.mlp_backward(
+                &self.net,
+                p,
+                &c.x,
+                Input::Shared,
+                &mut c.mlp,
+                dq,
+                grads,
+                None,
+            ),
+            Some(da) => {
+                be.mlp_backward(
+                    &self.net,
+                    p,
+                    &c.x,
+                    Input::Shared,
+                    &mut c.mlp,
+                    dq,
+                    grads,
+                    Some(&mut c.dx),
+                )?;
+                be.cols(&c.dx, o + d, o, d, da)
+            }
+        }
     }
 }

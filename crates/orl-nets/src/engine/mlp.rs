@@ -123,6 +123,10 @@ impl MlpCache {
     pub fn batch(&self) -> usize {
         self.batch
     }
+    /// Members the last forward pass evaluated ([`Mlp::forward_first`]'s `k`).
+    pub fn active(&self) -> usize {
+        self.active
+    }
     /// The last forward pass's output `[E, B, out]`.
     pub fn output(&self) -> &[f32] {
         self.outs.last().map_or(&[], Vec::as_slice)

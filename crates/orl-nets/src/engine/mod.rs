@@ -48,7 +48,7 @@ pub use adam::FlatAdam;
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
-pub use critic::{QCache, QNet};
+pub use critic::{QBufs, QCache, QNet};
 pub use heads::{
     CategoricalHead, DeterministicHead, GaussianHead, TanhGaussianCache, TanhGaussianHead,
     log_softmax,

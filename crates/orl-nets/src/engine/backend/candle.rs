@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::adam::AdamConfig;
 use crate::engine::adam::{FlatAdam, clip_scale};
-use crate::engine::backend::{Backend, Map1, Map2, Scalar};
+use crate::engine::backend::{Backend, Map1, Map2, Map3, Scalar};
 use crate::engine::mlp::{Activation, Input, Mlp};
 use crate::engine::params::{Params, Segment};
 use crate::error::{NetError, Result};
@@ -116,6 +116,15 @@ impl Scalar for Expr {
     }
     fn min(self, other: Self) -> Self {
         self.zip(other, |a, b| a.broadcast_minimum(b))
+    }
+    fn div_by(self, k: f32) -> Self {
+        self.map(|t| t / f64::from(k))
+    }
+    fn abs(self) -> Self {
+        self.map(|t| t.abs())
+    }
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        self.map(|t| t.clamp(lo, hi))
     }
 }
 
@@ -331,17 +340,33 @@ impl Backend for Candle {
         Ok(norm)
     }
 
-    fn mlp_forward(
+    fn soft_update(&self, target: &mut CandleParams, src: &CandleParams, tau: f64) -> Result<()> {
+        if target.layout.segments() != src.layout.segments() {
+            return Err(NetError::Config(
+                "parameter buffers of different networks cannot be copied".into(),
+            ));
+        }
+        target.flat = if tau >= 1.0 {
+            src.flat.clone()
+        } else {
+            (src.flat.affine(tau as f32 as f64, 0.0)?
+                + target.flat.affine((1.0 - tau) as f32 as f64, 0.0)?)?
+        };
+        Ok(())
+    }
+
+    fn mlp_forward_first(
         &self,
         mlp: &Mlp,
         p: &CandleParams,
         x: &Option<Tensor>,
         input: Input,
         batch: usize,
+        k: usize,
         cache: &mut CandleMlpCache,
     ) -> Result<()> {
         let x = tensor(x)?;
-        let members = mlp.members();
+        let members = k.clamp(1, mlp.members());
         cache.batch = batch;
         cache.outs.clear();
         for l in 0..mlp.depth() {
@@ -386,7 +411,8 @@ impl Backend for Candle {
         dx: Option<&mut Option<Tensor>>,
     ) -> Result<()> {
         let (x, dout, batch) = (tensor(x)?, tensor(dout)?, cache.batch);
-        let members = mlp.members();
+        // The members the forward pass evaluated.
+        let members = cache.outs.first().map_or(0, Vec::len);
         let grads = match grads {
             Some(g) => Some(tensor(g)?.clone()),
             None => None,
@@ -460,10 +486,76 @@ impl Backend for Candle {
         );
         Ok(())
     }
+    fn map3<K: Map3>(
+        &self,
+        k: &K,
+        a: &Option<Tensor>,
+        b: &Option<Tensor>,
+        c: &Option<Tensor>,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        *out = Some(
+            k.apply(
+                Expr::of(tensor(a)?),
+                Expr::of(tensor(b)?),
+                Expr::of(tensor(c)?),
+            )
+            .tensor()?,
+        );
+        Ok(())
+    }
+    fn map1_sum<K: Map1>(&self, k: &K, x: &Option<Tensor>) -> Result<f64> {
+        let t = k.apply(Expr::of(tensor(x)?)).tensor()?;
+        Ok(f64::from(t.sum_all()?.to_scalar::<f32>()?))
+    }
     fn map2_sum<K: Map2>(&self, k: &K, a: &Option<Tensor>, b: &Option<Tensor>) -> Result<f64> {
         let t = k
             .apply(Expr::of(tensor(a)?), Expr::of(tensor(b)?))
             .tensor()?;
         Ok(f64::from(t.sum_all()?.to_scalar::<f32>()?))
+    }
+    fn fill(&self, like: &Option<Tensor>, v: f32, out: &mut Option<Tensor>) -> Result<()> {
+        let like = tensor(like)?;
+        *out = Some(Tensor::full(v, like.shape(), like.device())?);
+        Ok(())
+    }
+
+    fn concat_cols(
+        &self,
+        a: &Option<Tensor>,
+        _ca: usize,
+        b: &Option<Tensor>,
+        _cb: usize,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        *out = Some(Tensor::cat(&[tensor(a)?, tensor(b)?], 1)?);
+        Ok(())
+    }
+    fn cols(
+        &self,
+        x: &Option<Tensor>,
+        _cols: usize,
+        from: usize,
+        n: usize,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        *out = Some(tensor(x)?.narrow(1, from, n)?);
+        Ok(())
+    }
+    fn rows(
+        &self,
+        x: &Option<Tensor>,
+        _cols: usize,
+        from: usize,
+        n: usize,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        *out = Some(tensor(x)?.narrow(0, from, n)?);
+        Ok(())
+    }
+    fn tile_rows(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {
+        let x = tensor(x)?;
+        *out = Some(Tensor::cat(&vec![x; k], 0)?);
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use crate::adam::AdamConfig;
 use crate::engine::adam::FlatAdam;
-use crate::engine::backend::{Backend, Map1, Map2};
+use crate::engine::backend::{Backend, Map1, Map2, Map3};
 use crate::engine::mlp::{Input, Mlp, MlpCache};
 use crate::engine::params::Params;
 use crate::engine::simd;
@@ -62,16 +62,21 @@ impl Backend for Cpu {
         opt.step(p)
     }
 
-    fn mlp_forward(
+    fn soft_update(&self, target: &mut Params, src: &Params, tau: f64) -> Result<()> {
+        target.soft_update_from(src, tau)
+    }
+
+    fn mlp_forward_first(
         &self,
         mlp: &Mlp,
         p: &Params,
         x: &Vec<f32>,
         input: Input,
         batch: usize,
+        k: usize,
         cache: &mut MlpCache,
     ) -> Result<()> {
-        mlp.forward(p, x, input, batch, cache);
+        mlp.forward_first(p, x, input, batch, k, cache);
         Ok(())
     }
     fn mlp_output<'a>(&self, cache: &'a MlpCache) -> &'a Vec<f32> {
@@ -92,7 +97,7 @@ impl Backend for Cpu {
         let dx = dx.map(|dx| {
             let rows = match input {
                 Input::Shared => cache.batch(),
-                Input::PerMember => mlp.members() * cache.batch(),
+                Input::PerMember => cache.active() * cache.batch(),
             };
             dx.resize(rows * mlp.input_dim(), 0.0);
             dx.as_mut_slice()
@@ -125,10 +130,92 @@ impl Backend for Cpu {
         );
         Ok(())
     }
+    fn map3<K: Map3>(
+        &self,
+        k: &K,
+        a: &Vec<f32>,
+        b: &Vec<f32>,
+        c: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        out.resize(a.len(), 0.0);
+        simd(
+            #[inline(always)]
+            || {
+                for (((o, &a), &b), &c) in out.iter_mut().zip(a).zip(b).zip(c) {
+                    *o = k.apply(a, b, c);
+                }
+            },
+        );
+        Ok(())
+    }
+    fn map1_sum<K: Map1>(&self, k: &K, x: &Vec<f32>) -> Result<f64> {
+        Ok(x.iter().map(|&x| f64::from(k.apply(x))).sum())
+    }
     fn map2_sum<K: Map2>(&self, k: &K, a: &Vec<f32>, b: &Vec<f32>) -> Result<f64> {
         Ok(a.iter()
             .zip(b)
             .map(|(&a, &b)| f64::from(k.apply(a, b)))
             .sum())
+    }
+    fn fill(&self, like: &Vec<f32>, v: f32, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.resize(like.len(), v);
+        Ok(())
+    }
+
+    fn concat_cols(
+        &self,
+        a: &Vec<f32>,
+        ca: usize,
+        b: &Vec<f32>,
+        cb: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let rows = a.len() / ca.max(1);
+        out.resize(rows * (ca + cb), 0.0);
+        for ((row, a), b) in out
+            .chunks_exact_mut(ca + cb)
+            .zip(a.chunks_exact(ca))
+            .zip(b.chunks_exact(cb))
+        {
+            row[..ca].copy_from_slice(a);
+            row[ca..].copy_from_slice(b);
+        }
+        Ok(())
+    }
+    fn cols(
+        &self,
+        x: &Vec<f32>,
+        cols: usize,
+        from: usize,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let rows = x.len() / cols.max(1);
+        out.resize(rows * n, 0.0);
+        for (o, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(cols)) {
+            o.copy_from_slice(&row[from..from + n]);
+        }
+        Ok(())
+    }
+    fn rows(
+        &self,
+        x: &Vec<f32>,
+        cols: usize,
+        from: usize,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        out.clear();
+        out.extend_from_slice(&x[from * cols..(from + n) * cols]);
+        Ok(())
+    }
+    fn tile_rows(&self, x: &Vec<f32>, k: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        for _ in 0..k {
+            out.extend_from_slice(x);
+        }
+        Ok(())
     }
 }

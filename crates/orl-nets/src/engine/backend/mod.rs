@@ -87,6 +87,12 @@ pub trait Scalar: Clone + Add<Output = Self> + Sub<Output = Self> + Mul<Output =
     fn max(self, other: Self) -> Self;
     /// `min(self, other)`.
     fn min(self, other: Self) -> Self;
+    /// `self / k` (a true division, not a product with `1 / k`, on the CPU backend).
+    fn div_by(self, k: f32) -> Self;
+    /// `|self|`.
+    fn abs(self) -> Self;
+    /// `self` clamped to `[lo, hi]`.
+    fn clamp(self, lo: f32, hi: f32) -> Self;
 }
 
 impl Scalar for f32 {
@@ -114,6 +120,18 @@ impl Scalar for f32 {
     fn min(self, other: Self) -> Self {
         f32::min(self, other)
     }
+    #[inline(always)]
+    fn div_by(self, k: f32) -> Self {
+        self / k
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        f32::clamp(self, lo, hi)
+    }
 }
 
 /// An elementwise kernel of one input: `out_i = apply(x_i)`.
@@ -126,6 +144,68 @@ pub trait Map1 {
 pub trait Map2 {
     /// The kernel, for one element or one whole tensor.
     fn apply<S: Scalar>(&self, a: S, b: S) -> S;
+}
+
+/// An elementwise kernel of three inputs of the same shape: `out_i = apply(a_i, b_i, c_i)`.
+pub trait Map3 {
+    /// The kernel, for one element or one whole tensor.
+    fn apply<S: Scalar>(&self, a: S, b: S, c: S) -> S;
+}
+
+/// The identity (`Map1`): with [`Backend::map1_sum`], a buffer's sum.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity;
+
+impl Map1 for Identity {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x
+    }
+}
+
+/// `|x|` (`Map1`).
+#[derive(Debug, Clone, Copy)]
+pub struct Abs;
+
+impl Map1 for Abs {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.abs()
+    }
+}
+
+/// `min(a, b)` (`Map2`): the clipped double-Q target's smaller critic.
+#[derive(Debug, Clone, Copy)]
+pub struct Min;
+
+impl Map2 for Min {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a.min(b)
+    }
+}
+
+/// `(a - b)^2` (`Map2`).
+#[derive(Debug, Clone, Copy)]
+pub struct SquaredError;
+
+impl Map2 for SquaredError {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        let d = a - b;
+        d.clone() * d
+    }
+}
+
+/// `|a - b|` (`Map2`).
+#[derive(Debug, Clone, Copy)]
+pub struct AbsError;
+
+impl Map2 for AbsError {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        (a - b).abs()
+    }
 }
 
 /// Multiplies by a constant (`Map1`): the action bound of a tanh head, a loss's `1/B`.
@@ -145,7 +225,7 @@ impl Map1 for Scale {
 /// (stored as `E * B` rows), a gradient laid out as its network's [`Params`]. Every method writes
 /// into a destination the caller owns, so the CPU backend reuses its buffers and allocates
 /// nothing in steady state, while the candle backend replaces the tensor a destination holds.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: Clone + Send + Sync + 'static {
     /// A row-major `f32` buffer on this backend.
     type Buf: Default + Send;
     /// A network's parameters on this backend (checkpoint names and layout as [`Params`]).
@@ -179,6 +259,9 @@ pub trait Backend: Send + Sync + 'static {
     /// configuration clips it.
     fn adam_step(&self, opt: &mut Self::Adam, p: &mut Self::Params) -> Result<Option<f64>>;
 
+    /// Polyak averaging `target <- tau * src + (1 - tau) * target` ([`Params::soft_update_from`]).
+    fn soft_update(&self, target: &mut Self::Params, src: &Self::Params, tau: f64) -> Result<()>;
+
     /// [`Mlp::forward`]: `x` `[B, in]` (shared) or `[E * B, in]` (per member).
     fn mlp_forward(
         &self,
@@ -187,6 +270,21 @@ pub trait Backend: Send + Sync + 'static {
         x: &Self::Buf,
         input: Input,
         batch: usize,
+        cache: &mut Self::Cache,
+    ) -> Result<()> {
+        self.mlp_forward_first(mlp, p, x, input, batch, mlp.members(), cache)
+    }
+    /// [`Mlp::forward_first`]: the first `k` members only (output `[k * B, out]`); the backward
+    /// pass then runs over the same members.
+    #[allow(clippy::too_many_arguments)]
+    fn mlp_forward_first(
+        &self,
+        mlp: &Mlp,
+        p: &Self::Params,
+        x: &Self::Buf,
+        input: Input,
+        batch: usize,
+        k: usize,
         cache: &mut Self::Cache,
     ) -> Result<()>;
     /// The last forward pass's output `[E * B, out]`.
@@ -211,6 +309,51 @@ pub trait Backend: Send + Sync + 'static {
     /// `out <- k(a, b)` elementwise (`a` and `b` of one shape).
     fn map2<K: Map2>(&self, k: &K, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf)
     -> Result<()>;
+    /// `out <- k(a, b, c)` elementwise (one shape).
+    fn map3<K: Map3>(
+        &self,
+        k: &K,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        c: &Self::Buf,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `sum_i k(x_i)`, accumulated in `f64` in element order on the CPU backend.
+    fn map1_sum<K: Map1>(&self, k: &K, x: &Self::Buf) -> Result<f64>;
     /// `sum_i k(a_i, b_i)`, accumulated in `f64` in element order on the CPU backend.
     fn map2_sum<K: Map2>(&self, k: &K, a: &Self::Buf, b: &Self::Buf) -> Result<f64>;
+    /// `out <- v` everywhere, shaped as `like`.
+    fn fill(&self, like: &Self::Buf, v: f32, out: &mut Self::Buf) -> Result<()>;
+
+    /// `out <- [a | b]`: the rows of `a` `[R, ca]` and `b` `[R, cb]` side by side, `[R, ca + cb]`.
+    fn concat_cols(
+        &self,
+        a: &Self::Buf,
+        ca: usize,
+        b: &Self::Buf,
+        cb: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `out <- x[:, from..from + n]` of `x` `[R, cols]`.
+    fn cols(
+        &self,
+        x: &Self::Buf,
+        cols: usize,
+        from: usize,
+        n: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `out <- x[from..from + n, :]` of `x` `[R, cols]` (member `e` of an `[E * B, out]` output:
+    /// `from = e * B`, `n = B`).
+    fn rows(
+        &self,
+        x: &Self::Buf,
+        cols: usize,
+        from: usize,
+        n: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `out <- [x; k]`: `x` repeated `k` times along the rows (a `[B, .]` target beside an
+    /// `[E * B, .]` ensemble output).
+    fn tile_rows(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
 }
