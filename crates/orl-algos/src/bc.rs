@@ -20,19 +20,22 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::backend::{Backend, Candle, Cpu, Map2, Scalar, SquaredError};
+use orl_nets::engine::backend::{
+    Backend, Candle, Cpu, Identity, Map2, Product, Scalar, SquaredError,
+};
 use orl_nets::engine::{
-    CategoricalHead, DeterministicHead, FlatAdam, GaussianHead, MlpCache, Params, PolicyHead,
+    CategoricalHead, DensityBufs, DeterministicHead, GaussianHead, MlpCache, Params, PolicyHead,
 };
 use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{state_lists, 
-    ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, discrete_indices, head_act,
+use crate::common::{
+    BatchBufs,state_lists, 
+    ActionSpec, Algorithm, Core, Metrics, Spec, check_batch, head_act,
     head_log_prob, mlp_layer_names, plain_policy, record_value,
 };
-use crate::error::{AlgoError, Result};
+use crate::error::Result;
 use crate::registry::{
     AlgoConfig, AlgoInfo, Compute, RewardRecipe, defaults_of, fixed_length, parse_config, reduced_width,
     resolve,
@@ -126,42 +129,34 @@ impl Map2 for MseGrad {
 
 /// Buffers reused by every update (sized by the first one).
 struct Scratch<B: Backend> {
-    /// The backend's copies of the batch's observations and actions.
-    s: B::Buf,
-    a: B::Buf,
+    /// The batch's observations and actions (one-hot for discrete actions) on the backend.
+    b: BatchBufs<B>,
     cache: B::Cache,
-    /// The policy's actions (MSE) on the backend.
-    pi: B::Buf,
-    /// `dL/dpi` and `dL/d tanh(f(s))` on the backend.
-    dpi: B::Buf,
+    /// The NLL and cross-entropy losses' log-densities.
+    density: DensityBufs<B>,
+    /// The policy's actions (MSE), log-densities `[B, 1]` or log-probabilities `[B, n]`.
+    out: B::Buf,
+    /// Log-probabilities at the data actions `[B, n]` (one-hot masked), then `[B, 1]`.
+    hit: B::Buf,
+    lp_a: B::Buf,
+    /// `dL/dpi` (MSE) or `dL/d log pi` `[B, 1]`.
+    dout: B::Buf,
     dnet: B::Buf,
-    /// The engine's buffers of the NLL and cross-entropy losses (CPU only).
-    host: HostScratch,
 }
 
 impl<B: Backend> Default for Scratch<B> {
     fn default() -> Self {
         Self {
-            s: B::Buf::default(),
-            a: B::Buf::default(),
+            b: BatchBufs::default(),
             cache: B::Cache::default(),
-            pi: B::Buf::default(),
-            dpi: B::Buf::default(),
+            density: DensityBufs::default(),
+            out: B::Buf::default(),
+            hit: B::Buf::default(),
+            lp_a: B::Buf::default(),
+            dout: B::Buf::default(),
             dnet: B::Buf::default(),
-            host: HostScratch::default(),
         }
     }
-}
-
-#[derive(Default)]
-struct HostScratch {
-    cache: MlpCache,
-    /// Means or log-probabilities of the batch.
-    out: Vec<f32>,
-    /// `dL/d log pi`.
-    dout: Vec<f32>,
-    lp: Vec<f32>,
-    idx: Vec<u32>,
 }
 
 /// Behavioural cloning, on the CPU engine ([`Cpu`], the default) or another
@@ -186,7 +181,7 @@ impl Bc<Cpu> {
 
 impl<B: Backend> Bc<B> {
     /// Builds the policy network for `spec` on backend `be`, initialised from `seed` (the same
-    /// initial parameters on every backend). Off the CPU engine only the MSE loss runs so far.
+    /// initial parameters on every backend).
     pub fn new_on(
         be: B,
         spec: Spec,
@@ -226,13 +221,6 @@ impl<B: Backend> Bc<B> {
                 )?),
             }
         };
-        if !matches!(net, PolicyHead::Deterministic(_)) && !is_engine::<B>() {
-            return Err(AlgoError::Config(format!(
-                "bc: the {} backend runs the MSE loss only so far (bc.loss = \"mse\", continuous \
-                 actions); the NLL and cross-entropy losses run on the CPU engine",
-                be.name()
-            )));
-        }
         let params = be.place(&params)?;
         let opt = be.adam(&params, AdamConfig::with_lr(cfg.lr))?;
         Ok(Self {
@@ -255,20 +243,42 @@ impl<B: Backend> Bc<B> {
         let be = &self.be;
         let sc = &mut self.scratch;
         let p = &self.params;
-        let h = match &self.net {
-            PolicyHead::Deterministic(h) => h,
-            head => return host_loss_and_grad(head, p, &mut self.opt, batch, &mut sc.host),
-        };
-        let d = h.act_dim();
-        be.upload(&batch.observations, self.core.spec.obs_dim, &mut sc.s)?;
-        be.upload(&batch.actions, d, &mut sc.a)?;
-        h.forward_on(be, p, &sc.s, bsz, &mut sc.cache, &mut sc.pi)?;
-        let scale = 1.0 / (bsz * d) as f32;
-        let loss = be.map2_sum(&SquaredError, &sc.pi, &sc.a)?;
-        be.map2(&MseGrad { scale }, &sc.pi, &sc.a, &mut sc.dpi)?;
-        let g = be.zero_grad(&mut self.opt)?;
-        h.backward_on(be, p, &sc.s, &sc.dpi, &mut sc.cache, &mut sc.dnet, g)?;
-        Ok(loss * f64::from(scale))
+        sc.b.upload(be, batch, &self.core.spec, false)?;
+        let (s, a) = (&sc.b.s, &sc.b.a);
+        Ok(match &self.net {
+            PolicyHead::Deterministic(h) => {
+                // L = mean_bj (pi_bj - a_bj)^2,  dL/dpi = 2 (pi - a) / (B A)
+                let d = h.act_dim();
+                h.forward_on(be, p, s, bsz, &mut sc.cache, &mut sc.out)?;
+                let scale = 1.0 / (bsz * d) as f32;
+                let loss = be.map2_sum(&SquaredError, &sc.out, a)?;
+                be.map2(&MseGrad { scale }, &sc.out, a, &mut sc.dout)?;
+                let g = be.zero_grad(&mut self.opt)?;
+                h.backward_on(be, p, s, &sc.dout, &mut sc.cache, &mut sc.dnet, g)?;
+                loss * f64::from(scale)
+            }
+            PolicyHead::Gaussian(h) => {
+                // L = -mean_b log pi(a_b|s_b),  dL/d log pi_b = -1 / B
+                h.log_prob_on(be, p, s, a, bsz, &mut sc.density, &mut sc.out)?;
+                let loss = -be.map1_sum(&Identity, &sc.out)? / bsz as f64;
+                be.fill(&sc.out, -1.0 / bsz as f32, &mut sc.dout)?;
+                let g = be.zero_grad(&mut self.opt)?;
+                h.log_prob_backward_on(be, p, s, a, &sc.dout, &mut sc.density, g)?;
+                loss
+            }
+            PolicyHead::Categorical(h) => {
+                // L = -mean_b log softmax(f(s_b))_(a_b),  dL/d log pi_b = -1 / B
+                let n = h.n();
+                h.log_probs_on(be, p, s, bsz, &mut sc.density, &mut sc.out)?;
+                be.map2(&Product, &sc.out, a, &mut sc.hit)?;
+                be.sum_cols(&sc.hit, n, &mut sc.lp_a)?;
+                let loss = -be.map1_sum(&Identity, &sc.lp_a)? / bsz as f64;
+                be.fill(&sc.lp_a, -1.0 / bsz as f32, &mut sc.dout)?;
+                let g = be.zero_grad(&mut self.opt)?;
+                h.log_prob_backward_on(be, p, s, a, &sc.dout, &sc.out, &mut sc.density, g)?;
+                loss
+            }
+        })
     }
 
     /// Every loss of an update and its gradients at the current parameters, without changing
@@ -286,68 +296,6 @@ impl<B: Backend> Bc<B> {
             &grad,
         )])
     }
-}
-
-/// Whether `B` is the CPU engine, whose parameters are the host [`Params`] themselves.
-fn is_engine<B: Backend>() -> bool {
-    std::any::TypeId::of::<B::Params>() == std::any::TypeId::of::<Params>()
-}
-
-/// The NLL and cross-entropy losses, on the CPU engine's own buffers (their heads are not yet
-/// written against the backend trait; [`Bc::new_on`] refuses them on other backends).
-fn host_loss_and_grad<P: 'static, A: 'static>(
-    head: &PolicyHead,
-    p: &P,
-    opt: &mut A,
-    batch: &Batch,
-    sc: &mut HostScratch,
-) -> Result<f64> {
-    let (Some(p), Some(opt)) = (
-        (p as &dyn std::any::Any).downcast_ref::<Params>(),
-        (opt as &mut dyn std::any::Any).downcast_mut::<FlatAdam>(),
-    ) else {
-        return Err(AlgoError::Config(
-            "bc: the NLL and cross-entropy losses run on the CPU engine only".into(),
-        ));
-    };
-    let bsz = batch.batch_size;
-    let (s, a) = (&batch.observations, &batch.actions);
-    let g = opt.zero_grad();
-    Ok(match head {
-        PolicyHead::Gaussian(h) => {
-            let d = h.act_dim();
-            sc.out.resize(bsz * d, 0.0);
-            sc.lp.resize(bsz, 0.0);
-            sc.dout.clear();
-            sc.dout.resize(bsz, -1.0 / bsz as f32);
-            h.mean(p, s, bsz, &mut sc.cache, &mut sc.out);
-            h.log_prob(p, a, &sc.cache, &mut sc.lp);
-            h.log_prob_backward(p, s, a, &sc.dout, &mut sc.cache, g);
-            -sc.lp.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64
-        }
-        PolicyHead::Categorical(h) => {
-            let n = h.n();
-            discrete_indices(batch, n, &mut sc.idx)?;
-            sc.out.resize(bsz * n, 0.0);
-            sc.dout.clear();
-            sc.dout.resize(bsz, -1.0 / bsz as f32);
-            h.log_probs(p, s, bsz, &mut sc.cache, &mut sc.out);
-            let loss = -sc
-                .idx
-                .iter()
-                .enumerate()
-                .map(|(b, &k)| f64::from(sc.out[b * n + k as usize]))
-                .sum::<f64>()
-                / bsz as f64;
-            h.log_prob_backward(p, s, &sc.idx, &sc.dout, &sc.out, &mut sc.cache, g);
-            loss
-        }
-        PolicyHead::Deterministic(_) => {
-            return Err(AlgoError::Config(
-                "bc: the MSE loss runs through the backend".into(),
-            ));
-        }
-    })
 }
 
 impl<B: Backend> Algorithm for Bc<B> {

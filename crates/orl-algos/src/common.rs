@@ -159,6 +159,74 @@ pub fn discrete_indices(batch: &Batch, n: usize, out: &mut Vec<u32>) -> Result<(
     Ok(())
 }
 
+/// A batch on backend `B`, uploaded by [`BatchBufs::upload`]: `s`, `s'`, `a` (continuous) or
+/// the data actions as a one-hot `[B, n]` (discrete), `r` and the not-done discount
+/// `gamma^k (1 - d)`, each `[B, .]`.
+pub(crate) struct BatchBufs<B: Backend> {
+    pub s: B::Buf,
+    pub s2: B::Buf,
+    /// Continuous actions `[B, act]`, or the one-hot of the discrete ones `[B, n]`.
+    pub a: B::Buf,
+    pub r: B::Buf,
+    pub nd: B::Buf,
+    /// The discrete actions as indices (empty for continuous actions).
+    pub idx: Vec<u32>,
+    host: Vec<f32>,
+}
+
+impl<B: Backend> Default for BatchBufs<B> {
+    fn default() -> Self {
+        Self {
+            s: B::Buf::default(),
+            s2: B::Buf::default(),
+            a: B::Buf::default(),
+            r: B::Buf::default(),
+            nd: B::Buf::default(),
+            idx: Vec::new(),
+            host: Vec::new(),
+        }
+    }
+}
+
+impl<B: Backend> BatchBufs<B> {
+    /// Uploads `batch` to `be` (the caller has checked it against `spec` with
+    /// [`check_batch`]; the discrete actions' range is checked here). With
+    /// `transitions = false` only `s` and the actions (a behaviour-cloning batch).
+    pub fn upload(&mut self, be: &B, batch: &Batch, spec: &Spec, transitions: bool) -> Result<()> {
+        let o = spec.obs_dim;
+        be.upload(&batch.observations, o, &mut self.s)?;
+        match spec.action {
+            ActionSpec::Continuous { dim, .. } => {
+                self.idx.clear();
+                be.upload(&batch.actions, dim, &mut self.a)?;
+            }
+            ActionSpec::Discrete { n } => {
+                discrete_indices(batch, n, &mut self.idx)?;
+                self.host.clear();
+                self.host.resize(self.idx.len() * n, 0.0);
+                for (row, &k) in self.host.chunks_exact_mut(n).zip(&self.idx) {
+                    row[k as usize] = 1.0;
+                }
+                be.upload(&self.host, n, &mut self.a)?;
+            }
+        }
+        if transitions {
+            be.upload(&batch.next_observations, o, &mut self.s2)?;
+            be.upload(&batch.rewards, 1, &mut self.r)?;
+            self.host.clear();
+            self.host.extend(
+                batch
+                    .discounts
+                    .iter()
+                    .zip(&batch.terminals)
+                    .map(|(&g, &term)| g * (1.0 - term)),
+            );
+            be.upload(&self.host, 1, &mut self.nd)?;
+        }
+        Ok(())
+    }
+}
+
 /// The rows of `t: [B, d]` (or `[B]`, `d = 1`) as one host buffer and `B`.
 pub fn host_rows(t: &Tensor) -> Result<(Vec<f32>, usize)> {
     let b = t.dims().first().copied().unwrap_or(1);

@@ -43,7 +43,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Algorithm, Core, Metrics, Probe, Spec, TdBufs, check_batch, host_rows, mlp_layer_names,
+    Algorithm, BatchBufs, Core, Metrics, Probe, Spec, TdBufs, check_batch, host_rows, mlp_layer_names,
     plain_policy, record_value, state_lists, td_mse_grad_on,
 };
 use crate::error::Result;
@@ -164,15 +164,9 @@ pub struct Td3Bc<B: Backend = Cpu> {
 
 /// Buffers reused by every update (sized by the first one).
 struct Scratch<B: Backend> {
-    // The batch on the backend: `s`, `s'`, `a`, `r`, and `gamma^k (1 - d)`.
-    s: B::Buf,
-    s2: B::Buf,
-    a: B::Buf,
-    r: B::Buf,
-    nd: B::Buf,
-    // Host-side draws and the not-done discount before upload.
+    b: BatchBufs<B>,
+    /// The target-smoothing draws, on the host, then on the backend.
     eps_host: Vec<f32>,
-    nd_host: Vec<f32>,
     eps: B::Buf,
     actor: B::Cache,
     actor_next: B::Cache,
@@ -198,13 +192,8 @@ struct Scratch<B: Backend> {
 impl<B: Backend> Default for Scratch<B> {
     fn default() -> Self {
         Self {
-            s: Default::default(),
-            s2: Default::default(),
-            a: Default::default(),
-            r: Default::default(),
-            nd: Default::default(),
+            b: BatchBufs::default(),
             eps_host: Vec::new(),
-            nd_host: Vec::new(),
             eps: Default::default(),
             actor: Default::default(),
             actor_next: Default::default(),
@@ -337,28 +326,16 @@ impl Map3 for AddBcGrad {
 /// drawn from the training stream; uploads the batch; returns `(loss, mean Q, mean |Q_1 - y|)`.
 fn critic_grad<B: Backend>(t: &mut Td3Bc<B>, batch: &Batch) -> Result<(f64, f64, f64)> {
     let bsz = batch.batch_size;
-    let (o, d) = (t.core.spec.obs_dim, t.actor.act_dim());
+    let d = t.actor.act_dim();
     let m = t.max_action;
     let (be, sc) = (&t.be, &mut t.scratch);
-    be.upload(&batch.observations, o, &mut sc.s)?;
-    be.upload(&batch.next_observations, o, &mut sc.s2)?;
-    be.upload(&batch.actions, d, &mut sc.a)?;
-    be.upload(&batch.rewards, 1, &mut sc.r)?;
-    sc.nd_host.clear();
-    sc.nd_host.extend(
-        batch
-            .discounts
-            .iter()
-            .zip(&batch.terminals)
-            .map(|(&g, &term)| g * (1.0 - term)),
-    );
-    be.upload(&sc.nd_host, 1, &mut sc.nd)?;
+    sc.b.upload(be, batch, &t.core.spec, true)?;
     sc.eps_host.resize(bsz * d, 0.0);
     t.core.noise.normal_into(&mut sc.eps_host);
     be.upload(&sc.eps_host, d, &mut sc.eps)?;
     // y = r + gamma^k (1 - d) min_i Q'_i(s', clip(pi'(s') + clip(sigma m eps, -c m, c m), -m, m))
     t.actor
-        .forward_on(be, &t.actor_target, &sc.s2, bsz, &mut sc.actor_next, &mut sc.a2)?;
+        .forward_on(be, &t.actor_target, &sc.b.s2, bsz, &mut sc.actor_next, &mut sc.a2)?;
     let smooth = Smooth {
         sigma: (t.cfg.policy_noise as f32) * m,
         clip: (t.cfg.noise_clip as f32) * m,
@@ -367,15 +344,15 @@ fn critic_grad<B: Backend>(t: &mut Td3Bc<B>, batch: &Batch) -> Result<(f64, f64,
     be.map2(&smooth, &sc.a2, &sc.eps, &mut sc.a2s)?;
     let q2 = t
         .critic
-        .q_on(be, &t.critic_target, &sc.s2, &sc.a2s, bsz, 2, &mut sc.q_next)?;
+        .q_on(be, &t.critic_target, &sc.b.s2, &sc.a2s, bsz, 2, &mut sc.q_next)?;
     be.rows(q2, 1, 0, bsz, &mut sc.q2a)?;
     be.rows(q2, 1, bsz, bsz, &mut sc.q2b)?;
     be.map2(&Min, &sc.q2a, &sc.q2b, &mut sc.q2)?;
-    be.map3(&Bellman, &sc.r, &sc.nd, &sc.q2, &mut sc.y)?;
+    be.map3(&Bellman, &sc.b.r, &sc.b.nd, &sc.q2, &mut sc.y)?;
     // L = sum_e mean_b (Q_eb - y_b)^2,  dL/dQ_eb = 2 (Q_eb - y_b) / B
     let q = t
         .critic
-        .q_on(be, &t.critic_params, &sc.s, &sc.a, bsz, 2, &mut sc.q)?;
+        .q_on(be, &t.critic_params, &sc.b.s, &sc.b.a, bsz, 2, &mut sc.q)?;
     let out = td_mse_grad_on(be, q, &sc.y, 2, bsz, 1.0, &mut sc.td)?;
     let g = be.zero_grad(&mut t.critic_opt)?;
     t.critic
@@ -391,11 +368,11 @@ fn actor_grad<B: Backend>(t: &mut Td3Bc<B>, batch: &Batch) -> Result<(f64, f64, 
     let d = t.actor.act_dim();
     let (be, sc) = (&t.be, &mut t.scratch);
     t.actor
-        .forward_on(be, &t.actor_params, &sc.s, bsz, &mut sc.actor, &mut sc.pi)?;
+        .forward_on(be, &t.actor_params, &sc.b.s, bsz, &mut sc.actor, &mut sc.pi)?;
     // Q_1 alone: the second critic takes no part in the actor loss.
     let q1 = t
         .critic
-        .q_on(be, &t.critic_params, &sc.s, &sc.pi, bsz, 1, &mut sc.q_pi)?;
+        .q_on(be, &t.critic_params, &sc.b.s, &sc.pi, bsz, 1, &mut sc.q_pi)?;
     let abs_mean = be.map1_sum(&Abs, q1)? / bsz as f64;
     let lambda = t.cfg.alpha / abs_mean;
     let q_mean = be.map1_sum(&Identity, q1)? / bsz as f64;
@@ -409,14 +386,14 @@ fn actor_grad<B: Backend>(t: &mut Td3Bc<B>, batch: &Batch) -> Result<(f64, f64, 
         1.0
     };
     let scale = 1.0 / (m * m * (bsz * d) as f64);
-    let bc = be.map2_sum(&SquaredError, &sc.pi, &sc.a)? * scale;
+    let bc = be.map2_sum(&SquaredError, &sc.pi, &sc.b.a)? * scale;
     let k = AddBcGrad {
         k: (2.0 * scale) as f32,
     };
-    be.map3(&k, &sc.dpi_q, &sc.pi, &sc.a, &mut sc.dpi)?;
+    be.map3(&k, &sc.dpi_q, &sc.pi, &sc.b.a, &mut sc.dpi)?;
     let g = be.zero_grad(&mut t.actor_opt)?;
     t.actor
-        .backward_on(be, &t.actor_params, &sc.s, &sc.dpi, &mut sc.actor, &mut sc.dnet, g)?;
+        .backward_on(be, &t.actor_params, &sc.b.s, &sc.dpi, &mut sc.actor, &mut sc.dnet, g)?;
     Ok((-lambda * q_mean + bc, lambda, bc))
 }
 

@@ -77,7 +77,13 @@ fn the_harness_covers_the_candle_backend() {
         .filter(|(_, _, c)| matches!(c, Compute::Candle(_)))
         .map(|(k, d, _)| (k, d))
         .collect();
-    assert!(on_candle.contains(&(AlgoKind::BC, false)), "{on_candle:?}");
+    for case in [
+        (AlgoKind::BC, false),
+        (AlgoKind::BC, true),
+        (AlgoKind::TD3BC, false),
+    ] {
+        assert!(on_candle.contains(&case), "{case:?} not in {on_candle:?}");
+    }
 }
 
 #[test]

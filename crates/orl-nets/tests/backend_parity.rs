@@ -250,6 +250,14 @@ impl Map2 for Rest {
     }
 }
 
+/// `ln(1 + a^2) + inside(b, -0.5, 1)`.
+struct LnInside;
+impl Map2 for LnInside {
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        (a.clone() * a).shift(1.0).ln() + b.inside(-0.5, 1.0)
+    }
+}
+
 /// The layout and arithmetic operations of the backend on `[6, 3]` and `[6, 2]` inputs, each
 /// result downloaded, and two sums.
 fn data_ops<B: Backend>(be: &B, a: &[f32], b: &[f32]) -> (Vec<Vec<f32>>, Vec<f64>) {
@@ -280,6 +288,18 @@ fn data_ops<B: Backend>(be: &B, a: &[f32], b: &[f32]) -> (Vec<Vec<f32>>, Vec<f64
     keep(&m2);
     be.map2(&Min, &c1, &f, &mut mn).unwrap();
     keep(&mn);
+    // Row and column reductions and tiles of `cat` `[6, 5]`, `ln` and `inside`.
+    let (mut sc, mut mc, mut sr, mut tc, mut lg) = Default::default();
+    be.sum_cols(&cat, 5, &mut sc).unwrap();
+    keep(&sc);
+    be.max_cols(&cat, 5, &mut mc).unwrap();
+    keep(&mc);
+    be.sum_rows(&cat, 5, &mut sr).unwrap();
+    keep(&sr);
+    be.tile_cols(&sc, 3, &mut tc).unwrap();
+    keep(&tc);
+    be.map2(&LnInside, &cat, &cat, &mut lg).unwrap();
+    keep(&lg);
     let sums = vec![
         be.map1_sum(&Abs, &cat).unwrap(),
         be.map1_sum(&Identity, &cat).unwrap(),
@@ -296,8 +316,21 @@ fn layout_and_arithmetic_ops_agree_on_both_backends() {
     let (x, xs) = data_ops(&Cpu, &a, &b);
     let (y, ys) = data_ops(&Candle::cpu(), &a, &b);
     let names = [
-        "concat", "cols", "rows", "tile", "fill", "map3", "map2", "min",
+        "concat",
+        "cols",
+        "rows",
+        "tile",
+        "fill",
+        "map3",
+        "map2",
+        "min",
+        "sum_cols",
+        "max_cols",
+        "sum_rows",
+        "tile_cols",
+        "ln/inside",
     ];
+    assert_eq!(x.len(), names.len());
     for ((n, x), y) in names.iter().zip(&x).zip(&y) {
         assert_close("ops", n, x, y);
     }
@@ -313,6 +346,36 @@ fn layout_and_arithmetic_ops_agree_on_both_backends() {
     assert_eq!(x[3], [x[2].clone(), x[2].clone(), x[2].clone()].concat());
     assert!(x[4].len() == 12 && x[4].iter().all(|&v| v == -0.25));
     assert!(x[7].iter().zip(&x[1]).all(|(&m, &c)| m == c.min(-0.25)));
+    let cat_rows: Vec<&[f32]> = x[0].chunks(5).collect();
+    assert_eq!(
+        x[8],
+        cat_rows
+            .iter()
+            .map(|r| r.iter().sum::<f32>())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        x[9],
+        cat_rows
+            .iter()
+            .map(|r| r.iter().copied().fold(f32::MIN, f32::max))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        x[10],
+        (0..5)
+            .map(|j| cat_rows.iter().map(|r| r[j]).sum::<f32>())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        x[11],
+        x[8].iter().flat_map(|&v| [v, v, v]).collect::<Vec<_>>()
+    );
+    let inside = x[0].iter().filter(|&&v| (-0.5..=1.0).contains(&v)).count();
+    assert!(
+        inside > 0 && inside < 30,
+        "the inside mask is exercised both ways"
+    );
     for (s, t) in xs.iter().zip(&ys) {
         assert!(
             (s - t).abs() <= 1e-5 * s.abs().max(1e-3),
@@ -355,6 +418,10 @@ fn first_members<B: Backend>(
         Some(&mut dx),
     )
     .unwrap();
+    // A free parameter row and its gradient: `g[3..7] += p[3..7]`.
+    let mut row = B::Buf::default();
+    be.param_row(&p, 3, 4, &mut row).unwrap();
+    be.add_to_grad(&mut g, 3, &row).unwrap();
     let mut out: [Vec<f32>; 4] = Default::default();
     out[0] = be.host_params(&t).unwrap().data().to_vec();
     be.download(be.mlp_output(&cache), &mut out[1]).unwrap();
@@ -397,6 +464,12 @@ fn soft_update_and_first_member_passes_agree() {
         .map(|(&d, &s)| s * 0.25 + d * 0.75)
         .collect();
     assert_eq!(cpu[0], want);
+    // `add_to_grad` added the row: compared with a pass that did not add it.
+    let mut g_plain = cpu[2].clone();
+    for (g, &v) in g_plain[3..7].iter_mut().zip(&host.data()[3..7]) {
+        *g -= v;
+    }
+    assert_ne!(g_plain, cpu[2]);
     let all = first_members(&Cpu, &host, &other, &mlp, &x, 2);
     assert_eq!(cpu[1].len(), 8);
     assert_eq!(cpu[1], all[1][..8]);

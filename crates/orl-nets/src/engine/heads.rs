@@ -18,7 +18,7 @@
 //! Parameter names and initial draws are those of [`crate::DeterministicActor`],
 //! [`crate::GaussianActor`] and [`crate::CategoricalActor`] (`net.<l>.*`, `log_std`).
 
-use crate::engine::backend::{Backend, Scale};
+use crate::engine::backend::{Backend, Difference, Map1, Map2, Map3, Product, Scalar, Scale};
 use crate::engine::mlp::{Activation, Input, Mlp, MlpCache};
 use crate::engine::params::{Params, ParamsBuilder};
 use crate::error::Result;
@@ -246,6 +246,68 @@ impl GaussianHead {
         }
         self.net
             .backward(p, s, Input::Shared, cache, Some(grads), None);
+    }
+
+    /// `log pi(a_b|s_b)` into `lp: [B, 1]` on backend `be` (forward pass included):
+    /// `mu = m f(s)`, `z = (a - mu) / exp(ls)`, `lp_b = sum_j (-z_bj^2 / 2 - ls_j - log(2 pi) / 2)`
+    /// with `ls = clamp(log_std, log_std_min, 2)`; the same operations in the same order as
+    /// [`GaussianHead::log_prob`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_prob_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        a: &B::Buf,
+        batch: usize,
+        c: &mut DensityBufs<B>,
+        lp: &mut B::Buf,
+    ) -> Result<()> {
+        let d = self.act_dim;
+        be.mlp_forward(&self.net, p, s, Input::Shared, batch, &mut c.mlp)?;
+        be.param_row(p, self.log_std, d, &mut c.raw)?;
+        be.map1(&ClampK(self.log_std_min, 2.0), &c.raw, &mut c.ls)?;
+        be.tile_rows(&c.ls, batch, &mut c.ls_t)?;
+        let k = GaussTerm { m: self.max_action };
+        be.map3(&k, a, be.mlp_output(&c.mlp), &c.ls_t, &mut c.t)?;
+        be.sum_cols(&c.t, d, lp)
+    }
+    /// Backward of `L = sum_b w_b log pi(a_b|s_b)` (`w = dL/d log pi`, `[B, 1]`) after
+    /// [`GaussianHead::log_prob_on`] on the same `s` and `a`, into `grads`:
+    /// `dL/dmu_bj = w_b z_bj / sigma_j`, `dL/d log_std_j = sum_b w_b (z_bj^2 - 1)` where the
+    /// clamp passes it (as [`GaussianHead::log_prob_backward`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_prob_backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        a: &B::Buf,
+        w: &B::Buf,
+        c: &mut DensityBufs<B>,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        let d = self.act_dim;
+        let m = self.max_action;
+        be.map1(&NegExp, &c.ls_t, &mut c.inv)?;
+        be.map3(&GaussZ { m }, a, be.mlp_output(&c.mlp), &c.inv, &mut c.z)?;
+        be.tile_cols(w, d, &mut c.w_t)?;
+        be.map3(&GaussDmu { m }, &c.w_t, &c.z, &c.inv, &mut c.dout)?;
+        be.map2(&GaussDls, &c.w_t, &c.z, &mut c.t)?;
+        be.sum_rows(&c.t, d, &mut c.col)?;
+        be.map1(&InsideK(self.log_std_min, 2.0), &c.raw, &mut c.mask)?;
+        be.map2(&Product, &c.col, &c.mask, &mut c.colm)?;
+        be.add_to_grad(grads, self.log_std, &c.colm)?;
+        be.mlp_backward(
+            &self.net,
+            p,
+            s,
+            Input::Shared,
+            &mut c.mlp,
+            &c.dout,
+            Some(grads),
+            None,
+        )
     }
 }
 
@@ -522,6 +584,57 @@ impl CategoricalHead {
         self.net
             .backward(p, s, Input::Shared, cache, Some(grads), None);
     }
+
+    /// Log-probabilities of every action into `lp: [B, n]` on backend `be` (forward pass
+    /// included): `lp = x - (max_k x_k + ln sum_k exp(x_k - max_k x_k))`, as [`log_softmax`].
+    pub fn log_probs_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        batch: usize,
+        c: &mut DensityBufs<B>,
+        lp: &mut B::Buf,
+    ) -> Result<()> {
+        let n = self.n();
+        be.mlp_forward(&self.net, p, s, Input::Shared, batch, &mut c.mlp)?;
+        let x = be.mlp_output(&c.mlp);
+        be.max_cols(x, n, &mut c.col)?;
+        be.tile_cols(&c.col, n, &mut c.w_t)?;
+        be.map2(&ExpShift, x, &c.w_t, &mut c.t)?;
+        be.sum_cols(&c.t, n, &mut c.colm)?;
+        be.map2(&LogSumExp, &c.col, &c.colm, &mut c.mask)?;
+        be.tile_cols(&c.mask, n, &mut c.w_t)?;
+        be.map2(&Difference, x, &c.w_t, lp)
+    }
+    /// Backward of `L = sum_b w_b log pi(a_b|s_b)` (`w` `[B, 1]`, the data actions as a one-hot
+    /// `[B, n]`) after [`CategoricalHead::log_probs_on`], whose output `lp` it reads:
+    /// `dL/dx_bk = w_b (1(k = a_b) - exp(lp_bk))`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_prob_backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        onehot: &B::Buf,
+        w: &B::Buf,
+        lp: &B::Buf,
+        c: &mut DensityBufs<B>,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        be.tile_cols(w, self.n(), &mut c.w_t)?;
+        be.map3(&CatGrad, &c.w_t, onehot, lp, &mut c.dout)?;
+        be.mlp_backward(
+            &self.net,
+            p,
+            s,
+            Input::Shared,
+            &mut c.mlp,
+            &c.dout,
+            Some(grads),
+            None,
+        )
+    }
 }
 
 /// `out = x - logsumexp(x)` for one row.
@@ -530,5 +643,139 @@ pub fn log_softmax(x: &[f32], out: &mut [f32]) {
     let lse = max + x.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
     for (o, &v) in out.iter_mut().zip(x) {
         *o = v - lse;
+    }
+}
+
+/// Buffers of a head's log-density and its backward pass on backend `B`
+/// ([`GaussianHead::log_prob_on`], [`CategoricalHead::log_probs_on`]).
+pub struct DensityBufs<B: Backend> {
+    /// The head network's activations.
+    pub mlp: B::Cache,
+    raw: B::Buf,
+    ls: B::Buf,
+    ls_t: B::Buf,
+    inv: B::Buf,
+    z: B::Buf,
+    t: B::Buf,
+    w_t: B::Buf,
+    dout: B::Buf,
+    col: B::Buf,
+    colm: B::Buf,
+    mask: B::Buf,
+}
+
+impl<B: Backend> Default for DensityBufs<B> {
+    fn default() -> Self {
+        Self {
+            mlp: B::Cache::default(),
+            raw: B::Buf::default(),
+            ls: B::Buf::default(),
+            ls_t: B::Buf::default(),
+            inv: B::Buf::default(),
+            z: B::Buf::default(),
+            t: B::Buf::default(),
+            w_t: B::Buf::default(),
+            dout: B::Buf::default(),
+            col: B::Buf::default(),
+            colm: B::Buf::default(),
+            mask: B::Buf::default(),
+        }
+    }
+}
+
+// ---- the heads' elementwise kernels (one definition for every backend) ----
+
+struct ClampK(f32, f32);
+impl Map1 for ClampK {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.clamp(self.0, self.1)
+    }
+}
+
+struct InsideK(f32, f32);
+impl Map1 for InsideK {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.inside(self.0, self.1)
+    }
+}
+
+/// `exp(-x)`.
+struct NegExp;
+impl Map1 for NegExp {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.scale(-1.0).exp()
+    }
+}
+
+/// One term of the Gaussian log-density, `-z^2 / 2 - ls - log(2 pi) / 2`, `z = (a - m y) / exp(ls)`.
+struct GaussTerm {
+    m: f32,
+}
+impl Map3 for GaussTerm {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, y: S, ls: S) -> S {
+        let z = (a - y.scale(self.m)) / ls.clone().exp();
+        (z.clone().scale(-0.5) * z - ls).shift(-HALF_LOG_2PI)
+    }
+}
+
+/// `z = (a - m y) / sigma`, written with `inv = exp(-ls)` as the engine's backward writes it.
+struct GaussZ {
+    m: f32,
+}
+impl Map3 for GaussZ {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, y: S, inv: S) -> S {
+        (a - y.scale(self.m)) * inv
+    }
+}
+
+/// `dL/df = w z inv m` (through `mu = m f`).
+struct GaussDmu {
+    m: f32,
+}
+impl Map3 for GaussDmu {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, w: S, z: S, inv: S) -> S {
+        (w * z * inv).scale(self.m)
+    }
+}
+
+/// `w (z^2 - 1)`: one row's part of `dL/d log_std`.
+struct GaussDls;
+impl Map2 for GaussDls {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, w: S, z: S) -> S {
+        w * (z.clone() * z).shift(-1.0)
+    }
+}
+
+/// `exp(x - max)`.
+struct ExpShift;
+impl Map2 for ExpShift {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S, max: S) -> S {
+        (x - max).exp()
+    }
+}
+
+/// `max + ln(sum)`.
+struct LogSumExp;
+impl Map2 for LogSumExp {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
+        max + sum.ln()
+    }
+}
+
+/// `w (hit - exp(lp))`.
+struct CatGrad;
+impl Map3 for CatGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, w: S, hit: S, lp: S) -> S {
+        w * (hit - lp.exp())
     }
 }

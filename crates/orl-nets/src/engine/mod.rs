@@ -50,8 +50,8 @@ pub fn simd<R>(f: impl FnOnce() -> R) -> R {
 }
 pub use critic::{QBufs, QCache, QNet};
 pub use heads::{
-    CategoricalHead, DeterministicHead, GaussianHead, TanhGaussianCache, TanhGaussianHead,
-    log_softmax,
+    CategoricalHead, DensityBufs, DeterministicHead, GaussianHead, TanhGaussianCache,
+    TanhGaussianHead, log_softmax,
 };
 pub use mlp::{Activation, Input, Mlp, MlpCache};
 pub use params::{Params, ParamsBuilder, Segment};

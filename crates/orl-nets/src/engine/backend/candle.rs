@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::{Add, Mul, Sub};
+use std::ops::{Add, Div, Mul, Sub};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -98,6 +98,13 @@ impl Mul for Expr {
     }
 }
 
+impl Div for Expr {
+    type Output = Self;
+    fn div(self, o: Self) -> Self {
+        self.zip(o, |a, b| a.broadcast_div(b))
+    }
+}
+
 impl Scalar for Expr {
     fn scale(self, k: f32) -> Self {
         self.map(|t| t.affine(f64::from(k), 0.0))
@@ -125,6 +132,16 @@ impl Scalar for Expr {
     }
     fn clamp(self, lo: f32, hi: f32) -> Self {
         self.map(|t| t.clamp(lo, hi))
+    }
+    fn ln(self) -> Self {
+        self.map(|t| t.log())
+    }
+    fn inside(self, lo: f32, hi: f32) -> Self {
+        self.map(|t| {
+            let ge = t.ge(f64::from(lo))?.to_dtype(DType::F32)?;
+            let le = t.le(f64::from(hi))?.to_dtype(DType::F32)?;
+            ge * le
+        })
     }
 }
 
@@ -285,6 +302,25 @@ impl Backend for Candle {
     fn zeros_for(&self, p: &CandleParams, out: &mut Option<Tensor>) -> Result<()> {
         *out = Some(Tensor::zeros(p.layout.len(), DType::F32, &self.device)?);
         Ok(())
+    }
+
+    fn param_row(
+        &self,
+        p: &CandleParams,
+        offset: usize,
+        len: usize,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        *out = Some(p.flat.narrow(0, offset, len)?.reshape((1, len))?);
+        Ok(())
+    }
+    fn add_to_grad(
+        &self,
+        grad: &mut Option<Tensor>,
+        offset: usize,
+        x: &Option<Tensor>,
+    ) -> Result<()> {
+        add_at(tensor(grad)?, offset, tensor(x)?)
     }
 
     fn adam(&self, p: &CandleParams, cfg: AdamConfig) -> Result<CandleAdam> {
@@ -551,6 +587,23 @@ impl Backend for Candle {
         out: &mut Option<Tensor>,
     ) -> Result<()> {
         *out = Some(tensor(x)?.narrow(0, from, n)?);
+        Ok(())
+    }
+    fn sum_cols(&self, x: &Option<Tensor>, _cols: usize, out: &mut Option<Tensor>) -> Result<()> {
+        *out = Some(tensor(x)?.sum_keepdim(1)?);
+        Ok(())
+    }
+    fn max_cols(&self, x: &Option<Tensor>, _cols: usize, out: &mut Option<Tensor>) -> Result<()> {
+        *out = Some(tensor(x)?.max_keepdim(1)?);
+        Ok(())
+    }
+    fn sum_rows(&self, x: &Option<Tensor>, _cols: usize, out: &mut Option<Tensor>) -> Result<()> {
+        *out = Some(tensor(x)?.sum_keepdim(0)?);
+        Ok(())
+    }
+    fn tile_cols(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {
+        let x = tensor(x)?;
+        *out = Some(x.repeat((1, k))?);
         Ok(())
     }
     fn tile_rows(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {

@@ -48,6 +48,18 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn param_row(&self, p: &Params, offset: usize, len: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.extend_from_slice(&p.data()[offset..offset + len]);
+        Ok(())
+    }
+    fn add_to_grad(&self, grad: &mut Vec<f32>, offset: usize, x: &Vec<f32>) -> Result<()> {
+        for (g, &v) in grad[offset..offset + x.len()].iter_mut().zip(x) {
+            *g += v;
+        }
+        Ok(())
+    }
+
     fn adam(&self, p: &Params, cfg: AdamConfig) -> Result<FlatAdam> {
         Ok(FlatAdam::new(p, cfg))
     }
@@ -209,6 +221,42 @@ impl Backend for Cpu {
     ) -> Result<()> {
         out.clear();
         out.extend_from_slice(&x[from * cols..(from + n) * cols]);
+        Ok(())
+    }
+    fn sum_cols(&self, x: &Vec<f32>, cols: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.extend(x.chunks_exact(cols.max(1)).map(|row| {
+            let mut acc = 0.0f32;
+            for &v in row {
+                acc += v;
+            }
+            acc
+        }));
+        Ok(())
+    }
+    fn max_cols(&self, x: &Vec<f32>, cols: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.extend(
+            x.chunks_exact(cols.max(1))
+                .map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max)),
+        );
+        Ok(())
+    }
+    fn sum_rows(&self, x: &Vec<f32>, cols: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.resize(cols, 0.0);
+        for row in x.chunks_exact(cols.max(1)) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+        Ok(())
+    }
+    fn tile_cols(&self, x: &Vec<f32>, k: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        for &v in x {
+            out.extend(std::iter::repeat_n(v, k));
+        }
         Ok(())
     }
     fn tile_rows(&self, x: &Vec<f32>, k: usize, out: &mut Vec<f32>) -> Result<()> {

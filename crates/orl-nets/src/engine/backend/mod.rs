@@ -58,7 +58,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::ops::{Add, Mul, Sub};
+use std::ops::{Add, Div, Mul, Sub};
 
 use crate::adam::AdamConfig;
 use crate::engine::mlp::{Input, Mlp};
@@ -74,7 +74,9 @@ pub use self::cpu::Cpu;
 
 /// The arithmetic a loss kernel may use: implemented by `f32` (one element) and by [`Expr`]
 /// (a whole candle tensor). Write a kernel once against it.
-pub trait Scalar: Clone + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> {
+pub trait Scalar:
+    Clone + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
     /// `self * k`.
     fn scale(self, k: f32) -> Self;
     /// `self + k`.
@@ -93,6 +95,10 @@ pub trait Scalar: Clone + Add<Output = Self> + Sub<Output = Self> + Mul<Output =
     fn abs(self) -> Self;
     /// `self` clamped to `[lo, hi]`.
     fn clamp(self, lo: f32, hi: f32) -> Self;
+    /// `ln(self)`.
+    fn ln(self) -> Self;
+    /// `1` where `lo <= self <= hi`, else `0` (where a clamp passes its gradient).
+    fn inside(self, lo: f32, hi: f32) -> Self;
 }
 
 impl Scalar for f32 {
@@ -131,6 +137,14 @@ impl Scalar for f32 {
     #[inline(always)]
     fn clamp(self, lo: f32, hi: f32) -> Self {
         f32::clamp(self, lo, hi)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    #[inline(always)]
+    fn inside(self, lo: f32, hi: f32) -> Self {
+        if self >= lo && self <= hi { 1.0 } else { 0.0 }
     }
 }
 
@@ -185,6 +199,28 @@ impl Map2 for Min {
     }
 }
 
+/// `a * b` (`Map2`): a mask, a one-hot gather.
+#[derive(Debug, Clone, Copy)]
+pub struct Product;
+
+impl Map2 for Product {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a * b
+    }
+}
+
+/// `a - b` (`Map2`).
+#[derive(Debug, Clone, Copy)]
+pub struct Difference;
+
+impl Map2 for Difference {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a - b
+    }
+}
+
 /// `(a - b)^2` (`Map2`).
 #[derive(Debug, Clone, Copy)]
 pub struct SquaredError;
@@ -227,13 +263,13 @@ impl Map1 for Scale {
 /// nothing in steady state, while the candle backend replaces the tensor a destination holds.
 pub trait Backend: Clone + Send + Sync + 'static {
     /// A row-major `f32` buffer on this backend.
-    type Buf: Default + Send;
+    type Buf: Default + Send + Sync;
     /// A network's parameters on this backend (checkpoint names and layout as [`Params`]).
-    type Params: NetState + Send + 'static;
+    type Params: NetState + Send + Sync + 'static;
     /// Adam's state for one network, with its gradient buffer.
-    type Adam: OptimState + Send + 'static;
+    type Adam: OptimState + Send + Sync + 'static;
     /// What an [`Mlp`]'s forward pass keeps for its backward pass.
-    type Cache: Default + Send;
+    type Cache: Default + Send + Sync;
 
     /// A short name for messages and records (`"cpu"`, `"candle"`).
     fn name(&self) -> &'static str;
@@ -248,6 +284,17 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn download(&self, b: &Self::Buf, out: &mut Vec<f32>) -> Result<()>;
     /// `out <- 0`, shaped as `p`'s gradient.
     fn zeros_for(&self, p: &Self::Params, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- p[offset..offset + len]` as one row `[1, len]` (a free parameter vector such as
+    /// a Gaussian head's `log_std`).
+    fn param_row(
+        &self,
+        p: &Self::Params,
+        offset: usize,
+        len: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `grad[offset..offset + len] += x` (`x` of `len` values): a free parameter's gradient.
+    fn add_to_grad(&self, grad: &mut Self::Buf, offset: usize, x: &Self::Buf) -> Result<()>;
 
     /// Adam for `p` (its moments and gradient zero).
     fn adam(&self, p: &Self::Params, cfg: AdamConfig) -> Result<Self::Adam>;
@@ -353,6 +400,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
         n: usize,
         out: &mut Self::Buf,
     ) -> Result<()>;
+    /// `out <- sum_j x[r, j]`, `[R, 1]` (summed in `f32` from 0 in column order on the CPU
+    /// backend).
+    fn sum_cols(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- max_j x[r, j]`, `[R, 1]`.
+    fn max_cols(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- sum_r x[r, j]`, `[1, cols]` (summed in `f32` from 0 in row order on the CPU
+    /// backend).
+    fn sum_rows(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out[r, j] <- x[r]`: a column `[R, 1]` repeated `k` times across, `[R, k]`.
+    fn tile_cols(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
     /// `out <- [x; k]`: `x` repeated `k` times along the rows (a `[B, .]` target beside an
     /// `[E * B, .]` ensemble output).
     fn tile_rows(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
