@@ -222,7 +222,7 @@ impl<B: Backend> Bc<B> {
             }
         };
         let params = be.place(&params)?;
-        let opt = be.adam(&params, AdamConfig::with_lr(cfg.lr))?;
+        let opt = be.adam(&params, AdamConfig::with_lr(cfg.lr), None)?;
         Ok(Self {
             be,
             cfg,

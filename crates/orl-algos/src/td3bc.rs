@@ -262,8 +262,8 @@ impl<B: Backend> Td3Bc<B> {
         let critic_target = be.place(&critic_params)?;
         let actor_params = be.place(&actor_params)?;
         let critic_params = be.place(&critic_params)?;
-        let actor_opt = be.adam(&actor_params, AdamConfig::with_lr(cfg.actor_lr))?;
-        let critic_opt = be.adam(&critic_params, AdamConfig::with_lr(cfg.critic_lr))?;
+        let actor_opt = be.adam(&actor_params, AdamConfig::with_lr(cfg.actor_lr), None)?;
+        let critic_opt = be.adam(&critic_params, AdamConfig::with_lr(cfg.critic_lr), None)?;
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),

@@ -81,6 +81,8 @@ fn the_harness_covers_the_candle_backend() {
         (AlgoKind::BC, false),
         (AlgoKind::BC, true),
         (AlgoKind::TD3BC, false),
+        (AlgoKind::IQL, false),
+        (AlgoKind::IQL, true),
     ] {
         assert!(on_candle.contains(&case), "{case:?} not in {on_candle:?}");
     }

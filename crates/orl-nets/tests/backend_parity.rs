@@ -130,7 +130,7 @@ fn adam_run<B: Backend>(
     grads: &[Vec<f32>],
 ) -> (Vec<f32>, Vec<Option<f64>>) {
     let mut p = be.place(host).unwrap();
-    let mut opt = be.adam(&p, cfg).unwrap();
+    let mut opt = be.adam(&p, cfg, None).unwrap();
     let mut norms = Vec::new();
     for g in grads {
         let buf = be.zero_grad(&mut opt).unwrap();
@@ -202,7 +202,7 @@ fn candle_parameters_and_moments_round_trip_through_named_tensors() {
     .unwrap();
     let be = Candle::cpu();
     let mut p = be.place(&host).unwrap();
-    let mut opt = be.adam(&p, AdamConfig::with_lr(1e-2)).unwrap();
+    let mut opt = be.adam(&p, AdamConfig::with_lr(1e-2), None).unwrap();
     let g: Vec<f32> = (0..host.len()).map(|i| (i as f32 * 0.37).sin()).collect();
     be.upload(&g, 1, be.zero_grad(&mut opt).unwrap()).unwrap();
     be.adam_step(&mut opt, &mut p).unwrap();
@@ -215,10 +215,10 @@ fn candle_parameters_and_moments_round_trip_through_named_tensors() {
     let mut fresh = be.place(&host).unwrap();
     fresh.load_named(&named, "").unwrap();
     assert_eq!(be.host_params(&fresh).unwrap().data(), cpu.data());
-    let mut opt2 = be.adam(&fresh, AdamConfig::with_lr(1e-2)).unwrap();
+    let mut opt2 = be.adam(&fresh, AdamConfig::with_lr(1e-2), None).unwrap();
     opt2.load_state(&moments, "", opt.steps()).unwrap();
     assert_eq!(opt2.steps(), 1);
-    let mut engine_opt = Cpu.adam(&cpu, AdamConfig::with_lr(1e-2)).unwrap();
+    let mut engine_opt = Cpu.adam(&cpu, AdamConfig::with_lr(1e-2), None).unwrap();
     engine_opt.load_state(&moments, "", 1).unwrap();
     // One more identical step on each side stays equal.
     be.upload(&g, 1, be.zero_grad(&mut opt2).unwrap()).unwrap();

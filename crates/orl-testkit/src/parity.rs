@@ -38,14 +38,6 @@ pub fn assert_close(case: &str, what: &str, want: &[f32], got: &[f32]) {
     );
 }
 
-/// Asserts that a scalar `got` equals `want` within the tolerance above.
-pub fn assert_close_value(case: &str, what: &str, want: f64, got: f64) {
-    assert!(
-        (want - got).abs() <= RTOL * want.abs().max(FLOOR),
-        "{case}: {what}: {got} against {want}"
-    );
-}
-
 /// Asserts that the engine's `value` of the loss `what` equals `oracle` (a scalar candle
 /// tensor) and that each engine gradient `(parameter name, dL/dparameter)` equals candle's
 /// gradient of `oracle` with respect to that parameter of `store`, within the tolerance above.

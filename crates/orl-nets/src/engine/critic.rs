@@ -233,4 +233,38 @@ impl QNet {
             }
         }
     }
+    /// [`QNet::q_all`] on backend `be`: `Q_e(s_b, .)` `[E * B, n]` (discrete).
+    pub fn q_all_on<'c, B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        batch: usize,
+        c: &'c mut QBufs<B>,
+    ) -> Result<&'c B::Buf> {
+        be.mlp_forward(&self.net, p, s, Input::Shared, batch, &mut c.mlp)?;
+        Ok(be.mlp_output(&c.mlp))
+    }
+    /// [`QNet::backward_all`] on backend `be` after [`QNet::q_all_on`] on the same `s`, from
+    /// `dq = dL/dQ` `[E * B, n]`.
+    pub fn backward_all_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        c: &mut QBufs<B>,
+        dq: &B::Buf,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        be.mlp_backward(
+            &self.net,
+            p,
+            s,
+            Input::Shared,
+            &mut c.mlp,
+            dq,
+            Some(grads),
+            None,
+        )
+    }
 }

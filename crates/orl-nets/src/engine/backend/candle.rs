@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::adam::AdamConfig;
+use crate::adam::{AdamConfig, CosineSchedule};
 use crate::engine::adam::{FlatAdam, clip_scale};
 use crate::engine::backend::{Backend, Map1, Map2, Map3, Scalar};
 use crate::engine::mlp::{Activation, Input, Mlp};
@@ -323,14 +323,26 @@ impl Backend for Candle {
         add_at(tensor(grad)?, offset, tensor(x)?)
     }
 
-    fn adam(&self, p: &CandleParams, cfg: AdamConfig) -> Result<CandleAdam> {
+    fn adam(
+        &self,
+        p: &CandleParams,
+        cfg: AdamConfig,
+        schedule: Option<CosineSchedule>,
+    ) -> Result<CandleAdam> {
         let n = p.layout.len();
+        let host = FlatAdam::new(&p.layout, cfg);
         Ok(CandleAdam {
-            host: FlatAdam::new(&p.layout, cfg),
+            host: match schedule {
+                Some(s) => host.with_schedule(s),
+                None => host,
+            },
             m: Tensor::zeros(n, DType::F32, &self.device)?,
             v: Tensor::zeros(n, DType::F32, &self.device)?,
             grad: None,
         })
+    }
+    fn lr(&self, opt: &CandleAdam) -> f64 {
+        opt.host.lr()
     }
     fn zero_grad<'a>(&self, opt: &'a mut CandleAdam) -> Result<&'a mut Option<Tensor>> {
         opt.grad = Some(opt.m.zeros_like()?);
@@ -548,6 +560,10 @@ impl Backend for Candle {
         let t = k
             .apply(Expr::of(tensor(a)?), Expr::of(tensor(b)?))
             .tensor()?;
+        Ok(f64::from(t.sum_all()?.to_scalar::<f32>()?))
+    }
+    fn dot(&self, a: &Option<Tensor>, b: &Option<Tensor>) -> Result<f64> {
+        let t = (tensor(a)? * tensor(b)?)?;
         Ok(f64::from(t.sum_all()?.to_scalar::<f32>()?))
     }
     fn fill(&self, like: &Option<Tensor>, v: f32, out: &mut Option<Tensor>) -> Result<()> {

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::adam::AdamConfig;
+use crate::adam::{AdamConfig, CosineSchedule};
 use crate::engine::adam::FlatAdam;
 use crate::engine::backend::{Backend, Map1, Map2, Map3};
 use crate::engine::mlp::{Input, Mlp, MlpCache};
@@ -60,8 +60,20 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn adam(&self, p: &Params, cfg: AdamConfig) -> Result<FlatAdam> {
-        Ok(FlatAdam::new(p, cfg))
+    fn adam(
+        &self,
+        p: &Params,
+        cfg: AdamConfig,
+        schedule: Option<CosineSchedule>,
+    ) -> Result<FlatAdam> {
+        let opt = FlatAdam::new(p, cfg);
+        Ok(match schedule {
+            Some(s) => opt.with_schedule(s),
+            None => opt,
+        })
+    }
+    fn lr(&self, opt: &FlatAdam) -> f64 {
+        opt.lr()
     }
     fn zero_grad<'a>(&self, opt: &'a mut FlatAdam) -> Result<&'a mut Vec<f32>> {
         opt.zero_grad();
@@ -168,6 +180,12 @@ impl Backend for Cpu {
         Ok(a.iter()
             .zip(b)
             .map(|(&a, &b)| f64::from(k.apply(a, b)))
+            .sum())
+    }
+    fn dot(&self, a: &Vec<f32>, b: &Vec<f32>) -> Result<f64> {
+        Ok(a.iter()
+            .zip(b)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
             .sum())
     }
     fn fill(&self, like: &Vec<f32>, v: f32, out: &mut Vec<f32>) -> Result<()> {

@@ -60,7 +60,7 @@
 use std::borrow::Cow;
 use std::ops::{Add, Div, Mul, Sub};
 
-use crate::adam::AdamConfig;
+use crate::adam::{AdamConfig, CosineSchedule};
 use crate::engine::mlp::{Input, Mlp};
 use crate::engine::params::Params;
 use crate::error::Result;
@@ -296,8 +296,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// `grad[offset..offset + len] += x` (`x` of `len` values): a free parameter's gradient.
     fn add_to_grad(&self, grad: &mut Self::Buf, offset: usize, x: &Self::Buf) -> Result<()>;
 
-    /// Adam for `p` (its moments and gradient zero).
-    fn adam(&self, p: &Self::Params, cfg: AdamConfig) -> Result<Self::Adam>;
+    /// Adam for `p` (its moments and gradient zero), with a cosine decay of the learning
+    /// rate when `schedule` is given.
+    fn adam(
+        &self,
+        p: &Self::Params,
+        cfg: AdamConfig,
+        schedule: Option<CosineSchedule>,
+    ) -> Result<Self::Adam>;
+    /// The learning rate of the optimizer's next step.
+    fn lr(&self, opt: &Self::Adam) -> f64;
     /// The optimizer's gradient buffer, zeroed: backward passes add into it.
     fn zero_grad<'a>(&self, opt: &'a mut Self::Adam) -> Result<&'a mut Self::Buf>;
     /// The optimizer's gradient buffer as it is.
@@ -369,6 +377,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn map1_sum<K: Map1>(&self, k: &K, x: &Self::Buf) -> Result<f64>;
     /// `sum_i k(a_i, b_i)`, accumulated in `f64` in element order on the CPU backend.
     fn map2_sum<K: Map2>(&self, k: &K, a: &Self::Buf, b: &Self::Buf) -> Result<f64>;
+    /// `sum_i a_i b_i`, each product formed and accumulated in `f64` on the CPU backend.
+    fn dot(&self, a: &Self::Buf, b: &Self::Buf) -> Result<f64>;
     /// `out <- v` everywhere, shaped as `like`.
     fn fill(&self, like: &Self::Buf, v: f32, out: &mut Self::Buf) -> Result<()>;
 
