@@ -44,6 +44,7 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
+use orl_nets::engine::backend::{Backend, Cpu};
 use orl_nets::engine::{
     FlatAdam, Params, QCache, QNet, TanhGaussianCache,
 };
@@ -51,8 +52,8 @@ use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{state_lists, 
-    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices,
+use crate::common::{state_lists, BatchBufs,
+    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch,
     mlp_layer_names, plain_policy, record_value, repeat_rows_into, scalar_param,
 };
 use crate::dqn::{TdScratch, greedy, q_at, td_grad};
@@ -226,8 +227,9 @@ struct Scratch {
     lp2: Vec<f32>,
     y: Vec<f32>,
     lse: Vec<f32>,
-    /// Discrete CQL's TD step (DQN's).
-    td: TdScratch,
+    /// Discrete CQL's TD step (DQN's, on the engine) and its batch.
+    td: TdScratch<Cpu>,
+    b: BatchBufs<Cpu>,
 }
 
 impl Cql {
@@ -434,24 +436,32 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
 impl Cql {
     /// Discrete CQL: DQN's double-DQN Huber loss plus the regulariser ([`td_grad`]), the
     /// gradient into `critic_opt`'s buffer: `(loss, mean Q, mean |TD|, gap)`.
-    fn discrete_grad(&mut self, batch: &Batch) -> (f64, f64, f64, f64) {
-        let g = self.critic_opt.zero_grad();
+    fn discrete_grad(&mut self, batch: &Batch) -> Result<(f64, f64, f64, f64)> {
+        let n = self.core.spec.discrete_n("discrete CQL")?;
+        let g = Cpu.zero_grad(&mut self.critic_opt)?;
         let o = td_grad(
+            &Cpu,
             &self.critic,
             &self.critic_params,
             &self.critic_target,
-            batch,
+            &self.scratch.b,
+            batch.batch_size,
+            n,
             true,
             self.cfg.discrete_cql_alpha as f32,
             &mut self.scratch.td,
             g,
-        );
-        (o.loss, o.q_mean, o.td, o.gap)
+        )?;
+        Ok((o.loss, o.q_mean, o.td, o.gap))
     }
     fn prepare(&mut self, batch: &Batch) -> Result<()> {
         check_batch(batch, &self.core.spec)?;
         match self.core.spec.action {
-            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut self.scratch.td.idx),
+            ActionSpec::Discrete { .. } => {
+                self.scratch
+                    .b
+                    .upload(&Cpu, batch, &self.core.spec, true)
+            }
             ActionSpec::Continuous { .. } => Ok(()),
         }
     }
@@ -462,7 +472,7 @@ impl Cql {
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
         self.prepare(batch)?;
         if self.cont.is_none() {
-            let (loss, ..) = self.discrete_grad(batch);
+            let (loss, ..) = self.discrete_grad(batch)?;
             return Ok(vec![Probe::new("critic_loss", loss, "critic", &self.critic_params, self.critic_opt.grad())]);
         }
         let saved = self.core.noise.clone();
@@ -523,7 +533,7 @@ impl Cql {
     }
     fn update_discrete(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
-        let (loss, q, td, gap) = self.discrete_grad(batch);
+        let (loss, q, td, gap) = self.discrete_grad(batch)?;
         record_value(m, step, "critic_loss", loss)?;
         record_value(m, step, "q_mean", q)?;
         record_value(m, step, "td_error", td)?;

@@ -270,6 +270,27 @@ fn iql_trains_alike_on_the_engine_and_on_candle_tensors() {
     }
 }
 
+/// DQN on the candle backend follows the engine over 50 updates with hard target copies every
+/// 7, double and plain targets.
+#[test]
+fn dqn_trains_alike_on_the_engine_and_on_candle_tensors() {
+    for double in [true, false] {
+        let case = format!("dqn double={double}");
+        let (spec, mut rp) = replay(true);
+        let cfg = DqnConfig {
+            hidden: vec![32, 32],
+            double,
+            target_update_interval: 7,
+            ..DqnConfig::default()
+        };
+        let mut engine = Dqn::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+        let mut candle =
+            Dqn::new_on(Candle::cpu(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+        let fresh = Dqn::new(spec, cfg, 4, &Device::Cpu).unwrap();
+        assert_trains_alike(&case, &mut rp, &mut engine, &mut candle, &fresh, 50);
+    }
+}
+
 /// TD3+BC on the candle backend follows the engine over 50 updates (25 actor updates and
 /// target moves), with a bound of 2 so that the noise clipping and the BC term's scale act.
 #[test]
@@ -813,6 +834,12 @@ fn sac_gradients_match_autograd() {
 
 #[test]
 fn dqn_gradients_match_autograd() {
+    dqn_parity(orl_nets::engine::backend::Cpu);
+    dqn_parity(Candle::cpu());
+}
+
+/// DQN's Huber loss (double and plain targets) against autograd on backend `be`.
+fn dqn_parity<B: orl_nets::engine::backend::Backend>(be: B) {
     for double in [true, false] {
         let (spec, mut rp) = replay(true);
         let cfg = DqnConfig {
@@ -821,7 +848,7 @@ fn dqn_gradients_match_autograd() {
             target_update_interval: 3,
             ..DqnConfig::default()
         };
-        let mut algo = Dqn::new(spec.clone(), cfg.clone(), 8, &Device::Cpu).unwrap();
+        let mut algo = Dqn::new_on(be.clone(), spec.clone(), cfg.clone(), 8, &Device::Cpu).unwrap();
         let batch = warm_batch(&mut rp, &mut algo, 64);
         let probes = algo.probe(&batch).unwrap();
         let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
@@ -848,7 +875,7 @@ fn dqn_gradients_match_autograd() {
         let q = gather_actions(&q_net.q_all(&b.s).unwrap().get(0).unwrap(), &b.a).unwrap();
         let loss = huber_loss(&q, &y).unwrap();
         assert_parity(
-            &format!("dqn double={double}"),
+            &format!("dqn double={double} on {}", be.name()),
             &probes,
             "critic_loss",
             &loss,

@@ -430,6 +430,32 @@ fn first_members<B: Backend>(
     out
 }
 
+/// The one-hot of each row's first largest entry, ties included.
+#[test]
+fn argmax_onehot_takes_the_first_of_ties_on_both_backends() {
+    let x = [
+        1.0, 3.0, 3.0, -2.0, -1.0, -1.5, 0.5, 0.5, 0.5, 2.0, -7.0, 2.5,
+    ];
+    let run = |be: &dyn Fn(&[f32]) -> Vec<f32>| be(&x);
+    let cpu = run(&|x| {
+        let (mut b, mut o) = Default::default();
+        Cpu.upload(x, 3, &mut b).unwrap();
+        Cpu.argmax_onehot(&b, 3, &mut o).unwrap();
+        o
+    });
+    let candle = run(&|x| {
+        let be = Candle::cpu();
+        let (mut b, mut o, mut h) = (None, None, Vec::new());
+        be.upload(x, 3, &mut b).unwrap();
+        be.argmax_onehot(&b, 3, &mut o).unwrap();
+        be.download(&o, &mut h).unwrap();
+        h
+    });
+    let want = [0., 1., 0., 0., 1., 0., 1., 0., 0., 0., 0., 1.];
+    assert_eq!(cpu, want);
+    assert_eq!(candle, want);
+}
+
 /// Polyak averaging, and the pass over an ensemble's first member only (TD3's actor reads
 /// `Q_1`) with its input gradient, agree on both backends; the first member's output is that
 /// member's part of the whole ensemble's, and its pass leaves the second member's gradient zero.

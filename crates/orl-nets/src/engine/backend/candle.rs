@@ -617,6 +617,18 @@ impl Backend for Candle {
         *out = Some(tensor(x)?.sum_keepdim(0)?);
         Ok(())
     }
+    fn argmax_onehot(
+        &self,
+        x: &Option<Tensor>,
+        cols: usize,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        let x = tensor(x)?;
+        let idx = x.argmax_keepdim(1)?;
+        let ks = Tensor::arange(0u32, cols as u32, x.device())?.reshape((1, cols))?;
+        *out = Some(idx.broadcast_eq(&ks)?.to_dtype(DType::F32)?);
+        Ok(())
+    }
     fn tile_cols(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {
         let x = tensor(x)?;
         *out = Some(x.repeat((1, k))?);

@@ -270,6 +270,15 @@ impl Backend for Cpu {
         }
         Ok(())
     }
+    fn argmax_onehot(&self, x: &Vec<f32>, cols: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.resize(x.len(), 0.0);
+        let cols = cols.max(1);
+        for (o, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+            o[crate::engine::argmax(row) as usize] = 1.0;
+        }
+        Ok(())
+    }
     fn tile_cols(&self, x: &Vec<f32>, k: usize, out: &mut Vec<f32>) -> Result<()> {
         out.clear();
         for &v in x {

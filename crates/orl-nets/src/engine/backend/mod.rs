@@ -418,6 +418,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// `out <- sum_r x[r, j]`, `[1, cols]` (summed in `f32` from 0 in row order on the CPU
     /// backend).
     fn sum_rows(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- ` the one-hot `[R, cols]` of each row's first largest entry (the engine's
+    /// [`crate::engine::argmax`]).
+    fn argmax_onehot(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
     /// `out[r, j] <- x[r]`: a column `[R, 1]` repeated `k` times across, `[R, k]`.
     fn tile_cols(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
     /// `out <- [x; k]`: `x` repeated `k` times along the rows (a `[B, .]` target beside an
