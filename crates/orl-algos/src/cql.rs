@@ -208,7 +208,9 @@ pub struct Cql {
 #[derive(Default)]
 struct Scratch {
     /// SAC's actor step, its acting cache and the target policy's samples.
-    actor: ActorScratch,
+    actor: ActorScratch<Cpu>,
+    /// The target policy's samples, and those of the `3 N` proposals.
+    pi_t: TanhGaussianCache,
     pi_rep: TanhGaussianCache,
     q: QCache,
     q_next: QCache,
@@ -249,7 +251,9 @@ impl Cql {
         let (critic, cont) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
                 let sac =
-                    SacActor::new(&mut rng, od, dim, &h, max_action, cfg.actor_lr, cfg.alpha_lr)?;
+                    SacActor::new_on(
+                        Cpu, &mut rng, od, dim, &h, max_action, cfg.actor_lr, cfg.alpha_lr,
+                    )?;
                 let critic =
                     QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, dim, &h)?;
                 let log_alpha_prime = scalar_param("log_alpha_prime", &mut rng)?;
@@ -317,19 +321,19 @@ struct CriticOut {
 
 /// Critic loss of both members (TD + CQL(H)) and its gradient into `critic_opt`'s buffer, the
 /// Lagrange loss's into `alpha_prime_opt`'s.
-fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
+fn critic_grad(t: &mut Cql, batch: &Batch) -> Result<CriticOut> {
     let Some(c) = &mut t.cont else {
-        return CriticOut { loss: 0.0, q_mean: 0.0, td: 0.0, gap: 0.0, lagrange: None };
+        return Ok(CriticOut { loss: 0.0, q_mean: 0.0, td: 0.0, gap: 0.0, lagrange: None });
     };
     let bsz = batch.batch_size;
     let (od, ad, n) = (t.core.spec.obs_dim, c.act_dim, t.cfg.n_actions);
     let sc = &mut t.scratch;
     let p = &c.sac.params;
-    let alpha = c.sac.alpha();
+    let alpha = c.sac.alpha()?;
     // TD target y = r + gamma^k (1 - d) (min_i Q'_i(s', a') [- alpha log pi(a'|s')]), a' ~ pi(s').
     sc.a2.resize(bsz * ad, 0.0);
     sc.lp2.resize(bsz, 0.0);
-    c.sac.head.sample(p, &batch.next_observations, &sc.eps_target, bsz, &mut sc.actor.pi, &mut sc.a2, &mut sc.lp2);
+    c.sac.head.sample(p, &batch.next_observations, &sc.eps_target, bsz, &mut sc.pi_t, &mut sc.a2, &mut sc.lp2);
     let q2 = t.critic.q(&t.critic_target, &batch.next_observations, &sc.a2, bsz, &mut sc.q_next);
     sc.y.resize(bsz, 0.0);
     for b in 0..bsz {
@@ -424,13 +428,13 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> CriticOut {
     };
     let g = t.critic_opt.zero_grad();
     t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
-    CriticOut {
+    Ok(CriticOut {
         loss: td_loss / bsz as f64 + penalty,
         q_mean: q_sum / (2 * bsz) as f64,
         td: td_abs / bsz as f64,
         gap: 0.5 * (gaps[0] + gaps[1]),
         lagrange,
-    }
+    })
 }
 
 impl Cql {
@@ -478,11 +482,11 @@ impl Cql {
         let saved = self.core.noise.clone();
         draw(self, batch.batch_size);
         self.core.noise = saved;
-        let co = critic_grad(self, batch);
+        let co = critic_grad(self, batch)?;
         let mut out = vec![Probe::new("critic_loss", co.loss, "critic", &self.critic_params, self.critic_opt.grad())];
         let sc = &mut self.scratch;
         if let Some(c) = &mut self.cont {
-            let a = c.sac.grad(&self.critic, &self.critic_params, &batch.observations, &sc.eps_actor, batch.batch_size, &mut sc.actor);
+            let a = c.sac.grad(&self.critic, &self.critic_params, &batch.observations, &sc.eps_actor, batch.batch_size, &mut sc.actor)?;
             out.push(Probe::new("actor_loss", a.loss, "actor", &c.sac.params, c.sac.opt.grad()));
             out.push(Probe::new("alpha_loss", a.alpha_loss, "log_alpha", &c.sac.log_alpha, c.sac.alpha_opt.grad()));
             if let Some(l) = co.lagrange {
@@ -500,7 +504,7 @@ impl Cql {
     fn update_continuous(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
         draw(self, batch.batch_size);
-        let co = critic_grad(self, batch);
+        let co = critic_grad(self, batch)?;
         record_value(m, step, "critic_loss", co.loss)?;
         record_value(m, step, "q_mean", co.q_mean)?;
         record_value(m, step, "td_error", co.td)?;
@@ -517,7 +521,7 @@ impl Cql {
             &sc.eps_actor,
             batch.batch_size,
             &mut sc.actor,
-        );
+        )?;
         record_value(m, step, "actor_loss", a.loss)?;
         record_value(m, step, "alpha_loss", a.alpha_loss)?;
         record_value(m, step, "entropy", a.entropy)?;

@@ -291,6 +291,23 @@ fn dqn_trains_alike_on_the_engine_and_on_candle_tensors() {
     }
 }
 
+/// SAC on the candle backend follows the engine over 50 updates (its temperature included),
+/// with a bound of 2 so that the squashing's scale acts.
+#[test]
+fn sac_trains_alike_on_the_engine_and_on_candle_tensors() {
+    let (_, mut rp) = replay(false);
+    let spec = Spec::continuous(5, 2, 2.0);
+    let cfg = SacConfig {
+        hidden: vec![32, 32],
+        ..SacConfig::default()
+    };
+    let mut engine = Sac::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    let mut candle =
+        Sac::new_on(Candle::cpu(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    let fresh = Sac::new(spec, cfg, 4, &Device::Cpu).unwrap();
+    assert_trains_alike("sac", &mut rp, &mut engine, &mut candle, &fresh, 50);
+}
+
 /// TD3+BC on the candle backend follows the engine over 50 updates (25 actor updates and
 /// target moves), with a bound of 2 so that the noise clipping and the BC term's scale act.
 #[test]
@@ -769,13 +786,21 @@ fn discrete_bcq_gradients_match_autograd() {
 
 #[test]
 fn sac_gradients_match_autograd() {
+    sac_parity(orl_nets::engine::backend::Cpu);
+    sac_parity(Candle::cpu());
+}
+
+/// SAC's critic, actor and temperature losses against autograd on backend `be`.
+fn sac_parity<B: orl_nets::engine::backend::Backend>(be: B) {
+    let case = format!("sac on {}", be.name());
+    let case = case.as_str();
     let (_, mut rp) = replay(false);
     let spec = Spec::continuous(5, 2, 2.0);
     let cfg = SacConfig {
         hidden: vec![16, 16],
         ..SacConfig::default()
     };
-    let mut algo = Sac::new(spec.clone(), cfg.clone(), 7, &Device::Cpu).unwrap();
+    let mut algo = Sac::new_on(be.clone(), spec.clone(), cfg.clone(), 7, &Device::Cpu).unwrap();
     let batch = warm_batch(&mut rp, &mut algo, 32);
     let mut noise = algo.noise().clone();
     let probes = algo.probe(&batch).unwrap();
@@ -814,14 +839,14 @@ fn sac_gradients_match_autograd() {
         .unwrap()
         .sum_all()
         .unwrap();
-    assert_parity("sac", &probes, "critic_loss", &critic_loss, &critic_store);
+    assert_parity(case, &probes, "critic_loss", &critic_loss, &critic_store);
     let (a, lp) = actor.sample_with(&b.s, &e_a).unwrap();
     let qa = critic.q(&b.s, &a).unwrap().min(0).unwrap();
     let actor_loss = (lp.broadcast_mul(&alpha).unwrap() - qa)
         .unwrap()
         .mean_all()
         .unwrap();
-    assert_parity("sac", &probes, "actor_loss", &actor_loss, &actor_store);
+    assert_parity(case, &probes, "actor_loss", &actor_loss, &actor_store);
     let alpha_loss = la
         .broadcast_mul(&(lp.detach() - 2.0).unwrap())
         .unwrap()
@@ -829,7 +854,7 @@ fn sac_gradients_match_autograd() {
         .unwrap()
         .mean_all()
         .unwrap();
-    assert_parity("sac", &probes, "alpha_loss", &alpha_loss, &la_store);
+    assert_parity(case, &probes, "alpha_loss", &alpha_loss, &la_store);
 }
 
 #[test]

@@ -486,6 +486,107 @@ impl TanhGaussianHead {
         self.trunk
             .backward(p, s, Input::Shared, &mut c.trunk, Some(grads), None);
     }
+    /// [`TanhGaussianHead::sample`] on backend `be`: from standard-normal `eps` `[B, act]`,
+    /// actions into `a` `[B, act]` and log-probabilities into `lp` `[B, 1]`, the same
+    /// operations in the same order (the log-density's sum starts from `-A log m`, as the
+    /// engine's does).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        eps: &B::Buf,
+        batch: usize,
+        c: &mut TanhBufs<B>,
+        a: &mut B::Buf,
+        lp: &mut B::Buf,
+    ) -> Result<()> {
+        let d = self.act_dim;
+        be.mlp_forward(&self.trunk, p, s, Input::Shared, batch, &mut c.trunk)?;
+        let h = be.mlp_output(&c.trunk);
+        be.mlp_forward(&self.mean, p, h, Input::Shared, batch, &mut c.mean)?;
+        be.mlp_forward(&self.log_std, p, h, Input::Shared, batch, &mut c.log_std)?;
+        let (mu, raw) = (be.mlp_output(&c.mean), be.mlp_output(&c.log_std));
+        be.map1(&ClampK(LOG_STD_MIN, LOG_STD_MAX), raw, &mut c.l)?;
+        be.map3(&Reparam, mu, &c.l, eps, &mut c.u)?;
+        be.map1(&Squash(self.max_action), &c.u, a)?;
+        be.map3(&SquashedTerm, &c.u, mu, &c.l, &mut c.terms)?;
+        be.fill(
+            lp_like(be, &c.u, d, &mut c.col)?,
+            -(d as f32 * self.max_action.ln()),
+            &mut c.start,
+        )?;
+        be.concat_cols(&c.start, 1, &c.terms, d, &mut c.all)?;
+        be.sum_cols(&c.all, d + 1, lp)?;
+        be.map1(&crate::engine::backend::Identity, eps, &mut c.eps)
+    }
+    /// [`TanhGaussianHead::sample_backward`] on backend `be`: `da = dL/da` `[B, act]`,
+    /// `dlp = dL/d log pi` `[B, 1]`, after [`TanhGaussianHead::sample_on`]:
+    /// `dL/du = da m (1 - tanh^2 u) + dlp 2 tanh u` into the mean head, `dL/du sigma eps - dlp`
+    /// into the log-std head where its clamp passes, their input gradients summed into the
+    /// trunk's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        da: &B::Buf,
+        dlp: &B::Buf,
+        c: &mut TanhBufs<B>,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        let d = self.act_dim;
+        be.tile_cols(dlp, d, &mut c.dlp_t)?;
+        be.map3(&SquashGrad(self.max_action), da, &c.u, &c.dlp_t, &mut c.gu)?;
+        be.map3(
+            &LogStdPath,
+            &c.gu,
+            be.mlp_output(&c.log_std),
+            &c.eps,
+            &mut c.v,
+        )?;
+        be.map3(
+            &LogStdGrad,
+            &c.v,
+            &c.dlp_t,
+            be.mlp_output(&c.log_std),
+            &mut c.dls,
+        )?;
+        let h = be.mlp_output(&c.trunk);
+        be.mlp_backward(
+            &self.mean,
+            p,
+            h,
+            Input::Shared,
+            &mut c.mean,
+            &c.gu,
+            Some(grads),
+            Some(&mut c.dh),
+        )?;
+        be.mlp_backward(
+            &self.log_std,
+            p,
+            h,
+            Input::Shared,
+            &mut c.log_std,
+            &c.dls,
+            Some(grads),
+            Some(&mut c.dh2),
+        )?;
+        be.map2(&Sum2, &c.dh, &c.dh2, &mut c.dtrunk)?;
+        be.mlp_backward(
+            &self.trunk,
+            p,
+            s,
+            Input::Shared,
+            &mut c.trunk,
+            &c.dtrunk,
+            Some(grads),
+            None,
+        )
+    }
     /// `log pi(a|s)` of given actions into `lp: [B]` (`a / m` clipped into the open interval
     /// to invert the tanh), as [`crate::TanhGaussianActor::log_prob`].
     pub fn log_prob(
@@ -519,9 +620,9 @@ impl TanhGaussianHead {
     }
 }
 
-/// `log(1 + exp(x))`, stably.
+/// `log(1 + exp(x))`, stably (the one definition: [`Scalar::softplus`]).
 fn softplus(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+    Scalar::softplus(x)
 }
 
 /// Categorical policy `log pi(.|s) = log_softmax(f(s))`.
@@ -777,5 +878,129 @@ impl Map3 for CatGrad {
     #[inline(always)]
     fn apply<S: Scalar>(&self, w: S, hit: S, lp: S) -> S {
         w * (hit - lp.exp())
+    }
+}
+
+/// `like`'s rows as a one-column buffer (the shape of a per-row value), in `col`.
+fn lp_like<'c, B: Backend>(
+    be: &B,
+    like: &B::Buf,
+    cols: usize,
+    col: &'c mut B::Buf,
+) -> Result<&'c B::Buf> {
+    be.cols(like, cols, 0, 1, col)?;
+    Ok(col)
+}
+
+/// Buffers of a [`TanhGaussianHead`] on backend `B` ([`TanhGaussianHead::sample_on`]).
+pub struct TanhBufs<B: Backend> {
+    trunk: B::Cache,
+    mean: B::Cache,
+    log_std: B::Cache,
+    l: B::Buf,
+    u: B::Buf,
+    eps: B::Buf,
+    terms: B::Buf,
+    col: B::Buf,
+    start: B::Buf,
+    all: B::Buf,
+    dlp_t: B::Buf,
+    gu: B::Buf,
+    v: B::Buf,
+    dls: B::Buf,
+    dh: B::Buf,
+    dh2: B::Buf,
+    dtrunk: B::Buf,
+}
+
+impl<B: Backend> Default for TanhBufs<B> {
+    fn default() -> Self {
+        Self {
+            trunk: B::Cache::default(),
+            mean: B::Cache::default(),
+            log_std: B::Cache::default(),
+            l: B::Buf::default(),
+            u: B::Buf::default(),
+            eps: B::Buf::default(),
+            terms: B::Buf::default(),
+            col: B::Buf::default(),
+            start: B::Buf::default(),
+            all: B::Buf::default(),
+            dlp_t: B::Buf::default(),
+            gu: B::Buf::default(),
+            v: B::Buf::default(),
+            dls: B::Buf::default(),
+            dh: B::Buf::default(),
+            dh2: B::Buf::default(),
+            dtrunk: B::Buf::default(),
+        }
+    }
+}
+
+/// `u = mu + exp(l) eps`.
+struct Reparam;
+impl Map3 for Reparam {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, mu: S, l: S, eps: S) -> S {
+        mu + l.exp() * eps
+    }
+}
+
+/// `a = m tanh(u)`.
+struct Squash(f32);
+impl Map1 for Squash {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, u: S) -> S {
+        u.tanh().scale(self.0)
+    }
+}
+
+/// One term of the squashed Gaussian's log-density: `-z^2 / 2 - l - log(2 pi) / 2 -
+/// 2 (log 2 - u - softplus(-2u))`, `z = (u - mu) / exp(l)`.
+struct SquashedTerm;
+impl Map3 for SquashedTerm {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, u: S, mu: S, l: S) -> S {
+        let z = (u.clone() - mu) / l.clone().exp();
+        let det = (u.clone().scale(-1.0).shift(std::f32::consts::LN_2) - u.scale(-2.0).softplus())
+            .scale(2.0);
+        (z.clone().scale(-0.5) * z - l).shift(-HALF_LOG_2PI) - det
+    }
+}
+
+/// `dL/du = da m (1 - tanh(u)^2) + dlp 2 tanh(u)`.
+struct SquashGrad(f32);
+impl Map3 for SquashGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, da: S, u: S, dlp: S) -> S {
+        let t = u.tanh();
+        da.scale(self.0) * (t.clone() * t.clone()).scale(-1.0).shift(1.0) + dlp.scale(2.0) * t
+    }
+}
+
+/// `dL/du exp(raw) eps` (the path through `sigma`, before the clamp's mask).
+struct LogStdPath;
+impl Map3 for LogStdPath {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, gu: S, raw: S, eps: S) -> S {
+        gu * raw.exp() * eps
+    }
+}
+
+/// `dL/d raw log_std = (v - dlp) 1(raw in [-20, 2])` (`+ 0` keeps the engine's `+0` outside).
+struct LogStdGrad;
+impl Map3 for LogStdGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, v: S, dlp: S, raw: S) -> S {
+        ((v - dlp) * raw.inside(LOG_STD_MIN, LOG_STD_MAX)).shift(0.0)
+    }
+}
+
+/// `a + b`.
+struct Sum2;
+impl Map2 for Sum2 {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a + b
     }
 }

@@ -50,7 +50,7 @@ pub fn simd<R>(f: impl FnOnce() -> R) -> R {
 }
 pub use critic::{QBufs, QCache, QNet};
 pub use heads::{
-    CategoricalHead, DensityBufs, DeterministicHead, GaussianHead, TanhGaussianCache,
+    CategoricalHead, DensityBufs, DeterministicHead, GaussianHead, TanhBufs, TanhGaussianCache,
     TanhGaussianHead, log_softmax,
 };
 pub use mlp::{Activation, Input, Mlp, MlpCache};

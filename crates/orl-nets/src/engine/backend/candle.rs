@@ -136,6 +136,14 @@ impl Scalar for Expr {
     fn ln(self) -> Self {
         self.map(|t| t.log())
     }
+    fn softplus(self) -> Self {
+        // max(x, 0) + ln(1 + exp(-|x|)); candle has no log1p, and ln(1 + e) differs from it by
+        // less than e's f32 rounding, far below the parity tolerance.
+        self.map(|t| {
+            let neg_abs = t.abs()?.neg()?;
+            t.relu()? + neg_abs.exp()?.affine(1.0, 1.0)?.log()?
+        })
+    }
     fn inside(self, lo: f32, hi: f32) -> Self {
         self.map(|t| {
             let ge = t.ge(f64::from(lo))?.to_dtype(DType::F32)?;
@@ -632,6 +640,15 @@ impl Backend for Candle {
     fn tile_cols(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {
         let x = tensor(x)?;
         *out = Some(x.repeat((1, k))?);
+        Ok(())
+    }
+    fn concat_rows(
+        &self,
+        a: &Option<Tensor>,
+        b: &Option<Tensor>,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        *out = Some(Tensor::cat(&[tensor(a)?, tensor(b)?], 0)?);
         Ok(())
     }
     fn tile_rows(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {

@@ -286,6 +286,12 @@ impl Backend for Cpu {
         }
         Ok(())
     }
+    fn concat_rows(&self, a: &Vec<f32>, b: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        Ok(())
+    }
     fn tile_rows(&self, x: &Vec<f32>, k: usize, out: &mut Vec<f32>) -> Result<()> {
         out.clear();
         for _ in 0..k {

@@ -99,6 +99,8 @@ pub trait Scalar:
     fn ln(self) -> Self;
     /// `1` where `lo <= self <= hi`, else `0` (where a clamp passes its gradient).
     fn inside(self, lo: f32, hi: f32) -> Self;
+    /// `ln(1 + exp(self))`, computed stably as `max(x, 0) + ln(1 + exp(-|x|))`.
+    fn softplus(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -145,6 +147,10 @@ impl Scalar for f32 {
     #[inline(always)]
     fn inside(self, lo: f32, hi: f32) -> Self {
         if self >= lo && self <= hi { 1.0 } else { 0.0 }
+    }
+    #[inline(always)]
+    fn softplus(self) -> Self {
+        self.max(0.0) + (-self.abs()).exp().ln_1p()
     }
 }
 
@@ -423,6 +429,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn argmax_onehot(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
     /// `out[r, j] <- x[r]`: a column `[R, 1]` repeated `k` times across, `[R, k]`.
     fn tile_cols(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- [a; b]`: the rows of `a` then those of `b` (one width).
+    fn concat_rows(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf) -> Result<()>;
     /// `out <- [x; k]`: `x` repeated `k` times along the rows (a `[B, .]` target beside an
     /// `[E * B, .]` ensemble output).
     fn tile_rows(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
