@@ -41,26 +41,33 @@
 //! alpha:   dL/d log alpha      = -E[log pi + target_entropy]
 //! discrete: dL/dQ(s_b, k) = (huber'(Q_b - y_b) (1(k = a_b)) + alpha_c (softmax_k - 1(k = a_b))) / B
 //! ```
+//!
+//! One implementation for every backend (`Cql<B: Backend>`): the critic's `B (1 + 3N)` rows
+//! are assembled with `repeat_rows` / `concat_rows`, each state's `3N` proposals are regrouped
+//! from kind-major to state-major rows (`transpose_blocks`) for the tempered logsumexp, and
+//! their gradients are regrouped back. On the CPU engine the numbers are the earlier loop's,
+//! bit for bit (checked over 120 updates: plain, with the Lagrange multiplier, the entropy
+//! backup and a temperature, and discrete).
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::backend::{Backend, Cpu};
-use orl_nets::engine::{
-    FlatAdam, Params, QCache, QNet, TanhGaussianCache,
+use orl_nets::engine::backend::{
+    AbsError, Backend, Candle, Cpu, Difference, Identity, Map2, Map3, Scalar, SquaredError,
 };
+use orl_nets::engine::{Params, QBufs, QNet, TanhBufs};
 use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{state_lists, BatchBufs,
-    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch,
-    mlp_layer_names, plain_policy, record_value, repeat_rows_into, scalar_param,
+use crate::common::{
+    ActionSpec, Algorithm, BatchBufs, Core, Metrics, Probe, Spec, check_batch, mlp_layer_names,
+    plain_policy, record_value, scalar_param, state_lists,
 };
 use crate::dqn::{TdScratch, greedy, q_at, td_grad};
 use crate::sac::{ActorScratch, SacActor, min_q};
 use crate::error::Result;
 use crate::registry::{
-    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
+    AlgoConfig, AlgoInfo, Compute, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
 };
 use crate::validate as v;
 
@@ -162,13 +169,17 @@ pub static INFO: AlgoInfo = AlgoInfo {
     test_config: || serde_json::json!({"hidden": [32, 32], "n_actions": 4, "target_update_interval": 20}),
     resolve: |v| resolve::<CqlConfig>("cql", v),
     build: |spec, cfg, seed, compute| {
-        let device = compute.engine_device("cql")?;
-        Ok(Box::new(Cql::new(
-            spec,
-            parse_config("cql", cfg)?,
-            seed,
-            device,
-        )?))
+        let cfg = parse_config("cql", cfg)?;
+        Ok(match compute {
+            Compute::Engine(device) => Box::new(Cql::new(spec, cfg, seed, device)?),
+            Compute::Candle(device) => Box::new(Cql::new_on(
+                Candle::new(device.clone()),
+                spec,
+                cfg,
+                seed,
+                device,
+            )?),
+        })
     },
 };
 
@@ -184,60 +195,156 @@ fn reduced_protocol(hidden: usize, steps: usize) -> serde_json::Value {
 }
 /// The actor side of continuous CQL: SAC's actor and temperature ([`SacActor`]) and the
 /// Lagrange multiplier.
-struct Continuous {
+struct Continuous<B: Backend> {
     act_dim: usize,
     max_action: f64,
-    sac: SacActor,
-    log_alpha_prime: Params,
-    alpha_prime_opt: FlatAdam,
+    sac: SacActor<B>,
+    log_alpha_prime: B::Params,
+    alpha_prime_opt: B::Adam,
 }
 
-/// CQL.
-pub struct Cql {
+/// CQL on backend `B`: the CPU engine by default, candle tensors with
+/// [`Cql::new_on`]`(Candle, ..)`.
+pub struct Cql<B: Backend = Cpu> {
+    be: B,
     cfg: CqlConfig,
     core: Core,
-    cont: Option<Continuous>,
+    cont: Option<Continuous<B>>,
     critic: QNet,
-    critic_params: Params,
-    critic_target: Params,
-    critic_opt: FlatAdam,
-    scratch: Scratch,
+    critic_params: B::Params,
+    critic_target: B::Params,
+    critic_opt: B::Adam,
+    scratch: Scratch<B>,
 }
 
 /// Buffers reused by every update (sized by the first one).
-#[derive(Default)]
-struct Scratch {
-    /// SAC's actor step, its acting cache and the target policy's samples.
-    actor: ActorScratch<Cpu>,
+struct Scratch<B: Backend> {
+    b: BatchBufs<B>,
+    /// SAC's actor step and its acting cache.
+    actor: ActorScratch<B>,
     /// The target policy's samples, and those of the `3 N` proposals.
-    pi_t: TanhGaussianCache,
-    pi_rep: TanhGaussianCache,
-    q: QCache,
-    q_next: QCache,
-    eps_target: Vec<f32>,
-    eps_cur: Vec<f32>,
-    eps_next: Vec<f32>,
-    uniform: Vec<f32>,
-    eps_actor: Vec<f32>,
+    pi_t: TanhBufs<B>,
+    pi_rep: TanhBufs<B>,
+    q: QBufs<B>,
+    q_next: QBufs<B>,
+    /// The update's draws on the host, then on the backend.
+    host: Vec<f32>,
+    eps_target: B::Buf,
+    eps_cur: B::Buf,
+    eps_next: B::Buf,
+    uniform: B::Buf,
+    eps_actor: B::Buf,
     /// `[B (1 + 3N), obs]` and `[B (1 + 3N), act]`: the critic's whole input.
-    s_all: Vec<f32>,
-    a_all: Vec<f32>,
-    s_rep: Vec<f32>,
-    lp_cur: Vec<f32>,
-    lp_next: Vec<f32>,
-    a2: Vec<f32>,
-    lp2: Vec<f32>,
-    y: Vec<f32>,
-    lse: Vec<f32>,
-    /// Discrete CQL's TD step (DQN's, on the engine) and its batch.
-    td: TdScratch<Cpu>,
-    b: BatchBufs<Cpu>,
+    s_all: B::Buf,
+    a_all: B::Buf,
+    s_rep: B::Buf,
+    s2_rep: B::Buf,
+    a_cur: B::Buf,
+    a_next: B::Buf,
+    lp_cur: B::Buf,
+    lp_next: B::Buf,
+    lp_unif: B::Buf,
+    /// `log mu` of the `3 N B` proposals `[3 B N, 1]`, kind-major.
+    lmu: B::Buf,
+    a2: B::Buf,
+    lp2: B::Buf,
+    q2a: B::Buf,
+    q2b: B::Buf,
+    v2: B::Buf,
+    y: B::Buf,
+    y2: B::Buf,
+    /// Per member: its rows, the data rows, the proposals (kind-major, then per state
+    /// `[B, 3N]`), the softmax parts and the gradients.
+    qe: B::Buf,
+    qd: [B::Buf; 2],
+    qd_both: B::Buf,
+    qp: B::Buf,
+    v: B::Buf,
+    vs: B::Buf,
+    mx: B::Buf,
+    mx_t: B::Buf,
+    e: B::Buf,
+    sum: B::Buf,
+    sum_t: B::Buf,
+    lse: B::Buf,
+    dqp_s: B::Buf,
+    dqp: [B::Buf; 2],
+    dqd_m: [B::Buf; 2],
+    dq: B::Buf,
+    /// Discrete CQL's TD step (DQN's).
+    td: TdScratch<B>,
 }
 
-impl Cql {
+impl<B: Backend> Default for Scratch<B> {
+    fn default() -> Self {
+        Self {
+            b: BatchBufs::default(),
+            actor: ActorScratch::default(),
+            pi_t: TanhBufs::default(),
+            pi_rep: TanhBufs::default(),
+            q: QBufs::default(),
+            q_next: QBufs::default(),
+            host: Vec::new(),
+            eps_target: Default::default(),
+            eps_cur: Default::default(),
+            eps_next: Default::default(),
+            uniform: Default::default(),
+            eps_actor: Default::default(),
+            s_all: Default::default(),
+            a_all: Default::default(),
+            s_rep: Default::default(),
+            s2_rep: Default::default(),
+            a_cur: Default::default(),
+            a_next: Default::default(),
+            lp_cur: Default::default(),
+            lp_next: Default::default(),
+            lp_unif: Default::default(),
+            lmu: Default::default(),
+            a2: Default::default(),
+            lp2: Default::default(),
+            q2a: Default::default(),
+            q2b: Default::default(),
+            v2: Default::default(),
+            y: Default::default(),
+            y2: Default::default(),
+            qe: Default::default(),
+            qd: Default::default(),
+            qd_both: Default::default(),
+            qp: Default::default(),
+            v: Default::default(),
+            vs: Default::default(),
+            mx: Default::default(),
+            mx_t: Default::default(),
+            e: Default::default(),
+            sum: Default::default(),
+            sum_t: Default::default(),
+            lse: Default::default(),
+            dqp_s: Default::default(),
+            dqp: Default::default(),
+            dqd_m: Default::default(),
+            dq: Default::default(),
+            td: TdScratch::default(),
+        }
+    }
+}
+
+impl Cql<Cpu> {
     /// Builds the networks for `spec` (SAC actor-critic for continuous actions, a double-DQN
-    /// Q-network for discrete ones), initialised from `seed`.
+    /// Q-network for discrete ones) on the CPU engine, initialised from `seed`.
     pub fn new(
+        spec: Spec,
+        cfg: CqlConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        Self::new_on(Cpu, spec, cfg, seed, device)
+    }
+}
+
+impl<B: Backend> Cql<B> {
+    /// [`Cql::new`] on backend `be` (the same initial parameters on every backend).
+    pub fn new_on(
+        be: B,
         spec: Spec,
         cfg: CqlConfig,
         seed: u64,
@@ -250,15 +357,21 @@ impl Cql {
         let mut critic_params = Params::new();
         let (critic, cont) = match spec.action {
             ActionSpec::Continuous { dim, max_action } => {
-                let sac =
-                    SacActor::new_on(
-                        Cpu, &mut rng, od, dim, &h, max_action, cfg.actor_lr, cfg.alpha_lr,
-                    )?;
+                let sac = SacActor::new_on(
+                    be.clone(),
+                    &mut rng,
+                    od,
+                    dim,
+                    &h,
+                    max_action,
+                    cfg.actor_lr,
+                    cfg.alpha_lr,
+                )?;
                 let critic =
                     QNet::continuous(&mut critic_params.builder("", &mut rng), 2, od, dim, &h)?;
-                let log_alpha_prime = scalar_param("log_alpha_prime", &mut rng)?;
+                let log_alpha_prime = be.place(&scalar_param("log_alpha_prime", &mut rng)?)?;
                 let alpha_prime_opt =
-                    FlatAdam::new(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr));
+                    be.adam(&log_alpha_prime, AdamConfig::with_lr(cfg.alpha_lr), None)?;
                 let c = Continuous {
                     act_dim: dim,
                     max_action,
@@ -273,16 +386,19 @@ impl Cql {
                 None,
             ),
         };
-        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
+        let critic_target = be.place(&critic_params)?;
+        let critic_params = be.place(&critic_params)?;
+        let critic_opt = be.adam(&critic_params, AdamConfig::with_lr(cfg.critic_lr), None)?;
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             cont,
             critic,
-            critic_target: critic_params.clone(),
+            critic_target,
             critic_params,
             critic_opt,
             scratch: Scratch::default(),
+            be,
         })
     }
 }
@@ -291,23 +407,27 @@ impl Cql {
 
 /// The random draws of one continuous update, in the order the reference implementation (and
 /// orl's before the engine) draws them: target-policy noise `[B, A]`, `pi(s)` noise `[B N, A]`,
-/// `pi(s')` noise `[B N, A]`, uniform actions `[B N, A]`, actor noise `[B, A]`.
-fn draw(t: &mut Cql, bsz: usize) {
-    let Some(c) = &t.cont else { return };
+/// `pi(s')` noise `[B N, A]`, uniform actions `[B N, A]`, actor noise `[B, A]`; uploaded.
+fn draw<B: Backend>(t: &mut Cql<B>, bsz: usize) -> Result<()> {
+    let Some(c) = &t.cont else { return Ok(()) };
     let (a, n, m) = (c.act_dim, t.cfg.n_actions, c.max_action as f32);
-    let sc = &mut t.scratch;
+    let (be, sc) = (&t.be, &mut t.scratch);
     for (buf, rows) in [
         (&mut sc.eps_target, bsz),
         (&mut sc.eps_cur, bsz * n),
         (&mut sc.eps_next, bsz * n),
     ] {
-        buf.resize(rows * a, 0.0);
-        t.core.noise.normal_into(buf);
+        sc.host.resize(rows * a, 0.0);
+        t.core.noise.normal_into(&mut sc.host);
+        be.upload(&sc.host, a, buf)?;
     }
-    sc.uniform.resize(bsz * n * a, 0.0);
-    t.core.noise.uniform_into(&mut sc.uniform, -m, m);
-    sc.eps_actor.resize(bsz * a, 0.0);
-    t.core.noise.normal_into(&mut sc.eps_actor);
+    sc.host.resize(bsz * n * a, 0.0);
+    t.core.noise.uniform_into(&mut sc.host, -m, m);
+    be.upload(&sc.host, a, &mut sc.uniform)?;
+    sc.host.resize(bsz * a, 0.0);
+    t.core.noise.normal_into(&mut sc.host);
+    be.upload(&sc.host, a, &mut sc.eps_actor)?;
+    Ok(())
 }
 
 /// What the continuous critic step reports.
@@ -319,99 +439,164 @@ struct CriticOut {
     lagrange: Option<f64>,
 }
 
+/// `min(q0, q1) - alpha lp` (`Map3`; `alpha = 0` without the entropy backup).
+struct SoftValue(f32);
+
+impl Map3 for SoftValue {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q0: S, q1: S, lp: S) -> S {
+        let v = q0.min(q1);
+        if self.0 == 0.0 { v } else { v - lp.scale(self.0) }
+    }
+}
+
+/// `y = r + nd v` (`Map3`).
+struct Bellman;
+
+impl Map3 for Bellman {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
+        r + nd * v
+    }
+}
+
+/// `(q - log mu) / T`.
+struct Tempered(f32);
+
+impl Map2 for Tempered {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q: S, lmu: S) -> S {
+        (q - lmu).div_by(self.0)
+    }
+}
+
+/// `T (max + ln sum)`: the tempered logsumexp.
+struct TemperedLse(f32);
+
+impl Map2 for TemperedLse {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
+        (max + sum.ln()).scale(self.0)
+    }
+}
+
+/// `exp(v - max)`.
+struct ExpShift;
+
+impl Map2 for ExpShift {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, v: S, max: S) -> S {
+        (v - max).exp()
+    }
+}
+
+/// `dL/dQ(s_b, a_b) = 2 (Q - y) / B - w / B`.
+struct DataGrad {
+    bsz: f32,
+    w: f32,
+}
+
+impl Map2 for DataGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q: S, y: S) -> S {
+        (q - y).scale(2.0).div_by(self.bsz).shift(-(self.w / self.bsz))
+    }
+}
+
+/// `dL/dQ(s_b, a_bj) = (w / B) softmax_j = (w / B) (e / sum)`.
+struct ProposalGrad(f32);
+
+impl Map2 for ProposalGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, e: S, sum: S) -> S {
+        (e / sum).scale(self.0)
+    }
+}
+
 /// Critic loss of both members (TD + CQL(H)) and its gradient into `critic_opt`'s buffer, the
-/// Lagrange loss's into `alpha_prime_opt`'s.
-fn critic_grad(t: &mut Cql, batch: &Batch) -> Result<CriticOut> {
+/// Lagrange loss's into `alpha_prime_opt`'s, on the uploaded batch and draws.
+fn critic_grad<B: Backend>(t: &mut Cql<B>, bsz: usize) -> Result<CriticOut> {
     let Some(c) = &mut t.cont else {
         return Ok(CriticOut { loss: 0.0, q_mean: 0.0, td: 0.0, gap: 0.0, lagrange: None });
     };
-    let bsz = batch.batch_size;
     let (od, ad, n) = (t.core.spec.obs_dim, c.act_dim, t.cfg.n_actions);
-    let sc = &mut t.scratch;
+    let (be, sc) = (&t.be, &mut t.scratch);
     let p = &c.sac.params;
     let alpha = c.sac.alpha()?;
     // TD target y = r + gamma^k (1 - d) (min_i Q'_i(s', a') [- alpha log pi(a'|s')]), a' ~ pi(s').
-    sc.a2.resize(bsz * ad, 0.0);
-    sc.lp2.resize(bsz, 0.0);
-    c.sac.head.sample(p, &batch.next_observations, &sc.eps_target, bsz, &mut sc.pi_t, &mut sc.a2, &mut sc.lp2);
-    let q2 = t.critic.q(&t.critic_target, &batch.next_observations, &sc.a2, bsz, &mut sc.q_next);
-    sc.y.resize(bsz, 0.0);
-    for b in 0..bsz {
-        let mut v2 = q2[b].min(q2[bsz + b]);
-        if t.cfg.backup_entropy {
-            v2 -= alpha * sc.lp2[b];
-        }
-        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * v2;
-    }
+    c.sac
+        .head
+        .sample_on(be, p, &sc.b.s2, &sc.eps_target, bsz, &mut sc.pi_t, &mut sc.a2, &mut sc.lp2)?;
+    let q2 = t
+        .critic
+        .q_on(be, &t.critic_target, &sc.b.s2, &sc.a2, bsz, 2, &mut sc.q_next)?;
+    be.rows(q2, 1, 0, bsz, &mut sc.q2a)?;
+    be.rows(q2, 1, bsz, bsz, &mut sc.q2b)?;
+    let backup = if t.cfg.backup_entropy { alpha } else { 0.0 };
+    be.map3(&SoftValue(backup), &sc.q2a, &sc.q2b, &sc.lp2, &mut sc.v2)?;
+    be.map3(&Bellman, &sc.b.r, &sc.b.nd, &sc.v2, &mut sc.y)?;
     // The critic's input: data rows, then per proposal B N rows (uniform, pi(s), pi(s')).
     let rows = bsz * (1 + 3 * n);
-    sc.s_all.clear();
-    sc.s_all.extend_from_slice(&batch.observations);
-    repeat_rows_into(&batch.observations, od, n, &mut sc.s_rep);
-    for _ in 0..3 {
-        sc.s_all.extend_from_slice(&sc.s_rep);
-    }
-    sc.a_all.resize(rows * ad, 0.0);
-    sc.a_all[..bsz * ad].copy_from_slice(&batch.actions);
     let bn = bsz * n;
-    sc.a_all[bsz * ad..(bsz + bn) * ad].copy_from_slice(&sc.uniform);
-    sc.lp_cur.resize(bn, 0.0);
-    sc.lp_next.resize(bn, 0.0);
-    {
-        let (cur, rest) = sc.a_all[(bsz + bn) * ad..].split_at_mut(bn * ad);
-        c.sac.head.sample(p, &sc.s_rep, &sc.eps_cur, bn, &mut sc.pi_rep, cur, &mut sc.lp_cur);
-        repeat_rows_into(&batch.next_observations, od, n, &mut sc.a2);
-        c.sac.head.sample(p, &sc.a2, &sc.eps_next, bn, &mut sc.pi_rep, rest, &mut sc.lp_next);
-    }
-    t.critic.q(&t.critic_params, &sc.s_all, &sc.a_all, rows, &mut sc.q);
-    let (q, dq) = sc.q.mlp.output_and_dout();
-    // Per member and state: T logsumexp_j ((Q_j - log mu_j) / T) over the 3N samples.
+    be.repeat_rows(&sc.b.s, od, n, &mut sc.s_rep)?;
+    be.concat_rows(&[&sc.b.s, &sc.s_rep, &sc.s_rep, &sc.s_rep], &mut sc.s_all)?;
+    c.sac
+        .head
+        .sample_on(be, p, &sc.s_rep, &sc.eps_cur, bn, &mut sc.pi_rep, &mut sc.a_cur, &mut sc.lp_cur)?;
+    be.repeat_rows(&sc.b.s2, od, n, &mut sc.s2_rep)?;
+    c.sac
+        .head
+        .sample_on(be, p, &sc.s2_rep, &sc.eps_next, bn, &mut sc.pi_rep, &mut sc.a_next, &mut sc.lp_next)?;
+    be.concat_rows(&[&sc.b.a, &sc.uniform, &sc.a_cur, &sc.a_next], &mut sc.a_all)?;
+    let q = t
+        .critic
+        .q_on(be, &t.critic_params, &sc.s_all, &sc.a_all, rows, 2, &mut sc.q)?;
+    // log mu of the 3N proposals, kind-major like the critic's rows.
     let log_unif = (ad as f64 * (0.5 / c.max_action).ln()) as f32;
+    be.fill(&sc.lp_cur, log_unif, &mut sc.lp_unif)?;
+    be.concat_rows(&[&sc.lp_unif, &sc.lp_cur, &sc.lp_next], &mut sc.lmu)?;
     let temp = t.cfg.temperature as f32;
-    let (mut td_loss, mut q_sum, mut td_abs) = (0.0f64, 0.0f64, 0.0f64);
-    let mut gaps = [0.0f64; 2];
-    sc.lse.resize(3 * n, 0.0);
-    let ap = c.log_alpha_prime.data()[0].exp().clamp(0.0, 1e6);
+    let ap = c.sac.be.host_params(&c.log_alpha_prime)?.data()[0];
+    let ap_raw = ap;
+    let ap = ap.exp().clamp(0.0, 1e6);
     let weight = match t.cfg.target_action_gap {
         None => t.cfg.cql_alpha as f32,
         Some(_) => (t.cfg.cql_alpha as f32) * ap,
     };
-    for e in 0..2 {
-        let qe = &q[e * rows..(e + 1) * rows];
-        let dqe = &mut dq[e * rows..(e + 1) * rows];
-        for b in 0..bsz {
-            let qd = qe[b];
-            let diff = qd - sc.y[b];
-            td_loss += f64::from(diff * diff);
-            q_sum += f64::from(qd);
-            if e == 0 {
-                td_abs += f64::from(diff.abs());
-            }
-            // the 3N proposal values of state b
-            for (src, slot) in sc.lse.chunks_exact_mut(n).enumerate() {
-                for (j, v) in slot.iter_mut().enumerate() {
-                    let r = bsz + src * bn + b * n + j;
-                    let lmu = match src {
-                        0 => log_unif,
-                        1 => sc.lp_cur[b * n + j],
-                        _ => sc.lp_next[b * n + j],
-                    };
-                    *v = (qe[r] - lmu) / temp;
-                }
-            }
-            let max = sc.lse.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = sc.lse.iter().map(|&v| (v - max).exp()).sum();
-            let lse = temp * (max + sum.ln());
-            gaps[e] += f64::from(lse - qd);
-            dqe[b] = 2.0 * diff / bsz as f32 - weight / bsz as f32;
-            for (src, slot) in sc.lse.chunks_exact(n).enumerate() {
-                for (j, &v) in slot.iter().enumerate() {
-                    let r = bsz + src * bn + b * n + j;
-                    dqe[r] = weight / bsz as f32 * ((v - max).exp() / sum);
-                }
-            }
-        }
+    // Per member: T logsumexp_j ((Q_j - log mu_j) / T) over each state's 3N samples.
+    let mut gaps = [0.0f64; 2];
+    for (e, gap) in gaps.iter_mut().enumerate() {
+        be.rows(q, 1, e * rows, rows, &mut sc.qe)?;
+        be.rows(&sc.qe, 1, 0, bsz, &mut sc.qd[e])?;
+        be.rows(&sc.qe, 1, bsz, 3 * bn, &mut sc.qp)?;
+        be.map2(&Tempered(temp), &sc.qp, &sc.lmu, &mut sc.v)?;
+        be.transpose_blocks(&sc.v, 3, bsz, n, 3 * n, &mut sc.vs)?;
+        be.max_cols(&sc.vs, 3 * n, &mut sc.mx)?;
+        be.tile_cols(&sc.mx, 3 * n, &mut sc.mx_t)?;
+        be.map2(&ExpShift, &sc.vs, &sc.mx_t, &mut sc.e)?;
+        be.sum_cols(&sc.e, 3 * n, &mut sc.sum)?;
+        be.map2(&TemperedLse(temp), &sc.mx, &sc.sum, &mut sc.lse)?;
+        *gap = be.map2_sum(&Difference, &sc.lse, &sc.qd[e])?;
+        be.map2(
+            &DataGrad {
+                bsz: bsz as f32,
+                w: weight,
+            },
+            &sc.qd[e],
+            &sc.y,
+            &mut sc.dqd_m[e],
+        )?;
+        be.tile_cols(&sc.sum, 3 * n, &mut sc.sum_t)?;
+        be.map2(&ProposalGrad(weight / bsz as f32), &sc.e, &sc.sum_t, &mut sc.dqp_s)?;
+        be.transpose_blocks(&sc.dqp_s, bsz, 3, n, 1, &mut sc.dqp[e])?;
     }
+    be.concat_rows(&[&sc.dqd_m[0], &sc.dqp[0], &sc.dqd_m[1], &sc.dqp[1]], &mut sc.dq)?;
+    // The TD part over both members' data rows, in the engine's order.
+    be.concat_rows(&[&sc.qd[0], &sc.qd[1]], &mut sc.qd_both)?;
+    be.tile_rows(&sc.y, 2, &mut sc.y2)?;
+    let td_loss = be.map2_sum(&SquaredError, &sc.qd_both, &sc.y2)?;
+    let q_sum = be.map1_sum(&Identity, &sc.qd_both)?;
+    let td_abs = be.map2_sum(&AbsError, &sc.qd[0], &sc.y)?;
     let gaps = [gaps[0] / bsz as f64, gaps[1] / bsz as f64];
     let (penalty, lagrange) = match t.cfg.target_action_gap {
         None => (t.cfg.cql_alpha * (gaps[0] + gaps[1]), None),
@@ -419,15 +604,16 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> Result<CriticOut> {
             let (a, apd) = (t.cfg.cql_alpha, f64::from(ap));
             let pen = a * apd * ((gaps[0] - target) + (gaps[1] - target));
             let lag = -0.5 * a * apd * ((gaps[0] - target) + (gaps[1] - target));
-            let raw = c.log_alpha_prime.data()[0];
-            let g = c.alpha_prime_opt.zero_grad();
             // d/d log alpha' of clamp(exp(log alpha'), 0, 1e6): exp where unclamped.
-            g[0] = if raw.exp() <= 1e6 { lag as f32 } else { 0.0 };
+            let gv = if ap_raw.exp() <= 1e6 { lag as f32 } else { 0.0 };
+            let g = be.zero_grad(&mut c.alpha_prime_opt)?;
+            be.upload(&[gv], 1, g)?;
             (pen, Some(lag))
         }
     };
-    let g = t.critic_opt.zero_grad();
-    t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
+    let g = be.zero_grad(&mut t.critic_opt)?;
+    t.critic
+        .backward_on(be, &t.critic_params, &mut sc.q, &sc.dq, Some(g), None)?;
     Ok(CriticOut {
         loss: td_loss / bsz as f64 + penalty,
         q_mean: q_sum / (2 * bsz) as f64,
@@ -437,19 +623,20 @@ fn critic_grad(t: &mut Cql, batch: &Batch) -> Result<CriticOut> {
     })
 }
 
-impl Cql {
+impl<B: Backend> Cql<B> {
     /// Discrete CQL: DQN's double-DQN Huber loss plus the regulariser ([`td_grad`]), the
     /// gradient into `critic_opt`'s buffer: `(loss, mean Q, mean |TD|, gap)`.
-    fn discrete_grad(&mut self, batch: &Batch) -> Result<(f64, f64, f64, f64)> {
+    fn discrete_grad(&mut self, bsz: usize) -> Result<(f64, f64, f64, f64)> {
         let n = self.core.spec.discrete_n("discrete CQL")?;
-        let g = Cpu.zero_grad(&mut self.critic_opt)?;
+        let be = &self.be;
+        let g = be.zero_grad(&mut self.critic_opt)?;
         let o = td_grad(
-            &Cpu,
+            be,
             &self.critic,
             &self.critic_params,
             &self.critic_target,
             &self.scratch.b,
-            batch.batch_size,
+            bsz,
             n,
             true,
             self.cfg.discrete_cql_alpha as f32,
@@ -460,14 +647,9 @@ impl Cql {
     }
     fn prepare(&mut self, batch: &Batch) -> Result<()> {
         check_batch(batch, &self.core.spec)?;
-        match self.core.spec.action {
-            ActionSpec::Discrete { .. } => {
-                self.scratch
-                    .b
-                    .upload(&Cpu, batch, &self.core.spec, true)
-            }
-            ActionSpec::Continuous { .. } => Ok(()),
-        }
+        self.scratch
+            .b
+            .upload(&self.be, batch, &self.core.spec, true)
     }
 
     /// Every loss of an update and its gradients at the current parameters, without changing
@@ -475,23 +657,39 @@ impl Cql {
     /// against candle's autograd.
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
         self.prepare(batch)?;
+        let bsz = batch.batch_size;
+        let mut grads: Vec<(&'static str, f64, &'static str, u8)> = Vec::new();
         if self.cont.is_none() {
-            let (loss, ..) = self.discrete_grad(batch)?;
-            return Ok(vec![Probe::new("critic_loss", loss, "critic", &self.critic_params, self.critic_opt.grad())]);
-        }
-        let saved = self.core.noise.clone();
-        draw(self, batch.batch_size);
-        self.core.noise = saved;
-        let co = critic_grad(self, batch)?;
-        let mut out = vec![Probe::new("critic_loss", co.loss, "critic", &self.critic_params, self.critic_opt.grad())];
-        let sc = &mut self.scratch;
-        if let Some(c) = &mut self.cont {
-            let a = c.sac.grad(&self.critic, &self.critic_params, &batch.observations, &sc.eps_actor, batch.batch_size, &mut sc.actor)?;
-            out.push(Probe::new("actor_loss", a.loss, "actor", &c.sac.params, c.sac.opt.grad()));
-            out.push(Probe::new("alpha_loss", a.alpha_loss, "log_alpha", &c.sac.log_alpha, c.sac.alpha_opt.grad()));
-            if let Some(l) = co.lagrange {
-                out.push(Probe::new("alpha_prime_loss", l, "log_alpha_prime", &c.log_alpha_prime, c.alpha_prime_opt.grad()));
+            let (loss, ..) = self.discrete_grad(bsz)?;
+            grads.push(("critic_loss", loss, "critic", 0));
+        } else {
+            let saved = self.core.noise.clone();
+            draw(self, bsz)?;
+            self.core.noise = saved;
+            let co = critic_grad(self, bsz)?;
+            grads.push(("critic_loss", co.loss, "critic", 0));
+            let sc = &mut self.scratch;
+            if let Some(c) = &mut self.cont {
+                let a = c.sac.grad(&self.critic, &self.critic_params, &sc.b.s, &sc.eps_actor, bsz, &mut sc.actor)?;
+                grads.push(("actor_loss", a.loss, "actor", 1));
+                grads.push(("alpha_loss", a.alpha_loss, "log_alpha", 2));
+                if let Some(l) = co.lagrange {
+                    grads.push(("alpha_prime_loss", l, "log_alpha_prime", 3));
+                }
             }
+        }
+        let be = &self.be;
+        let mut out = Vec::new();
+        for (loss, value, net, which) in grads {
+            let (params, opt) = match (which, &self.cont) {
+                (1, Some(c)) => (&c.sac.params, &c.sac.opt),
+                (2, Some(c)) => (&c.sac.log_alpha, &c.sac.alpha_opt),
+                (3, Some(c)) => (&c.log_alpha_prime, &c.alpha_prime_opt),
+                _ => (&self.critic_params, &self.critic_opt),
+            };
+            let mut g = Vec::new();
+            be.download(be.grad(opt), &mut g)?;
+            out.push(Probe::new(loss, value, net, &*be.host_params(params)?, &g));
         }
         Ok(out)
     }
@@ -503,8 +701,9 @@ impl Cql {
     /// optimizer steps).
     fn update_continuous(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
-        draw(self, batch.batch_size);
-        let co = critic_grad(self, batch)?;
+        let bsz = batch.batch_size;
+        draw(self, bsz)?;
+        let co = critic_grad(self, bsz)?;
         record_value(m, step, "critic_loss", co.loss)?;
         record_value(m, step, "q_mean", co.q_mean)?;
         record_value(m, step, "td_error", co.td)?;
@@ -517,40 +716,41 @@ impl Cql {
         let a = c.sac.grad(
             &self.critic,
             &self.critic_params,
-            &batch.observations,
+            &sc.b.s,
             &sc.eps_actor,
-            batch.batch_size,
+            bsz,
             &mut sc.actor,
         )?;
         record_value(m, step, "actor_loss", a.loss)?;
         record_value(m, step, "alpha_loss", a.alpha_loss)?;
         record_value(m, step, "entropy", a.entropy)?;
         record_value(m, step, "alpha", a.alpha)?;
-        self.critic_opt.step(&mut self.critic_params)?;
+        let be = &self.be;
+        be.adam_step(&mut self.critic_opt, &mut self.critic_params)?;
         c.sac.step()?;
         if co.lagrange.is_some() {
-            c.alpha_prime_opt.step(&mut c.log_alpha_prime)?;
+            be.adam_step(&mut c.alpha_prime_opt, &mut c.log_alpha_prime)?;
         }
-        self.critic_target
-            .soft_update_from(&self.critic_params, self.cfg.tau)?;
+        be.soft_update(&mut self.critic_target, &self.critic_params, self.cfg.tau)?;
         Ok(())
     }
     fn update_discrete(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
-        let (loss, q, td, gap) = self.discrete_grad(batch)?;
+        let (loss, q, td, gap) = self.discrete_grad(batch.batch_size)?;
         record_value(m, step, "critic_loss", loss)?;
         record_value(m, step, "q_mean", q)?;
         record_value(m, step, "td_error", td)?;
         record_value(m, step, "cql_gap", gap)?;
-        self.critic_opt.step(&mut self.critic_params)?;
+        let be = &self.be;
+        be.adam_step(&mut self.critic_opt, &mut self.critic_params)?;
         if (step + 1).is_multiple_of(self.cfg.target_update_interval.max(1)) {
-            self.critic_target.copy_from(&self.critic_params)?;
+            be.soft_update(&mut self.critic_target, &self.critic_params, 1.0)?;
         }
         Ok(())
     }
 }
 
-impl Algorithm for Cql {
+impl<B: Backend> Algorithm for Cql<B> {
     fn name(&self) -> &'static str {
         "cql"
     }
@@ -579,7 +779,7 @@ impl Algorithm for Cql {
                     &mut self.scratch.actor.acting,
                 )?
                 .0),
-            None => greedy(&self.critic, &self.critic_params, s),
+            None => greedy(&self.critic, &*self.be.host_params(&self.critic_params)?, s),
         }
     }
     fn log_prob(&mut self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
@@ -589,17 +789,18 @@ impl Algorithm for Cql {
         }
     }
     fn q_value(&self, s: &Tensor, a: &Tensor) -> Result<Option<Tensor>> {
+        let p = self.be.host_params(&self.critic_params)?;
         if self.cont.is_some() {
-            return Ok(Some(min_q(&self.critic, &self.critic_params, s, a)?));
+            return Ok(Some(min_q(&self.critic, &p, s, a)?));
         }
-        Ok(Some(q_at(&self.critic, &self.critic_params, s, a)?))
+        Ok(Some(q_at(&self.critic, &p, s, a)?))
     }
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
         Ok(Some(match &self.cont {
             Some(c) => c.sac.policy_model(h, &self.core.spec)?,
             None => plain_policy(
-                &self.critic_params.named_tensors(""),
+                &self.be.host_params(&self.critic_params)?.named_tensors(""),
                 &mlp_layer_names("", h + 1),
                 &self.core.spec,
             )?,

@@ -18,8 +18,8 @@
 //!   (+ cql_alpha (softmax_k(Q(s_b, .)) - 1(k = a_b)) / B for discrete CQL)
 //! ```
 //!
-//! One implementation for every backend (`Dqn<B: Backend>`; [`td_grad`] is generic too, and
-//! discrete CQL calls it on the engine until CQL is ported): the data action and the greedy
+//! One implementation for every backend (`Dqn<B: Backend>`; [`td_grad`], generic too, is also
+//! discrete CQL's): the data action and the greedy
 //! target action are gathered through one-hots, the Huber loss and its derivative are kernels
 //! (`Huber`, `HuberGrad`, `DqGrad`). On the CPU engine the numbers are the earlier loop's, bit
 //! for bit (checked over 200 updates of DQN, plain and double, and of discrete CQL).

@@ -38,7 +38,7 @@ pub enum Compute {
     /// The CPU engine (fused, allocation-free); actions and metrics as tensors on `Device`.
     Engine(Device),
     /// candle tensors on `Device` (CPU in the tests; CUDA or Metal behind the `cuda` / `metal`
-    /// features). So far BC, TD3+BC, IQL, DQN and SAC are written against the backend trait; the
+    /// features). So far BC, TD3+BC, IQL, CQL, DQN and SAC are written against the backend trait; the
     /// other algorithms answer [`Compute::engine_device`]'s error.
     Candle(Device),
 }
@@ -50,7 +50,7 @@ impl Compute {
             Self::Engine(d) => Ok(d),
             Self::Candle(_) => Err(AlgoError::Config(format!(
                 "{algo} runs on the CPU engine only: its losses are not yet written against \
-                 orl_nets::engine::backend (BC, TD3+BC, IQL, DQN and SAC are)"
+                 orl_nets::engine::backend (BC, TD3+BC, IQL, CQL, DQN and SAC are)"
             ))),
         }
     }

@@ -22,8 +22,8 @@
 //! temperature: dL/d log alpha = -E[log pi + target_entropy]
 //! ```
 //!
-//! One implementation for every backend (`Sac<B: Backend>`, `SacActor<B>`; CQL runs the same
-//! actor step on the engine until it is ported): the squashed Gaussian's sample and log-density
+//! One implementation for every backend (`Sac<B: Backend>`, `SacActor<B>`, whose actor step
+//! CQL shares): the squashed Gaussian's sample and log-density
 //! are `TanhGaussianHead::sample_on`, the smaller critic is picked by a mask kernel. On the CPU
 //! engine the numbers are the earlier loops', bit for bit (checked over 150 updates of SAC and
 //! of continuous CQL).
@@ -246,7 +246,7 @@ impl<B: Backend> SacActor<B> {
         let c = -1.0 / bsz as f32;
         be.map2(&PickFirst(c), &sc.qa, &sc.qb, &mut sc.dqa)?;
         be.map2(&PickSecond(c), &sc.qa, &sc.qb, &mut sc.dqb)?;
-        be.concat_rows(&sc.dqa, &sc.dqb, &mut sc.dq)?;
+        be.concat_rows(&[&sc.dqa, &sc.dqb], &mut sc.dq)?;
         critic.backward_on(
             be,
             critic_params,

@@ -83,6 +83,8 @@ fn the_harness_covers_the_candle_backend() {
         (AlgoKind::TD3BC, false),
         (AlgoKind::IQL, false),
         (AlgoKind::IQL, true),
+        (AlgoKind::CQL, false),
+        (AlgoKind::CQL, true),
     ] {
         assert!(on_candle.contains(&case), "{case:?} not in {on_candle:?}");
     }

@@ -308,6 +308,35 @@ fn sac_trains_alike_on_the_engine_and_on_candle_tensors() {
     assert_trains_alike("sac", &mut rp, &mut engine, &mut candle, &fresh, 50);
 }
 
+/// CQL on the candle backend follows the engine over 40 updates: continuous (plain, and with
+/// the Lagrange multiplier, the entropy backup and a temperature) and discrete.
+#[test]
+fn cql_trains_alike_on_the_engine_and_on_candle_tensors() {
+    for (discrete, lagrange) in [(false, false), (false, true), (true, false)] {
+        let case = format!("cql discrete={discrete} lagrange={lagrange}");
+        let (_, mut rp) = replay(discrete);
+        let spec = if discrete {
+            Spec::discrete(5, 3)
+        } else {
+            Spec::continuous(5, 2, 2.0)
+        };
+        let cfg = CqlConfig {
+            hidden: vec![32, 32],
+            n_actions: 3,
+            target_action_gap: lagrange.then_some(1.0),
+            backup_entropy: lagrange,
+            temperature: if lagrange { 0.7 } else { 1.0 },
+            target_update_interval: 7,
+            ..CqlConfig::default()
+        };
+        let mut engine = Cql::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+        let mut candle =
+            Cql::new_on(Candle::cpu(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+        let fresh = Cql::new(spec, cfg, 4, &Device::Cpu).unwrap();
+        assert_trains_alike(&case, &mut rp, &mut engine, &mut candle, &fresh, 40);
+    }
+}
+
 /// TD3+BC on the candle backend follows the engine over 50 updates (25 actor updates and
 /// target moves), with a bound of 2 so that the noise clipping and the BC term's scale act.
 #[test]
@@ -494,8 +523,18 @@ fn repeat(x: &Tensor, n: usize) -> Tensor {
 
 #[test]
 fn cql_gradients_match_autograd() {
+    cql_parity(orl_nets::engine::backend::Cpu);
+    cql_parity(Candle::cpu());
+}
+
+/// Continuous CQL's losses (with and without the Lagrange multiplier and the entropy backup)
+/// against autograd on backend `be`.
+fn cql_parity<B: orl_nets::engine::backend::Backend>(be: B) {
     for (lagrange, backup_entropy) in [(None, false), (Some(1.0), true)] {
-        let case = format!("cql lagrange={lagrange:?} backup_entropy={backup_entropy}");
+        let case = format!(
+            "cql lagrange={lagrange:?} backup_entropy={backup_entropy} on {}",
+            be.name()
+        );
         let (_, mut rp) = replay(false);
         let spec = Spec::continuous(5, 2, 2.0);
         let cfg = CqlConfig {
@@ -506,7 +545,7 @@ fn cql_gradients_match_autograd() {
             temperature: 0.7,
             ..CqlConfig::default()
         };
-        let mut algo = Cql::new(spec.clone(), cfg.clone(), 3, &Device::Cpu).unwrap();
+        let mut algo = Cql::new_on(be.clone(), spec.clone(), cfg.clone(), 3, &Device::Cpu).unwrap();
         let batch = warm_batch(&mut rp, &mut algo, 32);
         let mut noise = algo.noise().clone();
         let probes = algo.probe(&batch).unwrap();
@@ -617,12 +656,18 @@ fn cql_gradients_match_autograd() {
 
 #[test]
 fn discrete_cql_gradients_match_autograd() {
+    discrete_cql_parity(orl_nets::engine::backend::Cpu);
+    discrete_cql_parity(Candle::cpu());
+}
+
+fn discrete_cql_parity<B: orl_nets::engine::backend::Backend>(be: B) {
+    let case = format!("discrete cql on {}", be.name());
     let (spec, mut rp) = replay(true);
     let cfg = CqlConfig {
         hidden: vec![16, 16],
         ..CqlConfig::default()
     };
-    let mut algo = Cql::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+    let mut algo = Cql::new_on(be.clone(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
     let batch = warm_batch(&mut rp, &mut algo, 64);
     let probes = algo.probe(&batch).unwrap();
     let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
@@ -647,7 +692,7 @@ fn discrete_cql_gradients_match_autograd() {
         .mean_all()
         .unwrap();
     let loss = (huber_loss(&q, &y).unwrap() + (gap * cfg.discrete_cql_alpha).unwrap()).unwrap();
-    assert_parity("discrete cql", &probes, "critic_loss", &loss, &store);
+    assert_parity(&case, &probes, "critic_loss", &loss, &store);
 }
 
 #[test]

@@ -78,7 +78,7 @@ pub fn small_config(kind: AlgoKind) -> serde_json::Value {
 
 /// Every (algorithm, discrete?) pair orl supports.
 /// Every case of [`cases`] with the backend that runs it: each on the CPU engine, and again on
-/// candle tensors (on the CPU) wherever the algorithm builds there (so far BC, TD3+BC and IQL; an
+/// candle tensors (on the CPU) wherever the algorithm builds there (so far BC, TD3+BC, IQL and CQL; an
 /// algorithm joins by building on `Compute::Candle`).
 pub fn backend_cases() -> Vec<(AlgoKind, bool, orl_algos::Compute)> {
     use candle_core::Device;

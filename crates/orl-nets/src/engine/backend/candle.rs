@@ -642,13 +642,45 @@ impl Backend for Candle {
         *out = Some(x.repeat((1, k))?);
         Ok(())
     }
-    fn concat_rows(
+    fn concat_rows(&self, parts: &[&Option<Tensor>], out: &mut Option<Tensor>) -> Result<()> {
+        let ts = parts
+            .iter()
+            .map(|p| tensor(p))
+            .collect::<Result<Vec<&Tensor>>>()?;
+        *out = Some(Tensor::cat(&ts, 0)?);
+        Ok(())
+    }
+    fn repeat_rows(
         &self,
-        a: &Option<Tensor>,
-        b: &Option<Tensor>,
+        x: &Option<Tensor>,
+        cols: usize,
+        n: usize,
         out: &mut Option<Tensor>,
     ) -> Result<()> {
-        *out = Some(Tensor::cat(&[tensor(a)?, tensor(b)?], 0)?);
+        let x = tensor(x)?;
+        let r = x.elem_count() / cols.max(1);
+        *out = Some(
+            x.reshape((r, 1, cols))?
+                .broadcast_as((r, n, cols))?
+                .contiguous()?
+                .reshape((r * n, cols))?,
+        );
+        Ok(())
+    }
+    fn transpose_blocks(
+        &self,
+        x: &Option<Tensor>,
+        a: usize,
+        b: usize,
+        n: usize,
+        out_cols: usize,
+        out: &mut Option<Tensor>,
+    ) -> Result<()> {
+        let t = tensor(x)?
+            .reshape((a, b, n))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        *out = Some(t.reshape((a * b * n / out_cols.max(1), out_cols.max(1)))?);
         Ok(())
     }
     fn tile_rows(&self, x: &Option<Tensor>, k: usize, out: &mut Option<Tensor>) -> Result<()> {

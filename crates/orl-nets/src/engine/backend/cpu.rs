@@ -286,10 +286,38 @@ impl Backend for Cpu {
         }
         Ok(())
     }
-    fn concat_rows(&self, a: &Vec<f32>, b: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+    fn concat_rows(&self, parts: &[&Vec<f32>], out: &mut Vec<f32>) -> Result<()> {
         out.clear();
-        out.extend_from_slice(a);
-        out.extend_from_slice(b);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        Ok(())
+    }
+    fn repeat_rows(&self, x: &Vec<f32>, cols: usize, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        for row in x.chunks_exact(cols.max(1)) {
+            for _ in 0..n {
+                out.extend_from_slice(row);
+            }
+        }
+        Ok(())
+    }
+    fn transpose_blocks(
+        &self,
+        x: &Vec<f32>,
+        a: usize,
+        b: usize,
+        n: usize,
+        _out_cols: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        out.clear();
+        for j in 0..b {
+            for i in 0..a {
+                let at = (i * b + j) * n;
+                out.extend_from_slice(&x[at..at + n]);
+            }
+        }
         Ok(())
     }
     fn tile_rows(&self, x: &Vec<f32>, k: usize, out: &mut Vec<f32>) -> Result<()> {

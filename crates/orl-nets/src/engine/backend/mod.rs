@@ -429,8 +429,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn argmax_onehot(&self, x: &Self::Buf, cols: usize, out: &mut Self::Buf) -> Result<()>;
     /// `out[r, j] <- x[r]`: a column `[R, 1]` repeated `k` times across, `[R, k]`.
     fn tile_cols(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
-    /// `out <- [a; b]`: the rows of `a` then those of `b` (one width).
-    fn concat_rows(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Buf) -> Result<()>;
+    /// `out <- [parts_0; parts_1; ...]`: the parts' rows one after the other (one width).
+    fn concat_rows(&self, parts: &[&Self::Buf], out: &mut Self::Buf) -> Result<()>;
+    /// `out <-` each row of `x` `[R, cols]` repeated `n` times in place, `[R n, cols]` (row `r`'s
+    /// copies at `r n .. r n + n`: CQL's states beside their `n` sampled actions).
+    fn repeat_rows(&self, x: &Self::Buf, cols: usize, n: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out <-` `x` read as `[a, b, n]` and written as `[b, a, n]` (the first two axes
+    /// swapped), shaped `[a b n / out_cols, out_cols]`: CQL's proposals, stored per proposal
+    /// kind, regrouped per state (and back).
+    #[allow(clippy::too_many_arguments)]
+    fn transpose_blocks(
+        &self,
+        x: &Self::Buf,
+        a: usize,
+        b: usize,
+        n: usize,
+        out_cols: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
     /// `out <- [x; k]`: `x` repeated `k` times along the rows (a `[B, .]` target beside an
     /// `[E * B, .]` ensemble output).
     fn tile_rows(&self, x: &Self::Buf, k: usize, out: &mut Self::Buf) -> Result<()>;
