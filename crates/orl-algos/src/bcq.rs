@@ -38,21 +38,24 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
+use orl_nets::engine::backend::{
+    Abs, Backend, Candle, Cpu, Difference, Identity, Map1, Map2, Map3, Product, Scalar,
+};
 use orl_nets::engine::{
-    Activation, CategoricalHead, FlatAdam, Input, Mlp, MlpCache, Params, ParamsBuilder, QCache,
-    QNet, VaeCache, VaeNet,
+    Activation, CategoricalHead, DensityBufs, Input, Mlp, MlpCache, Params, ParamsBuilder, QBufs,
+    QCache, QNet, VaeBufs, VaeCache, VaeNet,
 };
 use orl_nets::AdamConfig;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{state_lists, 
-    ActionSpec, Algorithm, Core, Metrics, Probe, Spec, check_batch, discrete_indices, host_rows,
-    mlp_layer_names, record_value, repeat_rows_into, td_mse_grad,
+use crate::common::{
+    ActionSpec, Algorithm, BatchBufs, Core, Metrics, Probe, Spec, TdBufs, check_batch, host_rows,
+    mlp_layer_names, record_value, repeat_rows_into, state_lists, td_mse_grad_on,
 };
 use crate::error::Result;
 use crate::registry::{
-    AlgoConfig, AlgoInfo, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
+    AlgoConfig, AlgoInfo, Compute, RewardRecipe, defaults_of, fixed_length, parse_config, resolve,
 };
 use crate::validate as v;
 
@@ -142,13 +145,17 @@ pub static INFO: AlgoInfo = AlgoInfo {
     test_config: || serde_json::json!({"hidden": [32, 32], "vae_hidden": [32, 32], "n_act_samples": 10}),
     resolve: |v| resolve::<BcqConfig>("bcq", v),
     build: |spec, cfg, seed, compute| {
-        let device = compute.engine_device("bcq")?;
-        Ok(Box::new(Bcq::new(
-            spec,
-            parse_config("bcq", cfg)?,
-            seed,
-            device,
-        )?))
+        let cfg = parse_config("bcq", cfg)?;
+        Ok(match compute {
+            Compute::Engine(device) => Box::new(Bcq::new(spec, cfg, seed, device)?),
+            Compute::Candle(device) => Box::new(Bcq::new_on(
+                Candle::new(device.clone()),
+                spec,
+                cfg,
+                seed,
+                device,
+            )?),
+        })
     },
 };
 
@@ -162,13 +169,57 @@ struct Perturbation {
     act_dim: usize,
 }
 
-/// Buffers of one [`Perturbation`] at one batch size.
+/// The host buffers of the perturbation network (acting).
 #[derive(Debug, Clone, Default)]
 struct PerturbCache {
     x: Vec<f32>,
     mlp: MlpCache,
-    /// `clip(a + xi)` `[B, act]`.
     out: Vec<f32>,
+}
+
+/// The perturbation network's buffers on backend `B`.
+struct PerturbBufs<B: Backend> {
+    x: B::Buf,
+    mlp: B::Cache,
+    out: B::Buf,
+    d: B::Buf,
+}
+
+impl<B: Backend> Default for PerturbBufs<B> {
+    fn default() -> Self {
+        Self {
+            x: B::Buf::default(),
+            mlp: B::Cache::default(),
+            out: B::Buf::default(),
+            d: B::Buf::default(),
+        }
+    }
+}
+
+/// `clip(a + Phi m f, -m, m)`.
+struct Perturb {
+    scale: f32,
+    m: f32,
+}
+
+impl Map2 for Perturb {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, f: S) -> S {
+        (a + f.scale(self.scale)).clamp(-self.m, self.m)
+    }
+}
+
+/// `dL/df = g Phi m` where the clip passes (`-m < out < m`), else 0.
+struct PerturbGrad {
+    scale: f32,
+    m: f32,
+}
+
+impl Map2 for PerturbGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, g: S, out: S) -> S {
+        (g.scale(self.scale) * out.within(-self.m, self.m)).shift(0.0)
+    }
 }
 
 impl Perturbation {
@@ -197,75 +248,197 @@ impl Perturbation {
         }
         self.net.forward(p, &c.x, Input::Shared, batch, &mut c.mlp);
         c.out.resize(batch * d, 0.0);
-        let (scale, m) = (self.phi * self.max_action, self.max_action);
+        let k = Perturb {
+            scale: self.phi * self.max_action,
+            m: self.max_action,
+        };
         for ((o, &f), &a) in c.out.iter_mut().zip(c.mlp.output()).zip(a) {
-            *o = (a + scale * f).clamp(-m, m);
+            *o = k.apply(a, f);
         }
+    }
+    /// [`Perturbation::forward`] on backend `be`: `clip(a + xi(s, a))` into `c.out`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        a: &B::Buf,
+        batch: usize,
+        c: &mut PerturbBufs<B>,
+    ) -> Result<()> {
+        be.concat_cols(s, self.obs_dim, a, self.act_dim, &mut c.x)?;
+        be.mlp_forward(&self.net, p, &c.x, Input::Shared, batch, &mut c.mlp)?;
+        let k = Perturb {
+            scale: self.phi * self.max_action,
+            m: self.max_action,
+        };
+        be.map2(&k, a, be.mlp_output(&c.mlp), &mut c.out)?;
+        Ok(())
     }
     /// Backward from `dout = dL/d clip(a + xi)`; the gradient does not pass the clip.
-    fn backward(&self, p: &Params, dout: &[f32], c: &mut PerturbCache, grads: &mut [f32]) {
-        let (scale, m) = (self.phi * self.max_action, self.max_action);
-        let (out, d) = (&c.out, c.mlp.dout_mut());
-        for ((d, &g), &o) in d.iter_mut().zip(dout).zip(out) {
-            *d = if o > -m && o < m { g * scale } else { 0.0 };
-        }
-        self.net.backward(p, &c.x, Input::Shared, &mut c.mlp, Some(grads), None);
+    fn backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        dout: &B::Buf,
+        c: &mut PerturbBufs<B>,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        let k = PerturbGrad {
+            scale: self.phi * self.max_action,
+            m: self.max_action,
+        };
+        be.map2(&k, dout, &c.out, &mut c.d)?;
+        be.mlp_backward(&self.net, p, &c.x, Input::Shared, &mut c.mlp, &c.d, Some(grads), None)?;
+        Ok(())
     }
 }
 
-struct Continuous {
+struct Continuous<B: Backend> {
     act_dim: usize,
     actor: Perturbation,
-    actor_params: Params,
-    actor_target: Params,
-    actor_opt: FlatAdam,
+    actor_params: B::Params,
+    actor_target: B::Params,
+    actor_opt: B::Adam,
     vae: VaeNet,
-    vae_params: Params,
-    vae_opt: FlatAdam,
+    vae_params: B::Params,
+    vae_opt: B::Adam,
 }
 
-struct Discrete {
+struct Discrete<B: Backend> {
     imitation: CategoricalHead,
-    imitation_params: Params,
-    imitation_opt: FlatAdam,
+    imitation_params: B::Params,
+    imitation_opt: B::Adam,
 }
 
-/// BCQ.
-pub struct Bcq {
+/// BCQ on backend `B`: the CPU engine by default, candle tensors with
+/// [`Bcq::new_on`]`(Candle, ..)`.
+pub struct Bcq<B: Backend = Cpu> {
+    be: B,
     cfg: BcqConfig,
     core: Core,
-    cont: Option<Continuous>,
-    disc: Option<Discrete>,
+    cont: Option<Continuous<B>>,
+    disc: Option<Discrete<B>>,
     critic: QNet,
-    critic_params: Params,
-    critic_target: Params,
-    critic_opt: FlatAdam,
-    scratch: Scratch,
+    critic_params: B::Params,
+    critic_target: B::Params,
+    critic_opt: B::Adam,
+    scratch: Scratch<B>,
 }
 
 /// Buffers reused by every update (sized by the first one).
-#[derive(Default)]
-struct Scratch {
-    vae: VaeCache,
-    pert: PerturbCache,
-    q: QCache,
-    q_next: QCache,
-    q_pi: QCache,
-    imitation: MlpCache,
-    eps: Vec<f32>,
-    z_next: Vec<f32>,
-    z: Vec<f32>,
-    s2_rep: Vec<f32>,
-    decoded: Vec<f32>,
-    y: Vec<f32>,
-    da: Vec<f32>,
-    lp: Vec<f32>,
-    idx: Vec<u32>,
+struct Scratch<B: Backend> {
+    b: BatchBufs<B>,
+    vae: VaeBufs<B>,
+    pert: PerturbBufs<B>,
+    q: QBufs<B>,
+    q_next: QBufs<B>,
+    q_pi: QBufs<B>,
+    imitation: B::Cache,
+    host: Vec<f32>,
+    eps: B::Buf,
+    z_next: B::Buf,
+    z: B::Buf,
+    s2_rep: B::Buf,
+    decoded: B::Buf,
+    q2a: B::Buf,
+    q2b: B::Buf,
+    soft: B::Buf,
+    soft_rows: B::Buf,
+    best: B::Buf,
+    y: B::Buf,
+    td: TdBufs<B>,
+    dq1: B::Buf,
+    da: B::Buf,
+    // Discrete BCQ.
+    density: DensityBufs<B>,
+    lp: B::Buf,
+    lmax: B::Buf,
+    lmax_t: B::Buf,
+    allowed: B::Buf,
+    pick: B::Buf,
+    hit: B::Buf,
+    v2: B::Buf,
+    q_sa: B::Buf,
+    d: B::Buf,
+    dh_t: B::Buf,
+    dq: B::Buf,
+    mx: B::Buf,
+    mx_t: B::Buf,
+    e: B::Buf,
+    sum: B::Buf,
+    sum_t: B::Buf,
+    lse: B::Buf,
+    probs: B::Buf,
+    dl: B::Buf,
 }
 
-impl Bcq {
-    /// Builds the networks for `spec`, initialised from `seed`.
+impl<B: Backend> Default for Scratch<B> {
+    fn default() -> Self {
+        Self {
+            b: BatchBufs::default(),
+            vae: VaeBufs::default(),
+            pert: PerturbBufs::default(),
+            q: QBufs::default(),
+            q_next: QBufs::default(),
+            q_pi: QBufs::default(),
+            imitation: B::Cache::default(),
+            host: Vec::new(),
+            eps: Default::default(),
+            z_next: Default::default(),
+            z: Default::default(),
+            s2_rep: Default::default(),
+            decoded: Default::default(),
+            q2a: Default::default(),
+            q2b: Default::default(),
+            soft: Default::default(),
+            soft_rows: Default::default(),
+            best: Default::default(),
+            y: Default::default(),
+            td: TdBufs::default(),
+            dq1: Default::default(),
+            da: Default::default(),
+            density: DensityBufs::default(),
+            lp: Default::default(),
+            lmax: Default::default(),
+            lmax_t: Default::default(),
+            allowed: Default::default(),
+            pick: Default::default(),
+            hit: Default::default(),
+            v2: Default::default(),
+            q_sa: Default::default(),
+            d: Default::default(),
+            dh_t: Default::default(),
+            dq: Default::default(),
+            mx: Default::default(),
+            mx_t: Default::default(),
+            e: Default::default(),
+            sum: Default::default(),
+            sum_t: Default::default(),
+            lse: Default::default(),
+            probs: Default::default(),
+            dl: Default::default(),
+        }
+    }
+}
+
+impl Bcq<Cpu> {
+    /// Builds the networks for `spec` on the CPU engine, initialised from `seed`.
     pub fn new(
+        spec: Spec,
+        cfg: BcqConfig,
+        seed: u64,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        Self::new_on(Cpu, spec, cfg, seed, device)
+    }
+}
+
+impl<B: Backend> Bcq<B> {
+    /// [`Bcq::new`] on backend `be` (the same initial parameters on every backend).
+    pub fn new_on(
+        be: B,
         spec: Spec,
         cfg: BcqConfig,
         seed: u64,
@@ -298,13 +471,16 @@ impl Bcq {
                     &cfg.vae_hidden,
                     max_action,
                 )?;
+                let actor_target = be.place(&actor_params)?;
+                let actor_params = be.place(&actor_params)?;
+                let vae_params = be.place(&vae_params)?;
                 let c = Continuous {
                     act_dim: dim,
-                    actor_opt: FlatAdam::new(&actor_params, AdamConfig::with_lr(cfg.actor_lr)),
+                    actor_opt: be.adam(&actor_params, AdamConfig::with_lr(cfg.actor_lr), None)?,
                     actor,
-                    actor_target: actor_params.clone(),
+                    actor_target,
                     actor_params,
-                    vae_opt: FlatAdam::new(&vae_params, AdamConfig::with_lr(cfg.vae_lr)),
+                    vae_opt: be.adam(&vae_params, AdamConfig::with_lr(cfg.vae_lr), None)?,
                     vae,
                     vae_params,
                 };
@@ -316,106 +492,141 @@ impl Bcq {
                 let mut imitation_params = Params::new();
                 let imitation =
                     CategoricalHead::new(&mut imitation_params.builder("", &mut rng), od, n, &h)?;
+                let imitation_params = be.place(&imitation_params)?;
                 let d = Discrete {
-                    imitation_opt: FlatAdam::new(
+                    imitation_opt: be.adam(
                         &imitation_params,
                         AdamConfig::with_lr(cfg.critic_lr),
-                    ),
+                        None,
+                    )?,
                     imitation,
                     imitation_params,
                 };
                 (critic, None, Some(d))
             }
         };
-        let critic_opt = FlatAdam::new(&critic_params, AdamConfig::with_lr(cfg.critic_lr));
+        let critic_target = be.place(&critic_params)?;
+        let critic_params = be.place(&critic_params)?;
+        let critic_opt = be.adam(&critic_params, AdamConfig::with_lr(cfg.critic_lr), None)?;
         Ok(Self {
             cfg,
             core: Core::new(spec, seed, device),
             cont,
             disc,
             critic,
-            critic_target: critic_params.clone(),
+            critic_target,
             critic_params,
             critic_opt,
             scratch: Scratch::default(),
+            be,
         })
     }
 }
 
-/// `clip(N(0, 1), -0.5, 0.5)` latents into `out` (resized to `len`).
-fn clipped_latents(noise: &mut orl_nets::Noise, out: &mut Vec<f32>, len: usize) {
-    out.resize(len, 0.0);
-    noise.normal_into(out);
-    out.iter_mut().for_each(|z| *z = z.clamp(-0.5, 0.5));
+/// `clip(N(0, 1), -0.5, 0.5)` latents into `host` (resized to `len`), uploaded to `out`.
+fn clipped_latents<B: Backend>(
+    be: &B,
+    noise: &mut orl_nets::Noise,
+    host: &mut Vec<f32>,
+    cols: usize,
+    len: usize,
+    out: &mut B::Buf,
+) -> Result<()> {
+    host.resize(len, 0.0);
+    noise.normal_into(host);
+    host.iter_mut().for_each(|z| *z = z.clamp(-0.5, 0.5));
+    be.upload(host, cols, out)?;
+    Ok(())
 }
 
 // ---- continuous losses and their gradients ----
 
 /// The VAE loss and its gradient (`vae_opt`'s buffer), the posterior noise drawn from the
 /// training stream.
-fn vae_grad(t: &mut Bcq, batch: &Batch) -> f64 {
-    let Some(c) = &mut t.cont else { return 0.0 };
-    let bsz = batch.batch_size;
-    let sc = &mut t.scratch;
-    sc.eps.resize(bsz * c.vae.latent(), 0.0);
-    t.core.noise.normal_into(&mut sc.eps);
-    let g = c.vae_opt.zero_grad();
-    c.vae.loss_backward(&c.vae_params, &batch.observations, &batch.actions, &sc.eps, bsz, &mut sc.vae, g)
+fn vae_grad<B: Backend>(t: &mut Bcq<B>, bsz: usize) -> Result<f64> {
+    let Some(c) = &mut t.cont else { return Ok(0.0) };
+    let (be, sc) = (&t.be, &mut t.scratch);
+    let lat = c.vae.latent();
+    sc.host.resize(bsz * lat, 0.0);
+    t.core.noise.normal_into(&mut sc.host);
+    be.upload(&sc.host, lat, &mut sc.eps)?;
+    let g = be.zero_grad(&mut c.vae_opt)?;
+    Ok(c.vae.loss_backward_on(be, &c.vae_params, &sc.b.s, &sc.b.a, &sc.eps, bsz, &mut sc.vae, g)?)
+}
+
+/// `lambda min(q1, q2) + (1 - lambda) max(q1, q2)`: the soft clipped double-Q value.
+struct SoftClip(f32);
+
+impl Map2 for SoftClip {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q1: S, q2: S) -> S {
+        q1.clone().min(q2.clone()).scale(self.0) + q1.max(q2).scale(1.0 - self.0)
+    }
+}
+
+/// `y = r + nd v` (`Map3`).
+struct Bellman;
+
+impl Map3 for Bellman {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
+        r + nd * v
+    }
 }
 
 /// Twin-critic loss with the soft clipped double-Q target over `n` VAE samples per `s'` and
 /// its gradient (`critic_opt`'s buffer): `(loss, mean Q, mean |TD|)`.
-fn critic_grad(t: &mut Bcq, batch: &Batch) -> (f64, f64, f64) {
-    let Some(c) = &t.cont else { return (0.0, 0.0, 0.0) };
-    let bsz = batch.batch_size;
-    let (n, od, ad, lat) = (t.cfg.n_samples, t.core.spec.obs_dim, c.act_dim, c.vae.latent());
-    let sc = &mut t.scratch;
-    clipped_latents(&mut t.core.noise, &mut sc.z_next, bsz * n * lat);
-    repeat_rows_into(&batch.next_observations, od, n, &mut sc.s2_rep);
-    sc.decoded.resize(bsz * n * ad, 0.0);
-    c.vae.decode_z(&c.vae_params, &sc.s2_rep, &sc.z_next, bsz * n, &mut sc.vae, &mut sc.decoded);
-    c.actor.forward(&c.actor_target, &sc.s2_rep, &sc.decoded, bsz * n, &mut sc.pert);
-    let q2 = t.critic.q(&t.critic_target, &sc.s2_rep, &sc.pert.out, bsz * n, &mut sc.q_next);
-    let lambda = t.cfg.lambda as f32;
-    sc.y.resize(bsz, 0.0);
+fn critic_grad<B: Backend>(t: &mut Bcq<B>, bsz: usize) -> Result<(f64, f64, f64)> {
+    let Some(c) = &t.cont else { return Ok((0.0, 0.0, 0.0)) };
+    let (n, od, lat) = (t.cfg.n_samples, t.core.spec.obs_dim, c.vae.latent());
+    let (be, sc) = (&t.be, &mut t.scratch);
     let bn = bsz * n;
-    for b in 0..bsz {
-        let mut best = f32::NEG_INFINITY;
-        for j in 0..n {
-            let (q1, q2v) = (q2[b * n + j], q2[bn + b * n + j]);
-            let soft = lambda * q1.min(q2v) + (1.0 - lambda) * q1.max(q2v);
-            best = best.max(soft);
-        }
-        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * best;
-    }
-    t.critic.q(&t.critic_params, &batch.observations, &batch.actions, bsz, &mut sc.q);
-    let (q, dq) = sc.q.mlp.output_and_dout();
-    let out = td_mse_grad(q, &sc.y, dq, 1.0);
-    let g = t.critic_opt.zero_grad();
-    t.critic.backward(&t.critic_params, &mut sc.q, Some(g), None);
-    out
+    clipped_latents(be, &mut t.core.noise, &mut sc.host, lat, bn * lat, &mut sc.z_next)?;
+    be.repeat_rows(&sc.b.s2, od, n, &mut sc.s2_rep)?;
+    c.vae
+        .decode_z_on(be, &c.vae_params, &sc.s2_rep, &sc.z_next, bn, &mut sc.vae, &mut sc.decoded)?;
+    c.actor
+        .forward_on(be, &c.actor_target, &sc.s2_rep, &sc.decoded, bn, &mut sc.pert)?;
+    let q2 = t
+        .critic
+        .q_on(be, &t.critic_target, &sc.s2_rep, &sc.pert.out, bn, 2, &mut sc.q_next)?;
+    be.rows(q2, 1, 0, bn, &mut sc.q2a)?;
+    be.rows(q2, 1, bn, bn, &mut sc.q2b)?;
+    be.map2(&SoftClip(t.cfg.lambda as f32), &sc.q2a, &sc.q2b, &mut sc.soft)?;
+    // max_j over each state's n samples (rows b n .. b n + n).
+    be.transpose_blocks(&sc.soft, 1, bsz, n, n, &mut sc.soft_rows)?;
+    be.max_cols(&sc.soft_rows, n, &mut sc.best)?;
+    be.map3(&Bellman, &sc.b.r, &sc.b.nd, &sc.best, &mut sc.y)?;
+    let q = t
+        .critic
+        .q_on(be, &t.critic_params, &sc.b.s, &sc.b.a, bsz, 2, &mut sc.q)?;
+    let out = td_mse_grad_on(be, q, &sc.y, 2, bsz, 1.0, &mut sc.td)?;
+    let g = be.zero_grad(&mut t.critic_opt)?;
+    t.critic
+        .backward_on(be, &t.critic_params, &mut sc.q, &sc.td.dq, Some(g), None)?;
+    Ok(out)
 }
 
 /// `-E Q_1(s, xi(s, a~G(s)))` and its gradient (`actor_opt`'s buffer), with latents `z` drawn
 /// by [`Bcq::update_continuous`] before any step.
-fn actor_grad(t: &mut Bcq, batch: &Batch) -> f64 {
-    let Some(c) = &mut t.cont else { return 0.0 };
-    let bsz = batch.batch_size;
-    let ad = c.act_dim;
-    let sc = &mut t.scratch;
-    let s = &batch.observations;
-    sc.decoded.resize(bsz * ad, 0.0);
-    c.vae.decode_z(&c.vae_params, s, &sc.z, bsz, &mut sc.vae, &mut sc.decoded);
-    c.actor.forward(&c.actor_params, s, &sc.decoded, bsz, &mut sc.pert);
-    t.critic.q_first(&t.critic_params, s, &sc.pert.out, bsz, 1, &mut sc.q_pi);
-    let (q1, dq) = sc.q_pi.mlp.output_and_dout();
-    let loss = -q1.iter().map(|&v| f64::from(v)).sum::<f64>() / bsz as f64;
-    dq.iter_mut().for_each(|v| *v = -1.0 / bsz as f32);
-    sc.da.resize(bsz * ad, 0.0);
-    t.critic.backward(&t.critic_params, &mut sc.q_pi, None, Some(&mut sc.da));
-    let g = c.actor_opt.zero_grad();
-    c.actor.backward(&c.actor_params, &sc.da, &mut sc.pert, g);
-    loss
+fn actor_grad<B: Backend>(t: &mut Bcq<B>, bsz: usize) -> Result<f64> {
+    let Some(c) = &mut t.cont else { return Ok(0.0) };
+    let (be, sc) = (&t.be, &mut t.scratch);
+    let s = &sc.b.s;
+    c.vae
+        .decode_z_on(be, &c.vae_params, s, &sc.z, bsz, &mut sc.vae, &mut sc.decoded)?;
+    c.actor
+        .forward_on(be, &c.actor_params, s, &sc.decoded, bsz, &mut sc.pert)?;
+    let q1 = t
+        .critic
+        .q_on(be, &t.critic_params, s, &sc.pert.out, bsz, 1, &mut sc.q_pi)?;
+    let loss = -be.map1_sum(&Identity, q1)? / bsz as f64;
+    be.fill(q1, -1.0 / bsz as f32, &mut sc.dq1)?;
+    t.critic
+        .backward_on(be, &t.critic_params, &mut sc.q_pi, &sc.dq1, None, Some(&mut sc.da))?;
+    let g = be.zero_grad(&mut c.actor_opt)?;
+    c.actor.backward_on(be, &c.actor_params, &sc.da, &mut sc.pert, g)?;
+    Ok(loss)
 }
 
 // ---- discrete loss and its gradient ----
@@ -435,77 +646,165 @@ fn masked_argmax(q: &[f32], lp: &[f32], tau: f32) -> u32 {
     best as u32
 }
 
-/// `(loss, mean Q, mean |TD|, imitation NLL)` of discrete BCQ and the gradients of the one
-/// loss for the Q-network (`critic_opt`) and the imitation network (`imitation_opt`).
-fn discrete_grad(t: &mut Bcq, batch: &Batch) -> (f64, f64, f64, f64) {
-    let Some(d) = &mut t.disc else { return (0.0, 0.0, 0.0, 0.0) };
-    let bsz = batch.batch_size;
-    let n = d.imitation.n();
-    let sc = &mut t.scratch;
-    let tau = t.cfg.threshold as f32;
-    // y = r + gamma^k (1 - d) Q'(s', argmax over allowed actions of Q(s', .)).
-    sc.lp.resize(bsz * n, 0.0);
-    d.imitation.log_probs(&d.imitation_params, &batch.next_observations, bsz, &mut sc.imitation, &mut sc.lp);
-    let q_online = t.critic.q_all(&t.critic_params, &batch.next_observations, bsz, &mut sc.q_pi);
-    sc.da.resize(bsz, 0.0);
-    for b in 0..bsz {
-        sc.da[b] = masked_argmax(&q_online[b * n..(b + 1) * n], &sc.lp[b * n..(b + 1) * n], tau) as f32;
+/// `Q` where `exp(lp - max lp) > tau`, else `-1e8` (`Map3` of `q`, `lp` and the row's max).
+struct Allowed(f32);
+
+impl Map3 for Allowed {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q: S, lp: S, max: S) -> S {
+        let ok = (lp - max).exp().within(self.0, f32::INFINITY);
+        q * ok.clone() + ok.scale(-1.0).shift(1.0).scale(-1e8)
     }
-    let q_t = t.critic.q_all(&t.critic_target, &batch.next_observations, bsz, &mut sc.q_next);
-    sc.y.resize(bsz, 0.0);
-    for b in 0..bsz {
-        let q2 = q_t[b * n + sc.da[b] as usize];
-        sc.y[b] = batch.rewards[b] + batch.discounts[b] * (1.0 - batch.terminals[b]) * q2;
-    }
-    // Q part: Huber at the data action.
-    t.critic.q_all(&t.critic_params, &batch.observations, bsz, &mut sc.q);
-    let (q, dq) = sc.q.mlp.output_and_dout();
-    dq.iter_mut().for_each(|v| *v = 0.0);
-    let (mut huber, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
-    for b in 0..bsz {
-        let k = sc.idx[b] as usize;
-        let diff = q[b * n + k] - sc.y[b];
-        let ad = diff.abs();
-        huber += f64::from(if ad < 1.0 { 0.5 * diff * diff } else { ad - 0.5 });
-        q_sum += f64::from(q[b * n + k]);
-        td += f64::from(ad);
-        dq[b * n + k] = (if ad < 1.0 { diff } else { diff.signum() }) / bsz as f32;
-    }
-    let g = t.critic_opt.zero_grad();
-    t.critic.backward_all(&t.critic_params, &batch.observations, &mut sc.q, g);
-    // Imitation part: NLL of the data action plus 0.01 mean(logits^2).
-    let s = &batch.observations;
-    d.imitation.net.forward(&d.imitation_params, s, Input::Shared, bsz, &mut sc.imitation);
-    let (logits, dl) = sc.imitation.output_and_dout();
-    let (mut nll, mut sq) = (0.0f64, 0.0f64);
-    for b in 0..bsz {
-        let row = &logits[b * n..(b + 1) * n];
-        let k = sc.idx[b] as usize;
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-        let lse = max + sum.ln();
-        nll -= f64::from(row[k] - lse);
-        for (j, g) in dl[b * n..(b + 1) * n].iter_mut().enumerate() {
-            let hit = if j == k { 1.0 } else { 0.0 };
-            sq += f64::from(row[j] * row[j]);
-            *g = (((row[j] - max).exp() / sum) - hit) / bsz as f32
-                + 0.02 * row[j] / (bsz * n) as f32;
-        }
-    }
-    let g = d.imitation_opt.zero_grad();
-    d.imitation.net.backward(&d.imitation_params, s, Input::Shared, &mut sc.imitation, Some(g), None);
-    let bs = bsz as f64;
-    let nll = nll / bs;
-    (huber / bs + nll + 0.01 * sq / (bs * n as f64), q_sum / bs, td / bs, nll)
 }
 
-impl Bcq {
+/// The Huber loss `0.5 d^2` for `|d| < 1`, `|d| - 0.5` otherwise.
+struct Huber;
+
+impl Map1 for Huber {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, d: S) -> S {
+        let m = d.clone().inside(-1.0, 1.0);
+        let quad = d.clone().scale(0.5) * d.clone();
+        let lin = d.abs().shift(-0.5);
+        m.clone() * quad + m.scale(-1.0).shift(1.0) * lin
+    }
+}
+
+/// `huber'(d) / B` at the data action (`Map2` of the one-hot and the tiled `d`), else 0.
+struct HuberGradAt(f32);
+
+impl Map2 for HuberGradAt {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, hit: S, d: S) -> S {
+        (d.clamp(-1.0, 1.0).div_by(self.0) * hit).shift(0.0)
+    }
+}
+
+/// `exp(x - max)`.
+struct ExpShift;
+
+impl Map2 for ExpShift {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S, max: S) -> S {
+        (x - max).exp()
+    }
+}
+
+/// `max + ln(sum)`.
+struct LogSumExp;
+
+impl Map2 for LogSumExp {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
+        max + sum.ln()
+    }
+}
+
+/// `dL/dlogit = ((e / sum) - hit) / B + 0.02 logit / (B n)` (`Map3` of `e / sum`... given as
+/// the softmax `p`, the one-hot and the logit).
+struct ImitationGrad {
+    bsz: f32,
+    bn: f32,
+}
+
+impl Map3 for ImitationGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, p: S, hit: S, logit: S) -> S {
+        (p - hit).div_by(self.bsz) + logit.scale(0.02).div_by(self.bn)
+    }
+}
+
+/// `e / sum`.
+struct Quotient;
+
+impl Map2 for Quotient {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a / b
+    }
+}
+
+/// `x^2`.
+struct Square;
+
+impl Map1 for Square {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.clone() * x
+    }
+}
+
+/// `(loss, mean Q, mean |TD|, imitation NLL)` of discrete BCQ and the gradients of the one
+/// loss for the Q-network (`critic_opt`) and the imitation network (`imitation_opt`).
+fn discrete_grad<B: Backend>(t: &mut Bcq<B>, bsz: usize) -> Result<(f64, f64, f64, f64)> {
+    let Some(d) = &mut t.disc else { return Ok((0.0, 0.0, 0.0, 0.0)) };
+    let n = d.imitation.n();
+    let (be, sc) = (&t.be, &mut t.scratch);
+    let tau = t.cfg.threshold as f32;
+    // y = r + gamma^k (1 - d) Q'(s', argmax over allowed actions of Q(s', .)).
+    d.imitation
+        .log_probs_on(be, &d.imitation_params, &sc.b.s2, bsz, &mut sc.density, &mut sc.lp)?;
+    let q_online = t
+        .critic
+        .q_all_on(be, &t.critic_params, &sc.b.s2, bsz, &mut sc.q_pi)?;
+    be.max_cols(&sc.lp, n, &mut sc.lmax)?;
+    be.tile_cols(&sc.lmax, n, &mut sc.lmax_t)?;
+    be.map3(&Allowed(tau), q_online, &sc.lp, &sc.lmax_t, &mut sc.allowed)?;
+    be.argmax_onehot(&sc.allowed, n, &mut sc.pick)?;
+    let q_t = t
+        .critic
+        .q_all_on(be, &t.critic_target, &sc.b.s2, bsz, &mut sc.q_next)?;
+    be.map2(&Product, q_t, &sc.pick, &mut sc.hit)?;
+    be.sum_cols(&sc.hit, n, &mut sc.v2)?;
+    be.map3(&Bellman, &sc.b.r, &sc.b.nd, &sc.v2, &mut sc.y)?;
+    // Q part: Huber at the data action.
+    let q = t
+        .critic
+        .q_all_on(be, &t.critic_params, &sc.b.s, bsz, &mut sc.q)?;
+    be.map2(&Product, q, &sc.b.a, &mut sc.hit)?;
+    be.sum_cols(&sc.hit, n, &mut sc.q_sa)?;
+    be.map2(&Difference, &sc.q_sa, &sc.y, &mut sc.d)?;
+    let huber = be.map1_sum(&Huber, &sc.d)?;
+    let q_sum = be.map1_sum(&Identity, &sc.q_sa)?;
+    let td = be.map1_sum(&Abs, &sc.d)?;
+    be.tile_cols(&sc.d, n, &mut sc.dh_t)?;
+    be.map2(&HuberGradAt(bsz as f32), &sc.b.a, &sc.dh_t, &mut sc.dq)?;
+    let g = be.zero_grad(&mut t.critic_opt)?;
+    t.critic
+        .backward_all_on(be, &t.critic_params, &sc.b.s, &mut sc.q, &sc.dq, g)?;
+    // Imitation part: NLL of the data action plus 0.01 mean(logits^2).
+    let s = &sc.b.s;
+    be.mlp_forward(&d.imitation.net, &d.imitation_params, s, Input::Shared, bsz, &mut sc.imitation)?;
+    let logits = be.mlp_output(&sc.imitation);
+    be.max_cols(logits, n, &mut sc.mx)?;
+    be.tile_cols(&sc.mx, n, &mut sc.mx_t)?;
+    be.map2(&ExpShift, logits, &sc.mx_t, &mut sc.e)?;
+    be.sum_cols(&sc.e, n, &mut sc.sum)?;
+    be.map2(&LogSumExp, &sc.mx, &sc.sum, &mut sc.lse)?;
+    be.map2(&Product, logits, &sc.b.a, &mut sc.hit)?;
+    be.sum_cols(&sc.hit, n, &mut sc.lp)?;
+    let nll = -be.map2_sum(&Difference, &sc.lp, &sc.lse)?;
+    let sq = be.map1_sum(&Square, logits)?;
+    be.tile_cols(&sc.sum, n, &mut sc.sum_t)?;
+    be.map2(&Quotient, &sc.e, &sc.sum_t, &mut sc.probs)?;
+    let k = ImitationGrad {
+        bsz: bsz as f32,
+        bn: (bsz * n) as f32,
+    };
+    be.map3(&k, &sc.probs, &sc.b.a, logits, &mut sc.dl)?;
+    let g = be.zero_grad(&mut d.imitation_opt)?;
+    be.mlp_backward(&d.imitation.net, &d.imitation_params, s, Input::Shared, &mut sc.imitation, &sc.dl, Some(g), None)?;
+    let bs = bsz as f64;
+    let nll = nll / bs;
+    Ok((huber / bs + nll + 0.01 * sq / (bs * n as f64), q_sum / bs, td / bs, nll))
+}
+
+impl<B: Backend> Bcq<B> {
     fn prepare(&mut self, batch: &Batch) -> Result<()> {
         check_batch(batch, &self.core.spec)?;
-        match self.core.spec.action {
-            ActionSpec::Discrete { n } => discrete_indices(batch, n, &mut self.scratch.idx),
-            ActionSpec::Continuous { .. } => Ok(()),
-        }
+        self.scratch
+            .b
+            .upload(&self.be, batch, &self.core.spec, true)
     }
 
     /// Every loss of an update and its gradients at the current parameters, without changing
@@ -513,25 +812,37 @@ impl Bcq {
     /// and critic, where the update takes it after their steps). For the parity tests.
     pub fn probe(&mut self, batch: &Batch) -> Result<Vec<Probe>> {
         self.prepare(batch)?;
+        let bsz = batch.batch_size;
+        let mut losses: Vec<(&'static str, f64, &'static str, u8)> = Vec::new();
         if self.cont.is_none() {
-            let (loss, ..) = discrete_grad(self, batch);
-            let mut out = vec![Probe::new("critic_loss", loss, "critic", &self.critic_params, self.critic_opt.grad())];
-            if let Some(d) = &self.disc {
-                out.push(Probe::new("critic_loss", loss, "imitation", &d.imitation_params, d.imitation_opt.grad()));
-            }
-            return Ok(out);
+            let (loss, ..) = discrete_grad(self, bsz)?;
+            losses.push(("critic_loss", loss, "critic", 0));
+            losses.push(("critic_loss", loss, "imitation", 3));
+        } else {
+            let saved = self.core.noise.clone();
+            let vae = vae_grad(self, bsz)?;
+            let (critic, ..) = critic_grad(self, bsz)?;
+            let lat = self.cont.as_ref().map_or(0, |c| c.vae.latent());
+            let sc = &mut self.scratch;
+            clipped_latents(&self.be, &mut self.core.noise, &mut sc.host, lat, bsz * lat, &mut sc.z)?;
+            self.core.noise = saved;
+            let actor = actor_grad(self, bsz)?;
+            losses.push(("critic_loss", critic, "critic", 0));
+            losses.push(("vae_loss", vae, "vae", 1));
+            losses.push(("actor_loss", actor, "actor", 2));
         }
-        let saved = self.core.noise.clone();
-        let vae = vae_grad(self, batch);
-        let (critic, ..) = critic_grad(self, batch);
-        let lat = self.cont.as_ref().map_or(0, |c| c.vae.latent());
-        clipped_latents(&mut self.core.noise, &mut self.scratch.z, batch.batch_size * lat);
-        self.core.noise = saved;
-        let actor = actor_grad(self, batch);
-        let mut out = vec![Probe::new("critic_loss", critic, "critic", &self.critic_params, self.critic_opt.grad())];
-        if let Some(c) = &self.cont {
-            out.push(Probe::new("vae_loss", vae, "vae", &c.vae_params, c.vae_opt.grad()));
-            out.push(Probe::new("actor_loss", actor, "actor", &c.actor_params, c.actor_opt.grad()));
+        let be = &self.be;
+        let mut out = Vec::new();
+        for (loss, value, net, which) in losses {
+            let (params, opt) = match (which, &self.cont, &self.disc) {
+                (1, Some(c), _) => (&c.vae_params, &c.vae_opt),
+                (2, Some(c), _) => (&c.actor_params, &c.actor_opt),
+                (3, _, Some(d)) => (&d.imitation_params, &d.imitation_opt),
+                _ => (&self.critic_params, &self.critic_opt),
+            };
+            let mut g = Vec::new();
+            be.download(be.grad(opt), &mut g)?;
+            out.push(Probe::new(loss, value, net, &*be.host_params(params)?, &g));
         }
         Ok(out)
     }
@@ -552,9 +863,11 @@ impl Bcq {
         let mut pc = PerturbCache::default();
         let mut qc = QCache::default();
         let mut decoded = vec![0.0; bsz * n * ad];
-        c.vae.decode_z(&c.vae_params, &sr, &z, bsz * n, &mut vc, &mut decoded);
-        c.actor.forward(&c.actor_params, &sr, &decoded, bsz * n, &mut pc);
-        let q1 = self.critic.q_first(&self.critic_params, &sr, &pc.out, bsz * n, 1, &mut qc);
+        let be = &self.be;
+        c.vae.decode_z(&*be.host_params(&c.vae_params)?, &sr, &z, bsz * n, &mut vc, &mut decoded);
+        c.actor.forward(&*be.host_params(&c.actor_params)?, &sr, &decoded, bsz * n, &mut pc);
+        let cp = be.host_params(&self.critic_params)?;
+        let q1 = self.critic.q_first(&cp, &sr, &pc.out, bsz * n, 1, &mut qc);
         let mut out = Vec::with_capacity(bsz * ad);
         for b in 0..bsz {
             let row = &q1[b * n..(b + 1) * n];
@@ -566,46 +879,49 @@ impl Bcq {
 
     fn update_continuous(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
+        let bsz = batch.batch_size;
         let lat = self.cont.as_ref().map_or(0, |c| c.vae.latent());
-        let vae = vae_grad(self, batch);
+        let vae = vae_grad(self, bsz)?;
         record_value(m, step, "vae_loss", vae)?;
-        let (critic, q, td) = critic_grad(self, batch);
+        let (critic, q, td) = critic_grad(self, bsz)?;
         record_value(m, step, "critic_loss", critic)?;
         record_value(m, step, "q_mean", q)?;
         record_value(m, step, "td_error", td)?;
-        clipped_latents(&mut self.core.noise, &mut self.scratch.z, batch.batch_size * lat);
+        let sc = &mut self.scratch;
+        clipped_latents(&self.be, &mut self.core.noise, &mut sc.host, lat, bsz * lat, &mut sc.z)?;
+        let be = &self.be;
         if let Some(c) = &mut self.cont {
-            c.vae_opt.step(&mut c.vae_params)?;
+            be.adam_step(&mut c.vae_opt, &mut c.vae_params)?;
         }
-        self.critic_opt.step(&mut self.critic_params)?;
+        be.adam_step(&mut self.critic_opt, &mut self.critic_params)?;
         // Actor step (after the critic, as in algorithm 1).
-        let actor = actor_grad(self, batch);
+        let actor = actor_grad(self, bsz)?;
         record_value(m, step, "actor_loss", actor)?;
+        let be = &self.be;
         let Some(c) = &mut self.cont else { return Ok(()) };
-        c.actor_opt.step(&mut c.actor_params)?;
-        c.actor_target.soft_update_from(&c.actor_params, self.cfg.tau)?;
-        self.critic_target
-            .soft_update_from(&self.critic_params, self.cfg.tau)?;
+        be.adam_step(&mut c.actor_opt, &mut c.actor_params)?;
+        be.soft_update(&mut c.actor_target, &c.actor_params, self.cfg.tau)?;
+        be.soft_update(&mut self.critic_target, &self.critic_params, self.cfg.tau)?;
         Ok(())
     }
     fn update_discrete(&mut self, batch: &Batch, m: &mut Metrics) -> Result<()> {
         let step = self.core.steps;
-        let (loss, q, td, nll) = discrete_grad(self, batch);
+        let (loss, q, td, nll) = discrete_grad(self, batch.batch_size)?;
         record_value(m, step, "critic_loss", loss)?;
         record_value(m, step, "q_mean", q)?;
         record_value(m, step, "td_error", td)?;
         record_value(m, step, "imitation_nll", nll)?;
-        self.critic_opt.step(&mut self.critic_params)?;
+        let be = &self.be;
+        be.adam_step(&mut self.critic_opt, &mut self.critic_params)?;
         if let Some(d) = &mut self.disc {
-            d.imitation_opt.step(&mut d.imitation_params)?;
+            be.adam_step(&mut d.imitation_opt, &mut d.imitation_params)?;
         }
-        self.critic_target
-            .soft_update_from(&self.critic_params, self.cfg.tau)?;
+        be.soft_update(&mut self.critic_target, &self.critic_params, self.cfg.tau)?;
         Ok(())
     }
 }
 
-impl Algorithm for Bcq {
+impl<B: Backend> Algorithm for Bcq<B> {
     fn name(&self) -> &'static str {
         "bcq"
     }
@@ -629,9 +945,12 @@ impl Algorithm for Bcq {
             let n = d.imitation.n();
             let mut lp = vec![0.0; b * n];
             let mut mc = MlpCache::new();
-            d.imitation.log_probs(&d.imitation_params, &x, b, &mut mc, &mut lp);
+            let be = &self.be;
+            d.imitation
+                .log_probs(&*be.host_params(&d.imitation_params)?, &x, b, &mut mc, &mut lp);
             let mut qc = QCache::default();
-            let q = self.critic.q_all(&self.critic_params, &x, b, &mut qc);
+            let cp = be.host_params(&self.critic_params)?;
+            let q = self.critic.q_all(&cp, &x, b, &mut qc);
             let tau = self.cfg.threshold as f32;
             let idx: Vec<u32> = (0..b)
                 .map(|r| masked_argmax(&q[r * n..(r + 1) * n], &lp[r * n..(r + 1) * n], tau))
@@ -651,13 +970,14 @@ impl Algorithm for Bcq {
         let (x, b) = host_rows(s)?;
         let (a, _) = host_rows(a)?;
         let mut cache = QCache::default();
+        let cp = self.be.host_params(&self.critic_params)?;
         let v: Vec<f32> = match &self.cont {
             Some(_) => {
-                let q = self.critic.q(&self.critic_params, &x, &a, b, &mut cache);
+                let q = self.critic.q(&cp, &x, &a, b, &mut cache);
                 (0..b).map(|i| q[i].min(q[b + i])).collect()
             }
             None => {
-                let q = self.critic.q_all(&self.critic_params, &x, b, &mut cache);
+                let q = self.critic.q_all(&cp, &x, b, &mut cache);
                 let n = q.len() / b.max(1);
                 (0..b)
                     .map(|i| q[i * n + (a[i].max(0.0) as usize).min(n - 1)])
@@ -675,7 +995,8 @@ impl Algorithm for Bcq {
     /// stream), so the exported policy is deterministic; `Agent::act` draws fresh ones per call.
     fn policy_model(&self) -> Result<Option<orl_nets::PolicyModel>> {
         let h = self.cfg.hidden.len();
-        let critic_t = self.critic_params.named_tensors("");
+        let be = &self.be;
+        let critic_t = be.host_params(&self.critic_params)?.named_tensors("");
         let critic = orl_nets::ReluNet::from_named(&critic_t, "", &mlp_layer_names("", h + 1))?;
         Ok(Some(match (&self.cont, &self.disc) {
             (Some(c), _) => {
@@ -688,12 +1009,12 @@ impl Algorithm for Bcq {
                     .clamp(-0.5f32, 0.5f32)?;
                 orl_nets::PolicyModel::Bcq {
                     decoder: orl_nets::ReluNet::from_named(
-                        &c.vae_params.named_tensors(""),
+                        &be.host_params(&c.vae_params)?.named_tensors(""),
                         "",
                         &mlp_layer_names("decoder.", self.cfg.vae_hidden.len() + 1),
                     )?,
                     perturbation: orl_nets::ReluNet::from_named(
-                        &c.actor_params.named_tensors(""),
+                        &be.host_params(&c.actor_params)?.named_tensors(""),
                         "",
                         &mlp_layer_names("", h + 1),
                     )?,
@@ -706,7 +1027,7 @@ impl Algorithm for Bcq {
             (None, Some(d)) => orl_nets::PolicyModel::BcqDiscrete {
                 critic,
                 imitation: orl_nets::ReluNet::from_named(
-                    &d.imitation_params.named_tensors(""),
+                    &be.host_params(&d.imitation_params)?.named_tensors(""),
                     "",
                     &mlp_layer_names("net.", h + 1),
                 )?,

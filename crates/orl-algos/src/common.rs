@@ -314,34 +314,7 @@ pub fn scalar_param(name: &str, rng: &mut rand_pcg::Pcg64Mcg) -> Result<orl_nets
     Ok(s)
 }
 
-/// The TD loss of an ensemble and its gradient with respect to the critics' outputs:
-/// `L = scale sum_e mean_b (Q_eb - y_b)^2` for `q: [E, B]`, `y: [B]`, with
-/// `dL/dQ_eb = 2 scale (Q_eb - y_b) / B` written into `dq`. Returns `(L, mean Q, mean |Q_1b - y_b|)`.
-/// `scale` is 1 for the plain MSE of TD3+BC, BCQ and IQL, 1/2 for SAC's.
-pub fn td_mse_grad(q: &[f32], y: &[f32], dq: &mut [f32], scale: f32) -> (f64, f64, f64) {
-    let bsz = y.len();
-    let members = q.len() / bsz.max(1);
-    let (mut loss, mut q_sum, mut td) = (0.0f64, 0.0f64, 0.0f64);
-    for e in 0..members {
-        for b in 0..bsz {
-            let diff = q[e * bsz + b] - y[b];
-            loss += f64::from(diff * diff);
-            q_sum += f64::from(q[e * bsz + b]);
-            if e == 0 {
-                td += f64::from(diff.abs());
-            }
-            dq[e * bsz + b] = 2.0 * scale * diff / bsz as f32;
-        }
-    }
-    let bs = bsz as f64;
-    (
-        f64::from(scale) * loss / bs,
-        q_sum / (members as f64 * bs),
-        td / bs,
-    )
-}
-
-/// `dL/dQ = k (Q - y) / n` (`Map2`): [`td_mse_grad`]'s gradient, in its order of operations.
+/// `dL/dQ = k (Q - y) / n` (`Map2`): [`td_mse_grad_on`]'s gradient.
 struct TdGrad {
     k: f32,
     n: f32,
@@ -372,9 +345,12 @@ impl<B: Backend> Default for TdBufs<B> {
     }
 }
 
-/// [`td_mse_grad`] on backend `be`: `q` `[E * B, 1]`, `y` `[B, 1]`; the gradient goes to
-/// `t.dq`. On the CPU backend the sums and the gradient are [`td_mse_grad`]'s, bit for bit
-/// (the same `f32` operations, summed in `f64` in the same order).
+/// The TD loss of an ensemble and its gradient with respect to the critics' outputs, on
+/// backend `be`: `L = scale sum_e mean_b (Q_eb - y_b)^2` for `q` `[E * B, 1]` and `y` `[B, 1]`,
+/// `dL/dQ_eb = 2 scale (Q_eb - y_b) / B` into `t.dq`; returns `(L, mean Q, mean |Q_1b - y_b|)`.
+/// `scale` is 1 for the plain MSE of TD3+BC, BCQ, IQL and CQL, 1/2 for SAC's. On the CPU
+/// backend these are the numbers of the engine's earlier hand-written loop, bit for bit (the
+/// same `f32` operations, summed in `f64` in the same order).
 pub(crate) fn td_mse_grad_on<B: Backend>(
     be: &B,
     q: &B::Buf,

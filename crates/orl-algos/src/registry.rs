@@ -38,22 +38,8 @@ pub enum Compute {
     /// The CPU engine (fused, allocation-free); actions and metrics as tensors on `Device`.
     Engine(Device),
     /// candle tensors on `Device` (CPU in the tests; CUDA or Metal behind the `cuda` / `metal`
-    /// features). So far BC, TD3+BC, IQL, CQL, DQN and SAC are written against the backend trait; the
-    /// other algorithms answer [`Compute::engine_device`]'s error.
+    /// features). Every algorithm is written once against the backend trait and builds on both.
     Candle(Device),
-}
-
-impl Compute {
-    /// The device of an algorithm that runs on the CPU engine only, or an error naming `algo`.
-    pub fn engine_device(&self, algo: &str) -> Result<&Device> {
-        match self {
-            Self::Engine(d) => Ok(d),
-            Self::Candle(_) => Err(AlgoError::Config(format!(
-                "{algo} runs on the CPU engine only: its losses are not yet written against \
-                 orl_nets::engine::backend (BC, TD3+BC, IQL, CQL, DQN and SAC are)"
-            ))),
-        }
-    }
 }
 
 /// What the registry knows of one algorithm. Each algorithm file declares its own

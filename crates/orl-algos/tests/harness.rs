@@ -85,6 +85,8 @@ fn the_harness_covers_the_candle_backend() {
         (AlgoKind::IQL, true),
         (AlgoKind::CQL, false),
         (AlgoKind::CQL, true),
+        (AlgoKind::BCQ, false),
+        (AlgoKind::BCQ, true),
     ] {
         assert!(on_candle.contains(&case), "{case:?} not in {on_candle:?}");
     }

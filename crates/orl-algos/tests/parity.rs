@@ -337,6 +337,34 @@ fn cql_trains_alike_on_the_engine_and_on_candle_tensors() {
     }
 }
 
+/// BCQ on the candle backend follows the engine over 40 updates, continuous (with a large
+/// perturbation so that the action clip acts) and discrete.
+#[test]
+fn bcq_trains_alike_on_the_engine_and_on_candle_tensors() {
+    for discrete in [false, true] {
+        let case = format!("bcq discrete={discrete}");
+        let (_, mut rp) = replay(discrete);
+        let spec = if discrete {
+            Spec::discrete(5, 3)
+        } else {
+            Spec::continuous(5, 2, 2.0)
+        };
+        let cfg = BcqConfig {
+            hidden: vec![32, 32],
+            vae_hidden: vec![24, 24],
+            n_samples: 4,
+            n_act_samples: 5,
+            phi: 0.5,
+            ..BcqConfig::default()
+        };
+        let mut engine = Bcq::new(spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+        let mut candle =
+            Bcq::new_on(Candle::cpu(), spec.clone(), cfg.clone(), 4, &Device::Cpu).unwrap();
+        let fresh = Bcq::new(spec, cfg, 4, &Device::Cpu).unwrap();
+        assert_trains_alike(&case, &mut rp, &mut engine, &mut candle, &fresh, 40);
+    }
+}
+
 /// TD3+BC on the candle backend follows the engine over 50 updates (25 actor updates and
 /// target moves), with a bound of 2 so that the noise clipping and the BC term's scale act.
 #[test]
@@ -697,6 +725,14 @@ fn discrete_cql_parity<B: orl_nets::engine::backend::Backend>(be: B) {
 
 #[test]
 fn bcq_gradients_match_autograd() {
+    bcq_parity(orl_nets::engine::backend::Cpu);
+    bcq_parity(Candle::cpu());
+}
+
+/// Continuous BCQ's VAE, critic and actor losses against autograd on backend `be`.
+fn bcq_parity<B: orl_nets::engine::backend::Backend>(be: B) {
+    let case = format!("bcq on {}", be.name());
+    let case = case.as_str();
     let (_, mut rp) = replay(false);
     let spec = Spec::continuous(5, 2, 2.0);
     let cfg = BcqConfig {
@@ -705,7 +741,7 @@ fn bcq_gradients_match_autograd() {
         n_samples: 4,
         ..BcqConfig::default()
     };
-    let mut algo = Bcq::new(spec.clone(), cfg.clone(), 5, &Device::Cpu).unwrap();
+    let mut algo = Bcq::new_on(be.clone(), spec.clone(), cfg.clone(), 5, &Device::Cpu).unwrap();
     let batch = warm_batch(&mut rp, &mut algo, 32);
     let mut noise = algo.noise().clone();
     let probes = algo.probe(&batch).unwrap();
@@ -735,7 +771,7 @@ fn bcq_gradients_match_autograd() {
     });
     let out = vae.forward(&b.s, &b.a, &mut noise).unwrap();
     let vae_loss = Vae::loss(&out, &b.a).unwrap();
-    assert_parity("bcq", &probes, "vae_loss", &vae_loss, &vae_store);
+    assert_parity(case, &probes, "vae_loss", &vae_loss, &vae_store);
     let z_next = noise
         .normal(&[bsz * n, lat])
         .unwrap()
@@ -755,7 +791,7 @@ fn bcq_gradients_match_autograd() {
         .unwrap()
         .sum_all()
         .unwrap();
-    assert_parity("bcq", &probes, "critic_loss", &critic_loss, &critic_store);
+    assert_parity(case, &probes, "critic_loss", &critic_loss, &critic_store);
     let z = noise
         .normal(&[bsz, lat])
         .unwrap()
@@ -772,17 +808,25 @@ fn bcq_gradients_match_autograd() {
         .unwrap()
         .neg()
         .unwrap();
-    assert_parity("bcq", &probes, "actor_loss", &actor_loss, &actor_store);
+    assert_parity(case, &probes, "actor_loss", &actor_loss, &actor_store);
 }
 
 #[test]
 fn discrete_bcq_gradients_match_autograd() {
+    discrete_bcq_parity(orl_nets::engine::backend::Cpu);
+    discrete_bcq_parity(Candle::cpu());
+}
+
+/// Discrete BCQ's one loss against autograd for both its networks, on backend `be`.
+fn discrete_bcq_parity<B: orl_nets::engine::backend::Backend>(be: B) {
+    let case = format!("discrete bcq on {}", be.name());
+    let case = case.as_str();
     let (spec, mut rp) = replay(true);
     let cfg = BcqConfig {
         hidden: vec![16, 16],
         ..BcqConfig::default()
     };
-    let mut algo = Bcq::new(spec.clone(), cfg.clone(), 6, &Device::Cpu).unwrap();
+    let mut algo = Bcq::new_on(be.clone(), spec.clone(), cfg.clone(), 6, &Device::Cpu).unwrap();
     let batch = warm_batch(&mut rp, &mut algo, 64);
     let probes = algo.probe(&batch).unwrap();
     let b = BatchTensors::new(&batch, &spec, &Device::Cpu).unwrap();
@@ -819,14 +863,8 @@ fn discrete_bcq_gradients_match_autograd() {
     let loss = ((huber_loss(&q, &y).unwrap() + nll).unwrap()
         + (logits.sqr().unwrap().mean_all().unwrap() * 1e-2).unwrap())
     .unwrap();
-    assert_parity("discrete bcq", &probes, "critic_loss", &loss, &critic_store);
-    assert_parity(
-        "discrete bcq",
-        &probes,
-        "critic_loss",
-        &loss,
-        &imitation_store,
-    );
+    assert_parity(case, &probes, "critic_loss", &loss, &critic_store);
+    assert_parity(case, &probes, "critic_loss", &loss, &imitation_store);
 }
 
 #[test]

@@ -697,16 +697,8 @@ impl CategoricalHead {
         c: &mut DensityBufs<B>,
         lp: &mut B::Buf,
     ) -> Result<()> {
-        let n = self.n();
         be.mlp_forward(&self.net, p, s, Input::Shared, batch, &mut c.mlp)?;
-        let x = be.mlp_output(&c.mlp);
-        be.max_cols(x, n, &mut c.col)?;
-        be.tile_cols(&c.col, n, &mut c.w_t)?;
-        be.map2(&ExpShift, x, &c.w_t, &mut c.t)?;
-        be.sum_cols(&c.t, n, &mut c.colm)?;
-        be.map2(&LogSumExp, &c.col, &c.colm, &mut c.mask)?;
-        be.tile_cols(&c.mask, n, &mut c.w_t)?;
-        be.map2(&Difference, x, &c.w_t, lp)
+        log_softmax_on(be, be.mlp_output(&c.mlp), self.n(), &mut c.lsm, lp)
     }
     /// Backward of `L = sum_b w_b log pi(a_b|s_b)` (`w` `[B, 1]`, the data actions as a one-hot
     /// `[B, n]`) after [`CategoricalHead::log_probs_on`], whose output `lp` it reads:
@@ -747,6 +739,46 @@ pub fn log_softmax(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `out <- log_softmax(x)` row by row for `x` `[R, n]` on backend `be`:
+/// `out = x - (max_k x_k + ln sum_k exp(x_k - max_k x_k))`, the same operations in the same
+/// order as [`log_softmax`] on the CPU backend.
+pub fn log_softmax_on<B: Backend>(
+    be: &B,
+    x: &B::Buf,
+    n: usize,
+    c: &mut LogSoftmaxBufs<B>,
+    out: &mut B::Buf,
+) -> Result<()> {
+    be.max_cols(x, n, &mut c.max)?;
+    be.tile_cols(&c.max, n, &mut c.wide)?;
+    be.map2(&ExpShift, x, &c.wide, &mut c.exp)?;
+    be.sum_cols(&c.exp, n, &mut c.sum)?;
+    be.map2(&LogSumExp, &c.max, &c.sum, &mut c.lse)?;
+    be.tile_cols(&c.lse, n, &mut c.wide)?;
+    be.map2(&Difference, x, &c.wide, out)
+}
+
+/// The scratch buffers of [`log_softmax_on`].
+pub struct LogSoftmaxBufs<B: Backend> {
+    max: B::Buf,
+    wide: B::Buf,
+    exp: B::Buf,
+    sum: B::Buf,
+    lse: B::Buf,
+}
+
+impl<B: Backend> Default for LogSoftmaxBufs<B> {
+    fn default() -> Self {
+        Self {
+            max: B::Buf::default(),
+            wide: B::Buf::default(),
+            exp: B::Buf::default(),
+            sum: B::Buf::default(),
+            lse: B::Buf::default(),
+        }
+    }
+}
+
 /// Buffers of a head's log-density and its backward pass on backend `B`
 /// ([`GaussianHead::log_prob_on`], [`CategoricalHead::log_probs_on`]).
 pub struct DensityBufs<B: Backend> {
@@ -763,6 +795,7 @@ pub struct DensityBufs<B: Backend> {
     col: B::Buf,
     colm: B::Buf,
     mask: B::Buf,
+    lsm: LogSoftmaxBufs<B>,
 }
 
 impl<B: Backend> Default for DensityBufs<B> {
@@ -780,6 +813,7 @@ impl<B: Backend> Default for DensityBufs<B> {
             col: B::Buf::default(),
             colm: B::Buf::default(),
             mask: B::Buf::default(),
+            lsm: LogSoftmaxBufs::default(),
         }
     }
 }

@@ -50,10 +50,10 @@ pub fn simd<R>(f: impl FnOnce() -> R) -> R {
 }
 pub use critic::{QBufs, QCache, QNet};
 pub use heads::{
-    CategoricalHead, DensityBufs, DeterministicHead, GaussianHead, TanhBufs, TanhGaussianCache,
-    TanhGaussianHead, log_softmax,
+    CategoricalHead, DensityBufs, DeterministicHead, GaussianHead, LogSoftmaxBufs, TanhBufs,
+    TanhGaussianCache, TanhGaussianHead, log_softmax, log_softmax_on,
 };
 pub use mlp::{Activation, Input, Mlp, MlpCache};
 pub use params::{Params, ParamsBuilder, Segment};
 pub use policy::{Actions, PolicyHead, argmax};
-pub use vae::{VaeCache, VaeNet};
+pub use vae::{VaeBufs, VaeCache, VaeNet};

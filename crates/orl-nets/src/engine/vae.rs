@@ -10,6 +10,7 @@
 //! dL/dl  = (dL/dz sigma eps + 0.5 (sigma^2 - 1) / (B latent)) 1(-4 <= l <= 15)
 //! ```
 
+use crate::engine::backend::{Backend, Map1, Map2, Map3, Scalar, Scale, SquaredError};
 use crate::engine::mlp::{Activation, Input, Mlp, MlpCache};
 use crate::engine::params::{Params, ParamsBuilder};
 use crate::error::Result;
@@ -221,5 +222,245 @@ impl VaeNet {
         self.encoder
             .backward(p, &c.x, Input::Shared, &mut c.encoder, Some(grads), None);
         rec * f64::from(scale) + 0.5 * kl / (batch * l) as f64
+    }
+
+    /// [`VaeNet::decode_z`] on backend `be`: `D(s, z)` `[B, act]` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_z_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        z: &B::Buf,
+        batch: usize,
+        c: &mut VaeBufs<B>,
+        out: &mut B::Buf,
+    ) -> Result<()> {
+        self.decode_parts(be, p, s, z, batch, &mut c.sz, &mut c.decoder, out)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn decode_parts<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        z: &B::Buf,
+        batch: usize,
+        sz: &mut B::Buf,
+        decoder: &mut B::Cache,
+        out: &mut B::Buf,
+    ) -> Result<()> {
+        be.concat_cols(s, self.obs_dim, z, self.latent, sz)?;
+        be.mlp_forward(&self.decoder, p, sz, Input::Shared, batch, decoder)?;
+        be.map1(&Scale(self.max_action), be.mlp_output(decoder), out)
+    }
+    /// [`VaeNet::loss_backward`] on backend `be`: the loss of `(s, a)` with posterior noise
+    /// `eps` `[B, latent]`, its gradient added into `grads`; the same operations in the same
+    /// order as the engine's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_backward_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        a: &B::Buf,
+        eps: &B::Buf,
+        batch: usize,
+        c: &mut VaeBufs<B>,
+        grads: &mut B::Buf,
+    ) -> Result<f64> {
+        let (o, d, l) = (self.obs_dim, self.act_dim, self.latent);
+        be.concat_cols(s, o, a, d, &mut c.x)?;
+        be.mlp_forward(&self.encoder, p, &c.x, Input::Shared, batch, &mut c.encoder)?;
+        let h = be.mlp_output(&c.encoder);
+        be.mlp_forward(&self.mean, p, h, Input::Shared, batch, &mut c.mean)?;
+        be.mlp_forward(&self.log_std, p, h, Input::Shared, batch, &mut c.log_std)?;
+        let (mu, raw) = (be.mlp_output(&c.mean), be.mlp_output(&c.log_std));
+        // z = mu + sigma eps (sigma from the clamped log-std), and the KL term.
+        be.map1(&ClampLs, raw, &mut c.ls)?;
+        be.map3(&Reparam, mu, &c.ls, eps, &mut c.z)?;
+        let kl = be.map2_sum(&Kl, mu, &c.ls)?;
+        self.decode_parts(
+            be,
+            p,
+            s,
+            &c.z,
+            batch,
+            &mut c.sz,
+            &mut c.decoder,
+            &mut c.recon,
+        )?;
+        let scale = 1.0 / (batch * d) as f32;
+        let rec = be.map2_sum(&SquaredError, &c.recon, a)?;
+        let k = ReconGrad {
+            scale,
+            m: self.max_action,
+        };
+        be.map2(&k, &c.recon, a, &mut c.drecon)?;
+        // Decoder backward, down to its input [s | z]; then dL/dz is its z columns.
+        be.mlp_backward(
+            &self.decoder,
+            p,
+            &c.sz,
+            Input::Shared,
+            &mut c.decoder,
+            &c.drecon,
+            Some(grads),
+            Some(&mut c.dsz),
+        )?;
+        be.cols(&c.dsz, o + l, o, l, &mut c.dz)?;
+        let kscale = 0.5 / (batch * l) as f32;
+        let (mu, raw) = (be.mlp_output(&c.mean), be.mlp_output(&c.log_std));
+        be.map2(&MeanGrad(kscale), &c.dz, mu, &mut c.dmu)?;
+        be.map3(&LogStdGrad(kscale), &c.dz, raw, eps, &mut c.dls)?;
+        let h = be.mlp_output(&c.encoder);
+        be.mlp_backward(
+            &self.mean,
+            p,
+            h,
+            Input::Shared,
+            &mut c.mean,
+            &c.dmu,
+            Some(grads),
+            Some(&mut c.dh),
+        )?;
+        be.mlp_backward(
+            &self.log_std,
+            p,
+            h,
+            Input::Shared,
+            &mut c.log_std,
+            &c.dls,
+            Some(grads),
+            Some(&mut c.dh2),
+        )?;
+        be.map2(&Sum2, &c.dh, &c.dh2, &mut c.denc)?;
+        be.mlp_backward(
+            &self.encoder,
+            p,
+            &c.x,
+            Input::Shared,
+            &mut c.encoder,
+            &c.denc,
+            Some(grads),
+            None,
+        )?;
+        Ok(rec * f64::from(scale) + 0.5 * kl / (batch * l) as f64)
+    }
+}
+
+/// Buffers of a [`VaeNet`] on backend `B` ([`VaeNet::decode_z_on`], [`VaeNet::loss_backward_on`]).
+pub struct VaeBufs<B: Backend> {
+    x: B::Buf,
+    encoder: B::Cache,
+    mean: B::Cache,
+    log_std: B::Cache,
+    decoder: B::Cache,
+    sz: B::Buf,
+    ls: B::Buf,
+    z: B::Buf,
+    recon: B::Buf,
+    drecon: B::Buf,
+    dsz: B::Buf,
+    dz: B::Buf,
+    dmu: B::Buf,
+    dls: B::Buf,
+    dh: B::Buf,
+    dh2: B::Buf,
+    denc: B::Buf,
+}
+
+impl<B: Backend> Default for VaeBufs<B> {
+    fn default() -> Self {
+        Self {
+            x: Default::default(),
+            encoder: Default::default(),
+            mean: Default::default(),
+            log_std: Default::default(),
+            decoder: Default::default(),
+            sz: Default::default(),
+            ls: Default::default(),
+            z: Default::default(),
+            recon: Default::default(),
+            drecon: Default::default(),
+            dsz: Default::default(),
+            dz: Default::default(),
+            dmu: Default::default(),
+            dls: Default::default(),
+            dh: Default::default(),
+            dh2: Default::default(),
+            denc: Default::default(),
+        }
+    }
+}
+
+// ---- the VAE's elementwise kernels ----
+
+/// `clamp(l, -4, 15)`.
+struct ClampLs;
+impl Map1 for ClampLs {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.clamp(LS_MIN, LS_MAX)
+    }
+}
+
+/// `z = mu + exp(ls) eps`.
+struct Reparam;
+impl Map3 for Reparam {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, mu: S, ls: S, eps: S) -> S {
+        mu + ls.exp() * eps
+    }
+}
+
+/// One latent's KL term `-0.5 (1 + ln var - mu^2 - var)`, `var = exp(2 ls)`.
+struct Kl;
+impl Map2 for Kl {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, mu: S, ls: S) -> S {
+        let var = ls.scale(2.0).exp();
+        (((var.clone().ln().shift(1.0)) - mu.clone() * mu) - var).scale(-0.5)
+    }
+}
+
+/// `dL/d tanh-output = 2 (D - a) scale m`.
+struct ReconGrad {
+    scale: f32,
+    m: f32,
+}
+impl Map2 for ReconGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, r: S, a: S) -> S {
+        (r - a).scale(2.0).scale(self.scale).scale(self.m)
+    }
+}
+
+/// `dL/dmu = dz + kscale mu`.
+struct MeanGrad(f32);
+impl Map2 for MeanGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, dz: S, mu: S) -> S {
+        dz + mu.scale(self.0)
+    }
+}
+
+/// `dL/d raw log-std = (dz sigma eps + kscale (sigma^2 - 1)) 1(-4 <= raw <= 15)`, `sigma = e^raw`.
+struct LogStdGrad(f32);
+impl Map3 for LogStdGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, dz: S, raw: S, eps: S) -> S {
+        let sigma = raw.clone().exp();
+        let v = dz * sigma.clone() * eps + (sigma.clone() * sigma).shift(-1.0).scale(self.0);
+        (v * raw.inside(LS_MIN, LS_MAX)).shift(0.0)
+    }
+}
+
+/// `a + b`.
+struct Sum2;
+impl Map2 for Sum2 {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a + b
     }
 }

@@ -79,6 +79,22 @@ impl Expr {
     }
 }
 
+/// `t` read row-major as `[len / cols, cols]` (the CPU backend's view of a buffer: a `[B k, 1]`
+/// output summed over groups of `k` rows, say).
+fn as_cols(t: &Tensor, cols: usize) -> Result<Tensor> {
+    let n = t.elem_count();
+    let cols = cols.max(1);
+    if t.dims2().is_ok_and(|(_, c)| c == cols) {
+        Ok(t.clone())
+    } else if n.is_multiple_of(cols) {
+        Ok(t.reshape((n / cols, cols))?)
+    } else {
+        Err(NetError::Config(format!(
+            "a buffer of {n} values cannot be read as rows of {cols}"
+        )))
+    }
+}
+
 impl Add for Expr {
     type Output = Self;
     fn add(self, o: Self) -> Self {
@@ -143,6 +159,16 @@ impl Scalar for Expr {
             let neg_abs = t.abs()?.neg()?;
             t.relu()? + neg_abs.exp()?.affine(1.0, 1.0)?.log()?
         })
+    }
+    fn within(self, lo: f32, hi: f32) -> Self {
+        self.map(|t| {
+            let gt = t.gt(f64::from(lo))?.to_dtype(DType::F32)?;
+            let lt = t.lt(f64::from(hi))?.to_dtype(DType::F32)?;
+            gt * lt
+        })
+    }
+    fn recip(self) -> Self {
+        self.map(|t| t.recip())
     }
     fn inside(self, lo: f32, hi: f32) -> Self {
         self.map(|t| {
@@ -613,12 +639,12 @@ impl Backend for Candle {
         *out = Some(tensor(x)?.narrow(0, from, n)?);
         Ok(())
     }
-    fn sum_cols(&self, x: &Option<Tensor>, _cols: usize, out: &mut Option<Tensor>) -> Result<()> {
-        *out = Some(tensor(x)?.sum_keepdim(1)?);
+    fn sum_cols(&self, x: &Option<Tensor>, cols: usize, out: &mut Option<Tensor>) -> Result<()> {
+        *out = Some(as_cols(tensor(x)?, cols)?.sum_keepdim(1)?);
         Ok(())
     }
-    fn max_cols(&self, x: &Option<Tensor>, _cols: usize, out: &mut Option<Tensor>) -> Result<()> {
-        *out = Some(tensor(x)?.max_keepdim(1)?);
+    fn max_cols(&self, x: &Option<Tensor>, cols: usize, out: &mut Option<Tensor>) -> Result<()> {
+        *out = Some(as_cols(tensor(x)?, cols)?.max_keepdim(1)?);
         Ok(())
     }
     fn sum_rows(&self, x: &Option<Tensor>, _cols: usize, out: &mut Option<Tensor>) -> Result<()> {

@@ -101,6 +101,10 @@ pub trait Scalar:
     fn inside(self, lo: f32, hi: f32) -> Self;
     /// `ln(1 + exp(self))`, computed stably as `max(x, 0) + ln(1 + exp(-|x|))`.
     fn softplus(self) -> Self;
+    /// `1` where `lo < self < hi` (strictly), else `0`.
+    fn within(self, lo: f32, hi: f32) -> Self;
+    /// `1 / self` (a true division on the CPU backend).
+    fn recip(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -151,6 +155,14 @@ impl Scalar for f32 {
     #[inline(always)]
     fn softplus(self) -> Self {
         self.max(0.0) + (-self.abs()).exp().ln_1p()
+    }
+    #[inline(always)]
+    fn within(self, lo: f32, hi: f32) -> Self {
+        if self > lo && self < hi { 1.0 } else { 0.0 }
+    }
+    #[inline(always)]
+    fn recip(self) -> Self {
+        1.0 / self
     }
 }
 
