@@ -5,9 +5,14 @@
 //! explicit forward and backward passes over flat buffers reused from step to step, so a fit
 //! spends its time in the matrix products rather than in per-op allocation. Each model file
 //! writes its loss and the loss's gradient with respect to the network output once, with the
-//! derivation in its doc; `tests/parity.rs` checks every one against candle's autograd.
+//! derivation in its doc, against the engine's [`Backend`] trait: the same code runs on the
+//! CPU engine ([`Cpu`](orl_nets::engine::backend::Cpu), the default) and on candle tensors
+//! ([`Candle`](orl_nets::engine::backend::Candle), any candle device). `tests/parity.rs` checks
+//! every loss and gradient against candle's autograd on both backends.
 
+use orl_nets::AdamConfig;
 use orl_nets::engine::Params;
+use orl_nets::engine::backend::Backend;
 use rand::RngExt;
 use rand_pcg::Pcg64Mcg;
 
@@ -95,19 +100,54 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Runs `loss_grad` on a zeroed gradient buffer laid out as `params`; it returns the loss,
-    /// the input rows and the targets (or an empty vector).
-    pub(crate) fn of(
-        params: &Params,
-        loss_grad: impl FnOnce(&mut [f32]) -> (f64, Vec<f32>, Vec<f32>),
-    ) -> Self {
-        let mut grad = vec![0f32; params.len()];
-        let (loss, input, target) = loss_grad(&mut grad);
-        Self {
+    /// Runs `loss_grad` on a zeroed gradient buffer laid out as `params` on backend `be`; it
+    /// returns the loss, the input rows and the targets (or an empty vector).
+    pub(crate) fn of<B: Backend>(
+        be: &B,
+        params: &B::Params,
+        loss_grad: impl FnOnce(&mut B::Buf) -> Result<(f64, Vec<f32>, Vec<f32>)>,
+    ) -> Result<Self> {
+        let mut grad = B::Buf::default();
+        be.zeros_for(params, &mut grad)?;
+        let (loss, input, target) = loss_grad(&mut grad)?;
+        let mut host = Vec::new();
+        be.download(&grad, &mut host)?;
+        Ok(Self {
             loss,
-            grads: params.named_values(&grad),
+            grads: be.host_params(params)?.named_values(&host),
             input,
             target,
-        }
+        })
+    }
+}
+
+/// One network of a fitted model with its Adam state, on backend `B`: what the fit loops of
+/// the three models share.
+pub(crate) struct Trained<B: Backend> {
+    pub be: B,
+    pub params: B::Params,
+    opt: B::Adam,
+}
+
+impl<B: Backend> Trained<B> {
+    /// `host`'s parameters placed on `be`, with Adam at learning rate `lr`.
+    pub fn new(be: B, host: &Params, lr: f64) -> Result<Self> {
+        let params = be.place(host)?;
+        let opt = be.adam(&params, AdamConfig::with_lr(lr), None)?;
+        Ok(Self { be, params, opt })
+    }
+    /// One step: `loss_grad` adds the gradient of its loss into the zeroed gradient buffer and
+    /// returns the loss, which must be finite (`model`, `name` and `step` name it otherwise).
+    pub fn step(
+        &mut self,
+        model: &'static str,
+        name: &'static str,
+        step: usize,
+        loss_grad: impl FnOnce(&B, &B::Params, &mut B::Buf) -> Result<f64>,
+    ) -> Result<f64> {
+        let grads = self.be.zero_grad(&mut self.opt)?;
+        let loss = check_finite(loss_grad(&self.be, &self.params, grads)?, model, name, step)?;
+        self.be.adam_step(&mut self.opt, &mut self.params)?;
+        Ok(loss)
     }
 }

@@ -27,14 +27,20 @@
 //! than 1% (relative) over the last tenth of the copies ([`FqeFit`]).
 //!
 //! Shapes: continuous `Q: [B, obs + 1 + act] -> [B]`, discrete `Q: [B, obs + 1] -> [B, n]`.
+//!
+//! The network inputs (standardised states, horizon fraction, the policy's precomputed actions)
+//! are assembled on the host and uploaded per batch; the expectation over `pi`, the target and
+//! the loss's gradient are written once, as kernels over the engine's [`Backend`]:
+//! [`Fqe::fit`] runs on the CPU engine, [`Fqe::fit_on`] on any backend.
 
-use orl_nets::engine::{Activation, FlatAdam, Input, Mlp, MlpCache, Params};
-use orl_nets::{AdamConfig, Policy};
+use orl_nets::Policy;
+use orl_nets::engine::backend::{Backend, Cpu, Map1, Map3, Product, Scalar};
+use orl_nets::engine::{Activation, Input, Mlp, Params};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use crate::error::{OpeError, Result};
-use crate::fit::{Probe, Standardiser, check_finite, draw_rows};
+use crate::fit::{Probe, Standardiser, Trained, draw_rows};
 use crate::logged::{ActionKind, Logged, action_probs, sample_actions};
 
 /// Settings of FQE.
@@ -125,12 +131,12 @@ pub fn default_steps(gamma: f64, horizon: usize, target_update_interval: usize) 
 }
 
 /// A fitted Q-function of the evaluated policy, with the policy's action distribution at every
-/// logged state and next state.
-#[derive(Debug)]
-pub struct Fqe {
+/// logged state and next state, on backend `B` (the CPU engine by default).
+pub struct Fqe<B: Backend = Cpu> {
     q: Mlp,
-    params: Params,
-    target: Params,
+    be: B,
+    params: B::Params,
+    target: B::Params,
     kind: ActionKind,
     obs_dim: usize,
     k: usize,
@@ -146,15 +152,85 @@ pub struct Fqe {
     pub fit: Option<FqeFit>,
 }
 
-/// The buffers of one pass, reused from step to step.
-#[derive(Debug, Default)]
-struct Scratch {
-    x: Vec<f32>,
-    x2: Vec<f32>,
-    y: Vec<f32>,
-    v: Vec<f32>,
-    cache: MlpCache,
-    target: MlpCache,
+impl<B: Backend> std::fmt::Debug for Fqe<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fqe")
+            .field("backend", &self.be.name())
+            .field("q", &self.q)
+            .field("kind", &self.kind)
+            .field("horizon", &self.horizon)
+            .field("final_loss", &self.final_loss)
+            .field("fit", &self.fit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The buffers of `E_{a~pi} Q` over some rows ([`Fqe::values`]).
+struct ValueBufs<B: Backend> {
+    host_x: Vec<f32>,
+    host_p: Vec<f32>,
+    x: B::Buf,
+    p: B::Buf,
+    cache: B::Cache,
+    weighted: B::Buf,
+    sum: B::Buf,
+    /// `[B, 1]`.
+    v: B::Buf,
+}
+
+impl<B: Backend> Default for ValueBufs<B> {
+    fn default() -> Self {
+        Self {
+            host_x: Vec::new(),
+            host_p: Vec::new(),
+            x: B::Buf::default(),
+            p: B::Buf::default(),
+            cache: B::Cache::default(),
+            weighted: B::Buf::default(),
+            sum: B::Buf::default(),
+            v: B::Buf::default(),
+        }
+    }
+}
+
+/// The buffers of one TD step, reused from step to step.
+struct Scratch<B: Backend> {
+    next: ValueBufs<B>,
+    host_x: Vec<f32>,
+    host_r: Vec<f32>,
+    host_nd: Vec<f32>,
+    host_mask: Vec<f32>,
+    x: B::Buf,
+    r: B::Buf,
+    nd: B::Buf,
+    mask: B::Buf,
+    cache: B::Cache,
+    /// `[B, 1]`.
+    y: B::Buf,
+    y_wide: B::Buf,
+    err: B::Buf,
+    dout: B::Buf,
+}
+
+impl<B: Backend> Default for Scratch<B> {
+    fn default() -> Self {
+        Self {
+            next: ValueBufs::default(),
+            host_x: Vec::new(),
+            host_r: Vec::new(),
+            host_nd: Vec::new(),
+            host_mask: Vec::new(),
+            x: B::Buf::default(),
+            r: B::Buf::default(),
+            nd: B::Buf::default(),
+            mask: B::Buf::default(),
+            cache: B::Cache::default(),
+            y: B::Buf::default(),
+            y_wide: B::Buf::default(),
+            err: B::Buf::default(),
+            dout: B::Buf::default(),
+        }
+    }
 }
 
 /// Which table of the policy's actions a value is taken over.
@@ -165,8 +241,23 @@ enum At {
 }
 
 impl Fqe {
-    /// Fits `Q^pi` on `data` (seeded).
+    /// Fits `Q^pi` on `data` (seeded) on the CPU engine.
     pub fn fit(
+        data: &Logged,
+        policy: &mut dyn Policy,
+        gamma: f64,
+        cfg: &FqeConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::fit_on(Cpu, data, policy, gamma, cfg, seed)
+    }
+}
+
+impl<B: Backend> Fqe<B> {
+    /// Fits `Q^pi` on `data` (seeded) on backend `be`; the initial parameters, the policy's
+    /// samples and the batches are those of [`Fqe::fit`].
+    pub fn fit_on(
+        be: B,
         data: &Logged,
         policy: &mut dyn Policy,
         gamma: f64,
@@ -207,19 +298,20 @@ impl Fqe {
             }
         };
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let mut params = Params::new();
+        let mut host = Params::new();
         let q = Mlp::new(
-            &mut params.builder("fqe", &mut rng),
+            &mut host.builder("fqe", &mut rng),
             input,
             &cfg.hidden,
             out,
             Activation::Identity,
         )?;
-        let mut opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
+        let mut t = Trained::new(be, &host, cfg.lr)?;
         let mut fqe = Self {
             q,
-            target: params.clone(),
-            params,
+            target: t.be.place(&host)?,
+            params: t.be.place(&host)?,
+            be: t.be.clone(),
             kind: data.kind,
             obs_dim: od,
             k,
@@ -237,16 +329,17 @@ impl Fqe {
         for step in 0..total {
             if step % cfg.target_update_interval == 0 {
                 if step > 0 {
-                    let v0 = fqe.initial_values(data)?;
+                    let v0 = fqe.initial_values_with(data, &t.params)?;
                     history.push(v0.iter().sum::<f64>() / v0.len().max(1) as f64);
                 }
-                fqe.target.copy_from(&fqe.params)?;
+                t.be.soft_update(&mut fqe.target, &t.params, 1.0)?;
             }
             draw_rows(&mut rng, data.len(), cfg.batch_size, &mut idx);
-            let loss = fqe.loss_grad(data, &idx, &mut sc, opt.zero_grad());
-            fqe.final_loss = check_finite(loss, "FQE", "TD loss", step)?;
-            opt.step(&mut fqe.params)?;
+            fqe.final_loss = t.step("FQE", "TD loss", step, |be, p, grads| {
+                fqe.loss_grad(be, p, data, &idx, &mut sc, grads)
+            })?;
         }
+        fqe.params = t.params;
         let v0 = fqe.initial_values(data)?;
         history.push(v0.iter().sum::<f64>() / v0.len().max(1) as f64);
         let window = (history.len() / 10).max(1).min(history.len() - 1);
@@ -304,174 +397,196 @@ impl Fqe {
         }
     }
 
-    /// `E_{a~pi} Q(s_i, a, t_i)` of `net` (parameters `p`) into `out` for the rows `idx`, with
-    /// observations `obs` (`obs_at(i)` the observation of row `i`), steps `t(i)` and the policy's
-    /// precomputed actions/probabilities at those states (`at`).
+    /// `E_{a~pi} Q(s_i, a, t_i)` of the network with parameters `p` into `c.v` (`[B, 1]`) for
+    /// the rows `idx`, with observations `obs`, steps `step_of(i)` and the policy's precomputed
+    /// actions/probabilities at those states (`at`): the mean of `Q` over the `k` sampled
+    /// actions (continuous), `sum_a pi(a|s) Q(s, a)` (discrete).
     #[allow(clippy::too_many_arguments)]
     fn values(
         &self,
-        p: &Params,
+        be: &B,
+        p: &B::Params,
         obs: &[f32],
         idx: &[usize],
         step_of: impl Fn(usize) -> usize,
         at: At,
-        x: &mut Vec<f32>,
-        cache: &mut MlpCache,
-        out: &mut Vec<f32>,
-    ) {
+        c: &mut ValueBufs<B>,
+    ) -> Result<()> {
         let od = self.obs_dim;
         let table = match at {
             At::S => &self.at_s,
             At::S2 => &self.at_s2,
         };
         let b = idx.len();
-        x.clear();
-        out.clear();
+        c.host_x.clear();
+        let width = self.q.input_dim();
         match self.kind {
             ActionKind::Continuous(d) => {
                 let k = self.k;
                 for &i in idx {
                     for j in 0..k {
                         let a = &table[(i * k + j) * d..(i * k + j + 1) * d];
-                        self.push_input(&obs[i * od..(i + 1) * od], step_of(i), a, x);
+                        self.push_input(&obs[i * od..(i + 1) * od], step_of(i), a, &mut c.host_x);
                     }
                 }
-                self.q.forward(p, x, Input::Shared, b * k, cache);
-                out.extend(
-                    cache
-                        .output()
-                        .chunks_exact(k)
-                        .map(|c| c.iter().sum::<f32>() / k as f32),
-                );
+                be.upload(&c.host_x, width, &mut c.x)?;
+                be.mlp_forward(&self.q, p, &c.x, Input::Shared, b * k, &mut c.cache)?;
+                // The `[B k, 1]` output read as `[B, k]`: one row per state.
+                be.sum_cols(be.mlp_output(&c.cache), k, &mut c.sum)?;
+                be.map1(&DivBy(k as f32), &c.sum, &mut c.v)?;
             }
             ActionKind::Discrete(n) => {
+                c.host_p.clear();
                 for &i in idx {
-                    self.push_input(&obs[i * od..(i + 1) * od], step_of(i), &[], x);
+                    self.push_input(&obs[i * od..(i + 1) * od], step_of(i), &[], &mut c.host_x);
+                    c.host_p.extend_from_slice(&table[i * n..(i + 1) * n]);
                 }
-                self.q.forward(p, x, Input::Shared, b, cache);
-                out.extend(
-                    idx.iter()
-                        .zip(cache.output().chunks_exact(n))
-                        .map(|(&i, q)| {
-                            q.iter()
-                                .zip(&table[i * n..(i + 1) * n])
-                                .map(|(q, p)| q * p)
-                                .sum::<f32>()
-                        }),
-                );
+                be.upload(&c.host_x, width, &mut c.x)?;
+                be.upload(&c.host_p, n, &mut c.p)?;
+                be.mlp_forward(&self.q, p, &c.x, Input::Shared, b, &mut c.cache)?;
+                be.map2(&Product, be.mlp_output(&c.cache), &c.p, &mut c.weighted)?;
+                be.sum_cols(&c.weighted, n, &mut c.v)?;
             }
         }
+        Ok(())
     }
 
     /// The TD target `y_i = r_i + gamma (1 - cut_i) E_{a'~pi} Q_k(s'_i, a', t_i + 1)` of the
     /// rows `idx` into `sc.y`, where `cut_i` is a termination, a time limit after the row, or
     /// `t_i + 1 = T` (no bootstrap past the horizon).
-    fn targets(&self, data: &Logged, idx: &[usize], sc: &mut Scratch) {
-        let Scratch {
-            x2, v, target, y, ..
-        } = sc;
+    fn targets(&self, be: &B, data: &Logged, idx: &[usize], sc: &mut Scratch<B>) -> Result<()> {
         self.values(
+            be,
             &self.target,
             &data.next_obs,
             idx,
             |i| data.steps[i] as usize + 1,
             At::S2,
-            x2,
-            target,
-            v,
-        );
-        y.clear();
-        y.extend(idx.iter().zip(v.iter()).map(|(&i, &v2)| {
+            &mut sc.next,
+        )?;
+        sc.host_r.clear();
+        sc.host_nd.clear();
+        for &i in idx {
             let cut =
                 data.terminals[i] || data.timeouts[i] || data.steps[i] as usize + 1 >= self.horizon;
-            let nd = if cut { 0.0 } else { self.gamma };
-            data.rewards[i] as f32 + nd * v2
-        }));
+            sc.host_r.push(data.rewards[i] as f32);
+            sc.host_nd.push(if cut { 0.0 } else { self.gamma });
+        }
+        be.upload(&sc.host_r, 1, &mut sc.r)?;
+        be.upload(&sc.host_nd, 1, &mut sc.nd)?;
+        Ok(be.map3(&Bellman, &sc.r, &sc.nd, &sc.next.v, &mut sc.y)?)
     }
 
     /// The TD loss `L = (1/B) sum_i (Q(s_i, a_i, t_i) - y_i)^2` of the rows `idx` at the logged
-    /// actions; `dL/dQ_i = 2 (Q_i - y_i) / B` is back-propagated and the parameter gradients
-    /// are added into `grads`. Discrete: `Q(s, .)` has one output per action and only the
-    /// logged action's output receives a gradient.
-    fn loss_grad(&self, data: &Logged, idx: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
-        self.targets(data, idx, sc);
-        self.logged_inputs(data, idx, &mut sc.x);
+    /// actions and parameters `p`; `dL/dQ_i = 2 (Q_i - y_i) / B` is back-propagated and the
+    /// parameter gradients are added into `grads`. Discrete: `Q(s, .)` has one output per
+    /// action and only the logged action's output receives a gradient (a one-hot mask `m`:
+    /// `e = (Q - y) m`, `L = (1/B) sum e^2`, `dL/dQ = 2 e / B`).
+    fn loss_grad(
+        &self,
+        be: &B,
+        p: &B::Params,
+        data: &Logged,
+        idx: &[usize],
+        sc: &mut Scratch<B>,
+        grads: &mut B::Buf,
+    ) -> Result<f64> {
+        self.targets(be, data, idx, sc)?;
+        self.logged_inputs(data, idx, &mut sc.host_x);
         let b = idx.len();
-        self.q
-            .forward(&self.params, &sc.x, Input::Shared, b, &mut sc.cache);
         let width = self.q.output_dim();
-        let (out, dout) = sc.cache.output_and_dout();
-        dout.iter_mut().for_each(|g| *g = 0.0);
-        let mut loss = 0f64;
-        for (r, (&i, &y)) in idx.iter().zip(&sc.y).enumerate() {
+        sc.host_mask.clear();
+        for &i in idx {
             let col = self.logged_column(data, i);
-            let e = out[r * width + col] - y;
-            loss += f64::from(e * e);
-            dout[r * width + col] = 2.0 * e / b as f32;
+            sc.host_mask
+                .extend((0..width).map(|j| f32::from(u8::from(j == col))));
         }
-        self.q.backward(
-            &self.params,
+        be.upload(&sc.host_x, self.q.input_dim(), &mut sc.x)?;
+        be.upload(&sc.host_mask, width, &mut sc.mask)?;
+        be.mlp_forward(&self.q, p, &sc.x, Input::Shared, b, &mut sc.cache)?;
+        be.tile_cols(&sc.y, width, &mut sc.y_wide)?;
+        be.map3(
+            &MaskedError,
+            be.mlp_output(&sc.cache),
+            &sc.y_wide,
+            &sc.mask,
+            &mut sc.err,
+        )?;
+        let loss = be.map1_sum(&Square, &sc.err)?;
+        be.map1(&TdGrad(b as f32), &sc.err, &mut sc.dout)?;
+        be.mlp_backward(
+            &self.q,
+            p,
             &sc.x,
             Input::Shared,
             &mut sc.cache,
+            &sc.dout,
             Some(grads),
             None,
-        );
-        loss / b as f64
+        )?;
+        Ok(loss / b as f64)
     }
 
     /// The TD loss of `rows` and its gradients at the current parameters and target network,
     /// without stepping (`tests/parity.rs`); the probe's `target` holds each row's `y`.
-    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
-        Probe::of(&self.params, |grads| {
+    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Result<Probe> {
+        Probe::of(&self.be, &self.params, |grads| {
             let mut sc = Scratch::default();
-            let loss = self.loss_grad(data, rows, &mut sc, grads);
-            (loss, sc.x, sc.y)
+            let loss = self.loss_grad(&self.be, &self.params, data, rows, &mut sc, grads)?;
+            let mut y = Vec::new();
+            self.be.download(&sc.y, &mut y)?;
+            Ok((loss, sc.host_x, y))
         })
     }
 
-    /// The network's parameters (names `fqe.<l>.weight` / `.bias`, as a candle
+    /// The network's parameters on the host (names `fqe.<l>.weight` / `.bias`, as a candle
     /// [`orl_nets::Mlp`] under the same prefix).
-    pub fn params(&self) -> &Params {
-        &self.params
+    pub fn params(&self) -> Result<Params> {
+        Ok(self.be.host_params(&self.params)?.into_owned())
     }
 
-    /// `E_{a~pi} Q(s, a, t)` of the rows `idx` with the current network, in chunks.
+    /// `E_{a~pi} Q(s, a, t)` of the rows `idx` with parameters `p`, in chunks.
     fn values_of(
         &self,
+        p: &B::Params,
         data: &Logged,
         idx: &[usize],
         step_of: impl Fn(usize) -> usize + Copy,
-    ) -> Vec<f64> {
-        let (mut x, mut cache, mut v) = (Vec::new(), MlpCache::new(), Vec::new());
+    ) -> Result<Vec<f64>> {
+        let mut c = ValueBufs::default();
+        let mut host = Vec::new();
         let mut out = Vec::with_capacity(idx.len());
         for chunk in idx.chunks(2048) {
-            self.values(
-                &self.params,
-                &data.obs,
-                chunk,
-                step_of,
-                At::S,
-                &mut x,
-                &mut cache,
-                &mut v,
-            );
-            out.extend(v.iter().map(|&v| f64::from(v)));
+            self.values(&self.be, p, &data.obs, chunk, step_of, At::S, &mut c)?;
+            self.be.download(&c.v, &mut host)?;
+            out.extend(host.iter().map(|&v| f64::from(v)));
         }
-        out
+        Ok(out)
     }
 
     /// `(Q(s_t, a_t), V(s_t))` for every logged row (the inputs of DR and WDR).
     pub fn q_and_v(&self, data: &Logged) -> Result<(Vec<f64>, Vec<f64>)> {
         let width = self.q.output_dim();
         let mut q = Vec::with_capacity(data.len());
-        let (mut x, mut cache) = (Vec::new(), MlpCache::new());
+        let (mut host_x, mut x, mut cache, mut out) = (
+            Vec::new(),
+            B::Buf::default(),
+            B::Cache::default(),
+            Vec::new(),
+        );
         let all: Vec<usize> = (0..data.len()).collect();
         for chunk in all.chunks(2048) {
-            self.logged_inputs(data, chunk, &mut x);
-            self.q
-                .forward(&self.params, &x, Input::Shared, chunk.len(), &mut cache);
-            let out = cache.output();
+            self.logged_inputs(data, chunk, &mut host_x);
+            self.be.upload(&host_x, self.q.input_dim(), &mut x)?;
+            self.be.mlp_forward(
+                &self.q,
+                &self.params,
+                &x,
+                Input::Shared,
+                chunk.len(),
+                &mut cache,
+            )?;
+            self.be.download(self.be.mlp_output(&cache), &mut out)?;
             q.extend(
                 chunk
                     .iter()
@@ -479,13 +594,65 @@ impl Fqe {
                     .map(|(r, &i)| f64::from(out[r * width + self.logged_column(data, i)])),
             );
         }
-        let v = self.values_of(data, &all, |i| data.steps[i] as usize);
+        let v = self.values_of(&self.params, data, &all, |i| data.steps[i] as usize)?;
         Ok((q, v))
     }
 
     /// `V(s0)` (at `t = 0`) of the first state of every kept episode.
     pub fn initial_values(&self, data: &Logged) -> Result<Vec<f64>> {
+        self.initial_values_with(data, &self.params)
+    }
+
+    /// [`Fqe::initial_values`] with parameters `p` (the network being fitted).
+    fn initial_values_with(&self, data: &Logged, p: &B::Params) -> Result<Vec<f64>> {
         let idx: Vec<usize> = data.episodes.iter().map(|r| r.start).collect();
-        Ok(self.values_of(data, &idx, |_| 0))
+        self.values_of(p, data, &idx, |_| 0)
+    }
+}
+
+// ---- the elementwise kernels (one definition for every backend) ----
+
+/// `x / k`.
+struct DivBy(f32);
+impl Map1 for DivBy {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S) -> S {
+        x.div_by(self.0)
+    }
+}
+
+/// `y = r + (gamma (1 - cut)) v'`.
+struct Bellman;
+impl Map3 for Bellman {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
+        r + nd * v
+    }
+}
+
+/// `e = (q - y) m`.
+struct MaskedError;
+impl Map3 for MaskedError {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, q: S, y: S, m: S) -> S {
+        (q - y) * m
+    }
+}
+
+/// `e^2`.
+struct Square;
+impl Map1 for Square {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, e: S) -> S {
+        e.clone() * e
+    }
+}
+
+/// `dL/dQ = 2 e / B`.
+struct TdGrad(f32);
+impl Map1 for TdGrad {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, e: S) -> S {
+        e.scale(2.0).div_by(self.0)
     }
 }

@@ -25,15 +25,21 @@
 //! dL/dl_j =  (1/EB) (1 - z_j^2)      where -10 <= l_j <= 0.5, else 0 (the clamp)
 //! dL/dc   =  (1/EB) (sigmoid(c) - d)
 //! ```
+//!
+//! The loss and its gradient are written once, as kernels over the engine's [`Backend`] (inputs
+//! and targets are standardised on the host and uploaded per batch): [`ProbabilisticEnsemble::fit`]
+//! runs on the CPU engine, [`ProbabilisticEnsemble::fit_on`] on any backend. Rollouts download
+//! the ensemble's output and draw the next states on the host.
 
 use candle_core::{DType, Tensor};
-use orl_nets::engine::{Activation, FlatAdam, Input, Mlp, MlpCache, Params};
-use orl_nets::{AdamConfig, Policy};
+use orl_nets::Policy;
+use orl_nets::engine::backend::{Backend, Cpu, Identity, Map2, Map3, Scalar};
+use orl_nets::engine::{Activation, Input, Mlp, Params};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::error::{OpeError, Result};
-use crate::fit::{Probe, Standardiser, check_finite, draw_rows};
+use crate::fit::{Probe, Standardiser, Trained, draw_rows};
 use crate::logged::{ActionKind, Logged, obs_tensor};
 
 /// One batched step of an environment model.
@@ -139,195 +145,329 @@ impl Default for ModelConfig {
     }
 }
 
-/// The learned probabilistic ensemble.
-#[derive(Debug)]
-pub struct ProbabilisticEnsemble {
+/// The learned probabilistic ensemble, on backend `B` (the CPU engine by default).
+pub struct ProbabilisticEnsemble<B: Backend = Cpu> {
     net: Mlp,
-    params: Params,
+    be: B,
+    params: B::Params,
     kind: ActionKind,
     obs_dim: usize,
     members: usize,
     inputs: Standardiser,
     outputs: Standardiser,
     /// The rollouts' forward buffers, reused from step to step.
-    rollout: MlpCache,
+    rollout: Rollout<B>,
     /// Final training loss.
     pub final_loss: f64,
+}
+
+impl<B: Backend> std::fmt::Debug for ProbabilisticEnsemble<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbabilisticEnsemble")
+            .field("backend", &self.be.name())
+            .field("net", &self.net)
+            .field("kind", &self.kind)
+            .field("members", &self.members)
+            .field("final_loss", &self.final_loss)
+            .finish_non_exhaustive()
+    }
 }
 
 const LOG_STD_MIN: f32 = -10.0;
 const LOG_STD_MAX: f32 = 0.5;
 
-/// `log(1 + exp(x))`, stably.
-fn softplus(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+/// The buffers of one rollout step.
+struct Rollout<B: Backend> {
+    x: B::Buf,
+    cache: B::Cache,
+    out: Vec<f32>,
 }
 
-/// The buffers of one pass, reused from step to step.
-#[derive(Debug, Default)]
-struct Scratch {
-    x: Vec<f32>,
-    y: Vec<f32>,
+impl<B: Backend> Default for Rollout<B> {
+    fn default() -> Self {
+        Self {
+            x: B::Buf::default(),
+            cache: B::Cache::default(),
+            out: Vec::new(),
+        }
+    }
+}
+
+/// The buffers of one training pass, reused from step to step.
+struct Scratch<B: Backend> {
+    host_x: Vec<f32>,
+    host_y: Vec<f32>,
+    host_d: Vec<f32>,
     /// One row's raw input and target before standardisation.
     raw_x: Vec<f32>,
     raw_y: Vec<f32>,
-    cache: MlpCache,
+    x: B::Buf,
+    y: B::Buf,
+    d: B::Buf,
+    cache: B::Cache,
+    /// The output's mean, raw log-std and logit columns.
+    m: B::Buf,
+    l: B::Buf,
+    c: B::Buf,
+    terms: B::Buf,
+    rows: B::Buf,
+    dm: B::Buf,
+    dl: B::Buf,
+    dc: B::Buf,
+    dml: B::Buf,
+    dout: B::Buf,
+}
+
+impl<B: Backend> Default for Scratch<B> {
+    fn default() -> Self {
+        Self {
+            host_x: Vec::new(),
+            host_y: Vec::new(),
+            host_d: Vec::new(),
+            raw_x: Vec::new(),
+            raw_y: Vec::new(),
+            x: B::Buf::default(),
+            y: B::Buf::default(),
+            d: B::Buf::default(),
+            cache: B::Cache::default(),
+            m: B::Buf::default(),
+            l: B::Buf::default(),
+            c: B::Buf::default(),
+            terms: B::Buf::default(),
+            rows: B::Buf::default(),
+            dm: B::Buf::default(),
+            dl: B::Buf::default(),
+            dc: B::Buf::default(),
+            dml: B::Buf::default(),
+            dout: B::Buf::default(),
+        }
+    }
+}
+
+/// Appends `x = [s, onehot(a) | a]` of row `i` of `data` (raw, not standardised).
+fn push_raw_input(data: &Logged, i: usize, x: &mut Vec<f32>) {
+    let od = data.obs_dim;
+    x.extend_from_slice(&data.obs[i * od..(i + 1) * od]);
+    match data.kind {
+        ActionKind::Continuous(d) => x.extend_from_slice(&data.act_f32[i * d..(i + 1) * d]),
+        ActionKind::Discrete(n) => {
+            x.extend((0..n).map(|a| f32::from(u8::from(a as u32 == data.act_u32[i]))))
+        }
+    }
+}
+
+/// Appends the raw target `[s' - s, r]` of row `i`.
+fn push_raw_target(data: &Logged, i: usize, y: &mut Vec<f32>) {
+    let od = data.obs_dim;
+    y.extend((0..od).map(|j| data.next_obs[i * od + j] - data.obs[i * od + j]));
+    y.push(data.rewards[i] as f32);
+}
+
+fn in_width(kind: ActionKind, od: usize) -> usize {
+    od + match kind {
+        ActionKind::Continuous(d) => d,
+        ActionKind::Discrete(n) => n,
+    }
 }
 
 impl ProbabilisticEnsemble {
-    /// Appends `x = [s, onehot(a) | a]` of row `i` of `data` (raw, not standardised).
-    fn push_raw_input(data: &Logged, i: usize, x: &mut Vec<f32>) {
-        let od = data.obs_dim;
-        x.extend_from_slice(&data.obs[i * od..(i + 1) * od]);
-        match data.kind {
-            ActionKind::Continuous(d) => x.extend_from_slice(&data.act_f32[i * d..(i + 1) * d]),
-            ActionKind::Discrete(n) => x.extend((0..n).map(|a| {
-                if a as u32 == data.act_u32[i] {
-                    1.0
-                } else {
-                    0.0
-                }
-            })),
-        }
-    }
-    /// Appends the raw target `[s' - s, r]` of row `i`.
-    fn push_raw_target(data: &Logged, i: usize, y: &mut Vec<f32>) {
-        let od = data.obs_dim;
-        y.extend((0..od).map(|j| data.next_obs[i * od + j] - data.obs[i * od + j]));
-        y.push(data.rewards[i] as f32);
-    }
-    fn in_width(kind: ActionKind, od: usize) -> usize {
-        od + match kind {
-            ActionKind::Continuous(d) => d,
-            ActionKind::Discrete(n) => n,
-        }
-    }
-
-    /// Fits the ensemble to `data` (seeded).
+    /// Fits the ensemble to `data` (seeded) on the CPU engine.
     pub fn fit(data: &Logged, cfg: &ModelConfig, seed: u64) -> Result<Self> {
+        Self::fit_on(Cpu, data, cfg, seed)
+    }
+}
+
+impl<B: Backend> ProbabilisticEnsemble<B> {
+    /// Fits the ensemble to `data` (seeded) on backend `be`; the initial parameters and the
+    /// batches are those of [`ProbabilisticEnsemble::fit`].
+    pub fn fit_on(be: B, data: &Logged, cfg: &ModelConfig, seed: u64) -> Result<Self> {
         if cfg.steps == 0 || cfg.batch_size == 0 || cfg.members == 0 {
             return Err(OpeError::Config(
                 "model: members, steps and batch_size must be positive".into(),
             ));
         }
         let od = data.obs_dim;
-        let iw = Self::in_width(data.kind, od);
+        let iw = in_width(data.kind, od);
         let ow = od + 1;
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for i in 0..data.len() {
-            Self::push_raw_input(data, i, &mut xs);
-            Self::push_raw_target(data, i, &mut ys);
+            push_raw_input(data, i, &mut xs);
+            push_raw_target(data, i, &mut ys);
         }
         let (inputs, outputs) = (Standardiser::of(&xs, iw), Standardiser::of(&ys, ow));
         drop((xs, ys));
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
-        let mut params = Params::new();
+        let mut host = Params::new();
         let net = Mlp::ensemble(
-            &mut params.builder("model", &mut rng),
+            &mut host.builder("model", &mut rng),
             cfg.members,
             iw,
             &cfg.hidden,
             2 * ow + 1,
             Activation::Identity,
         )?;
-        let mut opt = FlatAdam::new(&params, AdamConfig::with_lr(cfg.lr));
+        let mut t = Trained::new(be, &host, cfg.lr)?;
         let mut m = Self {
             net,
-            params,
+            params: t.be.place(&host)?,
+            be: t.be.clone(),
             kind: data.kind,
             obs_dim: od,
             members: cfg.members,
             inputs,
             outputs,
-            rollout: MlpCache::new(),
+            rollout: Rollout::default(),
             final_loss: f64::NAN,
         };
         let mut sc = Scratch::default();
         let mut idx = Vec::with_capacity(cfg.members * cfg.batch_size);
         for step in 0..cfg.steps {
             draw_rows(&mut rng, data.len(), cfg.members * cfg.batch_size, &mut idx);
-            let loss = m.loss_grad(data, &idx, &mut sc, opt.zero_grad());
-            m.final_loss = check_finite(loss, "dynamics model", "negative log-likelihood", step)?;
-            opt.step(&mut m.params)?;
+            m.final_loss = t.step(
+                "dynamics model",
+                "negative log-likelihood",
+                step,
+                |be, p, grads| m.loss_grad(be, p, data, &idx, &mut sc, grads),
+            )?;
         }
+        m.params = t.params;
         Ok(m)
     }
 
     /// The loss of the module doc on `rows` (`E * B` of them: member `e` takes the `e`-th
-    /// block of `B`); its parameter gradients are added into `grads`.
-    fn loss_grad(&self, data: &Logged, rows: &[usize], sc: &mut Scratch, grads: &mut [f32]) -> f64 {
+    /// block of `B`) at parameters `p`; its parameter gradients are added into `grads`.
+    fn loss_grad(
+        &self,
+        be: &B,
+        p: &B::Params,
+        data: &Logged,
+        rows: &[usize],
+        sc: &mut Scratch<B>,
+        grads: &mut B::Buf,
+    ) -> Result<f64> {
         let (e, ow) = (self.members, self.obs_dim + 1);
         let b = rows.len() / e;
-        sc.x.clear();
-        sc.y.clear();
+        sc.host_x.clear();
+        sc.host_y.clear();
+        sc.host_d.clear();
         for &i in rows {
             sc.raw_x.clear();
             sc.raw_y.clear();
-            Self::push_raw_input(data, i, &mut sc.raw_x);
-            Self::push_raw_target(data, i, &mut sc.raw_y);
-            self.inputs.push(&sc.raw_x, &mut sc.x);
-            self.outputs.push(&sc.raw_y, &mut sc.y);
+            push_raw_input(data, i, &mut sc.raw_x);
+            push_raw_target(data, i, &mut sc.raw_y);
+            self.inputs.push(&sc.raw_x, &mut sc.host_x);
+            self.outputs.push(&sc.raw_y, &mut sc.host_y);
+            sc.host_d.push(f32::from(u8::from(data.terminals[i])));
         }
-        self.net
-            .forward(&self.params, &sc.x, Input::PerMember, b, &mut sc.cache);
-        let n = (e * b) as f32;
+        be.upload(&sc.host_x, self.inputs.dim(), &mut sc.x)?;
+        be.upload(&sc.host_y, ow, &mut sc.y)?;
+        be.upload(&sc.host_d, 1, &mut sc.d)?;
+        be.mlp_forward(&self.net, p, &sc.x, Input::PerMember, b, &mut sc.cache)?;
         let w = 2 * ow + 1;
-        let (out, dout) = sc.cache.output_and_dout();
-        let (mut nll, mut bce) = (0f64, 0f64);
-        for (r, &i) in rows.iter().enumerate() {
-            let f = &out[r * w..(r + 1) * w];
-            let g = &mut dout[r * w..(r + 1) * w];
-            let y = &sc.y[r * ow..(r + 1) * ow];
-            let mut row = 0f32;
-            for j in 0..ow {
-                let raw = f[ow + j];
-                let ls = raw.clamp(LOG_STD_MIN, LOG_STD_MAX);
-                let sigma = ls.exp();
-                let z = (y[j] - f[j]) / sigma;
-                row += 0.5 * z * z + ls;
-                g[j] = -z / sigma / n;
-                g[ow + j] = if (LOG_STD_MIN..=LOG_STD_MAX).contains(&raw) {
-                    (1.0 - z * z) / n
-                } else {
-                    0.0
-                };
-            }
-            nll += f64::from(row);
-            let c = f[2 * ow];
-            let d = if data.terminals[i] { 1.0 } else { 0.0 };
-            bce += f64::from(softplus(c) - d * c);
-            g[2 * ow] = (1.0 / (1.0 + (-c).exp()) - d) / n;
-        }
-        self.net.backward(
-            &self.params,
+        let out = be.mlp_output(&sc.cache);
+        be.cols(out, w, 0, ow, &mut sc.m)?;
+        be.cols(out, w, ow, ow, &mut sc.l)?;
+        be.cols(out, w, 2 * ow, 1, &mut sc.c)?;
+        be.map3(&NllTerm, &sc.y, &sc.m, &sc.l, &mut sc.terms)?;
+        be.sum_cols(&sc.terms, ow, &mut sc.rows)?;
+        let nll = be.map1_sum(&Identity, &sc.rows)?;
+        let bce = be.map2_sum(&Bce, &sc.c, &sc.d)?;
+        let n = (e * b) as f32;
+        be.map3(&NllDm(n), &sc.y, &sc.m, &sc.l, &mut sc.dm)?;
+        be.map3(&NllDl(n), &sc.y, &sc.m, &sc.l, &mut sc.dl)?;
+        be.map2(&BceDc(n), &sc.c, &sc.d, &mut sc.dc)?;
+        be.concat_cols(&sc.dm, ow, &sc.dl, ow, &mut sc.dml)?;
+        be.concat_cols(&sc.dml, 2 * ow, &sc.dc, 1, &mut sc.dout)?;
+        be.mlp_backward(
+            &self.net,
+            p,
             &sc.x,
             Input::PerMember,
             &mut sc.cache,
+            &sc.dout,
             Some(grads),
             None,
-        );
-        (nll + bce) / f64::from(n)
+        )?;
+        Ok((nll + bce) / f64::from(n))
     }
 
     /// The loss on `rows` (`members * B` of them, member `e` the `e`-th block) and its
     /// gradients at the current parameters, without stepping (`tests/parity.rs`); the probe's
     /// `target` holds the standardised targets `[E, B, obs + 1]`.
-    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Probe {
-        Probe::of(&self.params, |grads| {
+    pub fn probe(&self, data: &Logged, rows: &[usize]) -> Result<Probe> {
+        Probe::of(&self.be, &self.params, |grads| {
             let mut sc = Scratch::default();
-            let loss = self.loss_grad(data, rows, &mut sc, grads);
-            (loss, sc.x, sc.y)
+            let loss = self.loss_grad(&self.be, &self.params, data, rows, &mut sc, grads)?;
+            Ok((loss, sc.host_x, sc.host_y))
         })
     }
 
-    /// The ensemble's parameters (names `model.<l>.weight` `[E, in, out]` / `.bias`
-    /// `[E, 1, out]`, as a candle [`orl_nets::EnsembleMlp`] under the same prefix).
-    pub fn params(&self) -> &Params {
-        &self.params
+    /// The ensemble's parameters on the host (names `model.<l>.weight` `[E, in, out]` /
+    /// `.bias` `[E, 1, out]`, as a candle [`orl_nets::EnsembleMlp`] under the same prefix).
+    pub fn params(&self) -> Result<Params> {
+        Ok(self.be.host_params(&self.params)?.into_owned())
     }
 }
 
-impl DynamicsModel for ProbabilisticEnsemble {
+// ---- the loss's elementwise kernels (one definition for every backend) ----
+
+/// `(z, sigma)` of one output pair: `sigma = exp(clamp(l, -10, 0.5))`, `z = (y - m) / sigma`.
+fn z_sigma<S: Scalar>(y: S, m: S, l: S) -> (S, S) {
+    let sigma = l.clamp(LOG_STD_MIN, LOG_STD_MAX).exp();
+    ((y - m) / sigma.clone(), sigma)
+}
+
+/// `z^2 / 2 + ls`.
+struct NllTerm;
+impl Map3 for NllTerm {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, y: S, m: S, l: S) -> S {
+        let ls = l.clamp(LOG_STD_MIN, LOG_STD_MAX);
+        let z = (y - m) / ls.clone().exp();
+        z.clone().scale(0.5) * z + ls
+    }
+}
+
+/// `softplus(c) - d c`.
+struct Bce;
+impl Map2 for Bce {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, c: S, d: S) -> S {
+        c.clone().softplus() - d * c
+    }
+}
+
+/// `dL/dm = -(1/EB) z / sigma`.
+struct NllDm(f32);
+impl Map3 for NllDm {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, y: S, m: S, l: S) -> S {
+        let (z, sigma) = z_sigma(y, m, l);
+        (z.scale(-1.0) / sigma).div_by(self.0)
+    }
+}
+
+/// `dL/dl = (1/EB) (1 - z^2)` where the clamp passes it.
+struct NllDl(f32);
+impl Map3 for NllDl {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, y: S, m: S, l: S) -> S {
+        let pass = l.clone().inside(LOG_STD_MIN, LOG_STD_MAX);
+        let (z, _) = z_sigma(y, m, l);
+        (z.clone() * z).scale(-1.0).shift(1.0).div_by(self.0) * pass
+    }
+}
+
+/// `dL/dc = (1/EB) (sigmoid(c) - d)`, `sigmoid(c) = 1 / (1 + exp(-c))`.
+struct BceDc(f32);
+impl Map2 for BceDc {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, c: S, d: S) -> S {
+        (c.scale(-1.0).exp().shift(1.0).recip() - d).div_by(self.0)
+    }
+}
+
+impl<B: Backend> DynamicsModel for ProbabilisticEnsemble<B> {
     fn step(
         &mut self,
         obs: &[f32],
@@ -363,9 +503,18 @@ impl DynamicsModel for ProbabilisticEnsemble {
             self.inputs.push(&raw, &mut x);
         }
         // One input shared by every member: output [E, B, 2 ow + 1].
-        self.net
-            .forward(&self.params, &x, Input::Shared, b, &mut self.rollout);
-        let out = self.rollout.output();
+        let r = &mut self.rollout;
+        self.be.upload(&x, od + aw, &mut r.x)?;
+        self.be.mlp_forward(
+            &self.net,
+            &self.params,
+            &r.x,
+            Input::Shared,
+            b,
+            &mut r.cache,
+        )?;
+        self.be.download(self.be.mlp_output(&r.cache), &mut r.out)?;
+        let out = &self.rollout.out;
         let ow = od + 1;
         let w = 2 * ow + 1;
         let (mut s2, mut r, mut done) = (

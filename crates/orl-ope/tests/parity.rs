@@ -12,6 +12,10 @@
 //! largest element, with a floor; the reasons are written there), and every engine gradient
 //! must be nonzero somewhere.
 //!
+//! Every case runs on both of the engine's backends: the CPU engine (`Cpu`) and candle tensors
+//! (`Candle::cpu()`, the GPU path's code on the CPU). The `*_fit_alike_*` tests fit each model on
+//! both backends from the same seed and compare the fitted parameters and losses.
+//!
 //! FQE's regression target `y` (the target network's value at the next state) carries no
 //! gradient; it is checked end to end by `tabular.rs` (FQE converges to the exact `Q`) and
 //! `horizon.rs` (the time-limited value).
@@ -23,12 +27,13 @@ use std::collections::HashMap;
 use candle_core::{D, DType, Device, Tensor};
 use orl_data::{ActionSpace, Actions, Columns, Dataset, DatasetMeta, ObservationSpace};
 use orl_nets::engine::Params;
+use orl_nets::engine::backend::{Backend, Candle, Cpu};
 use orl_nets::{EnsembleMlp, Mlp, NetState, ParamStore, Policy, Vb, normal_log_prob, softplus};
 use orl_ope::{
     BehaviorConfig, BehaviorModel, Fqe, FqeConfig, Logged, ModelConfig, ProbabilisticEnsemble,
     Probe,
 };
-use orl_testkit::parity::assert_grads_match;
+use orl_testkit::parity::{assert_close, assert_grads_match};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -158,6 +163,11 @@ fn actions_of(data: &Logged, idx: &[usize]) -> Tensor {
 
 #[test]
 fn behaviour_model_nll_and_gradients_match_candle() {
+    behaviour_parity(Cpu);
+    behaviour_parity(Candle::cpu());
+}
+
+fn behaviour_parity<B: Backend>(be: B) {
     for discrete in [false, true] {
         let data = logged(discrete);
         let cfg = BehaviorConfig {
@@ -166,13 +176,13 @@ fn behaviour_model_nll_and_gradients_match_candle() {
             batch_size: 32,
             lr: 1e-2,
         };
-        let model = BehaviorModel::fit(&data, &cfg, 5).unwrap();
+        let model = BehaviorModel::fit_on(be.clone(), &data, &cfg, 5).unwrap();
         let idx = rows(&data, 24, 11);
-        let probe = model.probe(&data, &idx);
+        let probe = model.probe(&data, &idx).unwrap();
         // The probe changes nothing.
-        assert_eq!(model.probe(&data, &idx).loss, probe.loss);
+        assert_eq!(model.probe(&data, &idx).unwrap().loss, probe.loss);
         let out = if discrete { N } else { 2 * ACT };
-        let (net, store) = candle_net(model.params(), "behavior", |vb| {
+        let (net, store) = candle_net(&model.params().unwrap(), "behavior", |vb| {
             Mlp::new(vb, OBS, &cfg.hidden, out)
         });
         let x = Tensor::from_vec(probe.input.clone(), (idx.len(), OBS), &Device::Cpu).unwrap();
@@ -192,7 +202,7 @@ fn behaviour_model_nll_and_gradients_match_candle() {
         };
         let nll = lp.mean_all().unwrap().neg().unwrap();
         assert_parity(
-            &format!("behaviour (discrete {discrete})"),
+            &format!("behaviour (discrete {discrete}, {})", be.name()),
             &probe,
             &nll,
             &store,
@@ -208,6 +218,11 @@ fn behaviour_model_nll_and_gradients_match_candle() {
 
 #[test]
 fn fqe_td_loss_and_gradients_match_candle() {
+    fqe_parity(Cpu);
+    fqe_parity(Candle::cpu());
+}
+
+fn fqe_parity<B: Backend>(be: B) {
     for discrete in [false, true] {
         let data = logged(discrete);
         let cfg = FqeConfig {
@@ -218,16 +233,16 @@ fn fqe_td_loss_and_gradients_match_candle() {
             target_update_interval: 20,
             action_samples: 3,
         };
-        let fqe = Fqe::fit(&data, &mut Fixed { discrete }, 0.9, &cfg, 5).unwrap();
+        let fqe = Fqe::fit_on(be.clone(), &data, &mut Fixed { discrete }, 0.9, &cfg, 5).unwrap();
         let idx = rows(&data, 24, 12);
-        let probe = fqe.probe(&data, &idx);
+        let probe = fqe.probe(&data, &idx).unwrap();
         assert_eq!(probe.target.len(), idx.len());
         let (width, out) = if discrete {
             (OBS + 1, N)
         } else {
             (OBS + 1 + ACT, 1)
         };
-        let (net, store) = candle_net(fqe.params(), "fqe", |vb| {
+        let (net, store) = candle_net(&fqe.params().unwrap(), "fqe", |vb| {
             Mlp::new(vb, width, &cfg.hidden, out)
         });
         let x = Tensor::from_vec(probe.input.clone(), (idx.len(), width), &Device::Cpu).unwrap();
@@ -242,7 +257,12 @@ fn fqe_td_loss_and_gradients_match_candle() {
         };
         let y = Tensor::from_vec(probe.target.clone(), idx.len(), &Device::Cpu).unwrap();
         let loss = (q.clone() - y).unwrap().sqr().unwrap().mean_all().unwrap();
-        assert_parity(&format!("FQE (discrete {discrete})"), &probe, &loss, &store);
+        assert_parity(
+            &format!("FQE (discrete {discrete}, {})", be.name()),
+            &probe,
+            &loss,
+            &store,
+        );
         // Q at the logged actions as the estimators read it.
         let (qa, _) = fqe.q_and_v(&data).unwrap();
         let qv: Vec<f32> = q.to_vec1().unwrap();
@@ -254,6 +274,11 @@ fn fqe_td_loss_and_gradients_match_candle() {
 
 #[test]
 fn dynamics_ensemble_loss_and_gradients_match_candle() {
+    model_parity(Cpu);
+    model_parity(Candle::cpu());
+}
+
+fn model_parity<B: Backend>(be: B) {
     for discrete in [false, true] {
         let data = logged(discrete);
         let cfg = ModelConfig {
@@ -264,7 +289,7 @@ fn dynamics_ensemble_loss_and_gradients_match_candle() {
             lr: 1e-3,
             ..ModelConfig::default()
         };
-        let model = ProbabilisticEnsemble::fit(&data, &cfg, 5).unwrap();
+        let model = ProbabilisticEnsemble::fit_on(be.clone(), &data, &cfg, 5).unwrap();
         let b = 10;
         let mut idx = rows(&data, cfg.members * b, 13);
         // A terminating row in every member's batch, so the cross-entropy sees both classes.
@@ -272,10 +297,10 @@ fn dynamics_ensemble_loss_and_gradients_match_candle() {
         for m in 0..cfg.members {
             idx[m * b] = term;
         }
-        let probe = model.probe(&data, &idx);
+        let probe = model.probe(&data, &idx).unwrap();
         let iw = OBS + if discrete { N } else { ACT };
         let ow = OBS + 1;
-        let (net, store) = candle_net(model.params(), "model", |vb| {
+        let (net, store) = candle_net(&model.params().unwrap(), "model", |vb| {
             EnsembleMlp::new(vb, cfg.members, iw, &cfg.hidden, 2 * ow + 1)
         });
         let e = cfg.members;
@@ -303,10 +328,106 @@ fn dynamics_ensemble_loss_and_gradients_match_candle() {
         let bce = (softplus(&logit).unwrap() - (d * &logit).unwrap()).unwrap();
         let loss = (nll + bce).unwrap().mean_all().unwrap();
         assert_parity(
-            &format!("model (discrete {discrete})"),
+            &format!("model (discrete {discrete}, {})", be.name()),
             &probe,
             &loss,
             &store,
+        );
+    }
+}
+
+/// The loss `a` and `b` report after the same fit: equal within the parity tolerance's relative
+/// part (1e-5 of the larger, with a floor of 1e-2 for losses near zero).
+fn assert_loss_close(case: &str, a: f64, b: f64) {
+    let tol = 1e-5 * a.abs().max(b.abs()).max(1e-2);
+    assert!(
+        (a - b).abs() <= tol,
+        "{case}: loss {a} on the engine, {b} on candle"
+    );
+}
+
+fn all_values(p: &Params) -> Vec<f32> {
+    p.data().to_vec()
+}
+
+#[test]
+fn the_models_fit_alike_on_the_engine_and_on_candle_tensors() {
+    for discrete in [false, true] {
+        let data = logged(discrete);
+        let bcfg = BehaviorConfig {
+            hidden: vec![16, 16],
+            steps: 40,
+            batch_size: 32,
+            lr: 1e-2,
+        };
+        let (a, b) = (
+            BehaviorModel::fit(&data, &bcfg, 7).unwrap(),
+            BehaviorModel::fit_on(Candle::cpu(), &data, &bcfg, 7).unwrap(),
+        );
+        let case = format!("behaviour (discrete {discrete})");
+        assert_loss_close(&case, a.final_nll, b.final_nll);
+        assert_close(
+            &case,
+            "parameters",
+            &all_values(&a.params().unwrap()),
+            &all_values(&b.params().unwrap()),
+        );
+        let (la, lb) = (a.log_probs(&data).unwrap(), b.log_probs(&data).unwrap());
+        let (la, lb): (Vec<f32>, Vec<f32>) = (
+            la.iter().map(|&v| v as f32).collect(),
+            lb.iter().map(|&v| v as f32).collect(),
+        );
+        assert_close(&case, "log-probabilities", &la, &lb);
+
+        let fcfg = FqeConfig {
+            hidden: vec![16, 16],
+            steps: Some(60),
+            batch_size: 32,
+            lr: 1e-3,
+            target_update_interval: 20,
+            action_samples: 3,
+        };
+        let (a, b) = (
+            Fqe::fit(&data, &mut Fixed { discrete }, 0.9, &fcfg, 7).unwrap(),
+            Fqe::fit_on(Candle::cpu(), &data, &mut Fixed { discrete }, 0.9, &fcfg, 7).unwrap(),
+        );
+        let case = format!("FQE (discrete {discrete})");
+        assert_loss_close(&case, a.final_loss, b.final_loss);
+        assert_close(
+            &case,
+            "parameters",
+            &all_values(&a.params().unwrap()),
+            &all_values(&b.params().unwrap()),
+        );
+        let to32 = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|x| x as f32).collect() };
+        assert_close(
+            &case,
+            "initial values",
+            &to32(a.initial_values(&data).unwrap()),
+            &to32(b.initial_values(&data).unwrap()),
+        );
+        let (fa, fb) = (a.fit.unwrap(), b.fit.unwrap());
+        assert_eq!((fa.steps, fa.iterations), (fb.steps, fb.iterations));
+
+        let mcfg = ModelConfig {
+            members: 3,
+            hidden: vec![16, 16],
+            steps: 40,
+            batch_size: 16,
+            lr: 1e-3,
+            ..ModelConfig::default()
+        };
+        let (a, b) = (
+            ProbabilisticEnsemble::fit(&data, &mcfg, 7).unwrap(),
+            ProbabilisticEnsemble::fit_on(Candle::cpu(), &data, &mcfg, 7).unwrap(),
+        );
+        let case = format!("model (discrete {discrete})");
+        assert_loss_close(&case, a.final_loss, b.final_loss);
+        assert_close(
+            &case,
+            "parameters",
+            &all_values(&a.params().unwrap()),
+            &all_values(&b.params().unwrap()),
         );
     }
 }
