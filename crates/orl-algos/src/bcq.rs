@@ -43,7 +43,7 @@ use orl_nets::engine::backend::{
 };
 use orl_nets::engine::{
     Activation, CategoricalHead, DensityBufs, Input, Mlp, MlpCache, Params, ParamsBuilder, QBufs,
-    QCache, QNet, VaeBufs, VaeCache, VaeNet,
+    QCache, QNet, VaeBufs, VaeNet,
 };
 use orl_nets::AdamConfig;
 use rand::SeedableRng;
@@ -859,12 +859,13 @@ impl<B: Backend> Bcq<B> {
         let (od, ad) = (self.core.spec.obs_dim, c.act_dim);
         let mut sr = Vec::new();
         repeat_rows_into(&x, od, n, &mut sr);
-        let mut vc = VaeCache::default();
+        let mut vc = VaeBufs::<Cpu>::default();
         let mut pc = PerturbCache::default();
         let mut qc = QCache::default();
-        let mut decoded = vec![0.0; bsz * n * ad];
+        let mut decoded = Vec::new();
         let be = &self.be;
-        c.vae.decode_z(&*be.host_params(&c.vae_params)?, &sr, &z, bsz * n, &mut vc, &mut decoded);
+        let vp = be.host_params(&c.vae_params)?;
+        c.vae.decode_z_on(&Cpu, &vp, &sr, &z, bsz * n, &mut vc, &mut decoded)?;
         c.actor.forward(&*be.host_params(&c.actor_params)?, &sr, &decoded, bsz * n, &mut pc);
         let cp = be.host_params(&self.critic_params)?;
         let q1 = self.critic.q_first(&cp, &sr, &pc.out, bsz * n, 1, &mut qc);

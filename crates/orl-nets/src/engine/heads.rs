@@ -329,11 +329,6 @@ pub struct TanhGaussianCache {
     trunk: MlpCache,
     mean: MlpCache,
     log_std: MlpCache,
-    /// `u`, the pre-tanh sample, `[B, act]`.
-    u: Vec<f32>,
-    eps: Vec<f32>,
-    dh: Vec<f32>,
-    dh2: Vec<f32>,
 }
 
 const LOG_STD_MIN: f32 = -20.0;
@@ -390,8 +385,7 @@ impl TanhGaussianHead {
         }
     }
     /// Reparameterised samples from standard-normal `eps: [B, act]`: actions into `a`,
-    /// log-probabilities into `lp: [B]`. Keeps what [`TanhGaussianHead::sample_backward`]
-    /// needs.
+    /// log-probabilities into `lp: [B]`.
     #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &self,
@@ -405,9 +399,6 @@ impl TanhGaussianHead {
     ) {
         self.heads(p, s, batch, c);
         let d = self.act_dim;
-        c.u.resize(batch * d, 0.0);
-        c.eps.clear();
-        c.eps.extend_from_slice(&eps[..batch * d]);
         let log_scale = d as f32 * self.max_action.ln();
         let (mu, ls) = (c.mean.output(), c.log_std.output());
         for b in 0..batch {
@@ -416,7 +407,6 @@ impl TanhGaussianHead {
                 let k = b * d + j;
                 let l = ls[k].clamp(LOG_STD_MIN, LOG_STD_MAX);
                 let u = mu[k] + l.exp() * eps[k];
-                c.u[k] = u;
                 a[k] = self.max_action * u.tanh();
                 // log N(u; mu, sigma) - log(1 - tanh(u)^2), the latter as 2 (log 2 - u - softplus(-2u)).
                 let z = (u - mu[k]) / l.exp();
@@ -427,64 +417,6 @@ impl TanhGaussianHead {
             }
             lp[b] = acc;
         }
-    }
-    /// Backward of `L` with `da = dL/da` `[B, act]` and `dlp = dL/d log pi` `[B]` after
-    /// [`TanhGaussianHead::sample`].
-    pub fn sample_backward(
-        &self,
-        p: &Params,
-        s: &[f32],
-        da: &[f32],
-        dlp: &[f32],
-        c: &mut TanhGaussianCache,
-        grads: &mut [f32],
-    ) {
-        let d = self.act_dim;
-        let batch = c.trunk.batch();
-        let m = self.max_action;
-        {
-            let (ls, dls) = c.log_std.output_and_dout();
-            let dmu = c.mean.dout_mut();
-            for b in 0..batch {
-                for j in 0..d {
-                    let k = b * d + j;
-                    let t = c.u[k].tanh();
-                    let gu = da[k] * m * (1.0 - t * t) + dlp[b] * 2.0 * t;
-                    dmu[k] = gu;
-                    let raw = ls[k];
-                    dls[k] = if (LOG_STD_MIN..=LOG_STD_MAX).contains(&raw) {
-                        gu * raw.exp() * c.eps[k] - dlp[b]
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        let h = c.trunk.output().len();
-        c.dh.resize(h, 0.0);
-        c.dh2.resize(h, 0.0);
-        self.mean.backward(
-            p,
-            c.trunk.output(),
-            Input::Shared,
-            &mut c.mean,
-            Some(grads),
-            Some(&mut c.dh),
-        );
-        self.log_std.backward(
-            p,
-            c.trunk.output(),
-            Input::Shared,
-            &mut c.log_std,
-            Some(grads),
-            Some(&mut c.dh2),
-        );
-        let dtrunk = c.trunk.dout_mut();
-        for ((o, &x), &y) in dtrunk.iter_mut().zip(&c.dh).zip(&c.dh2) {
-            *o = x + y;
-        }
-        self.trunk
-            .backward(p, s, Input::Shared, &mut c.trunk, Some(grads), None);
     }
     /// [`TanhGaussianHead::sample`] on backend `be`: from standard-normal `eps` `[B, act]`,
     /// actions into `a` `[B, act]` and log-probabilities into `lp` `[B, 1]`, the same
@@ -503,11 +435,8 @@ impl TanhGaussianHead {
         lp: &mut B::Buf,
     ) -> Result<()> {
         let d = self.act_dim;
-        be.mlp_forward(&self.trunk, p, s, Input::Shared, batch, &mut c.trunk)?;
-        let h = be.mlp_output(&c.trunk);
-        be.mlp_forward(&self.mean, p, h, Input::Shared, batch, &mut c.mean)?;
-        be.mlp_forward(&self.log_std, p, h, Input::Shared, batch, &mut c.log_std)?;
-        let (mu, raw) = (be.mlp_output(&c.mean), be.mlp_output(&c.log_std));
+        let nets = [&self.trunk, &self.mean, &self.log_std];
+        let (mu, raw) = c.heads.forward_on(be, nets, p, s, batch)?;
         be.map1(&ClampK(LOG_STD_MIN, LOG_STD_MAX), raw, &mut c.l)?;
         be.map3(&Reparam, mu, &c.l, eps, &mut c.u)?;
         be.map1(&Squash(self.max_action), &c.u, a)?;
@@ -521,7 +450,7 @@ impl TanhGaussianHead {
         be.sum_cols(&c.all, d + 1, lp)?;
         be.map1(&crate::engine::backend::Identity, eps, &mut c.eps)
     }
-    /// [`TanhGaussianHead::sample_backward`] on backend `be`: `da = dL/da` `[B, act]`,
+    /// Backward of `L` on backend `be`: `da = dL/da` `[B, act]`,
     /// `dlp = dL/d log pi` `[B, 1]`, after [`TanhGaussianHead::sample_on`]:
     /// `dL/du = da m (1 - tanh^2 u) + dlp 2 tanh u` into the mean head, `dL/du sigma eps - dlp`
     /// into the log-std head where its clamp passes, their input gradients summed into the
@@ -543,7 +472,7 @@ impl TanhGaussianHead {
         be.map3(
             &LogStdPath,
             &c.gu,
-            be.mlp_output(&c.log_std),
+            be.mlp_output(&c.heads.log_std),
             &c.eps,
             &mut c.v,
         )?;
@@ -551,41 +480,11 @@ impl TanhGaussianHead {
             &LogStdGrad,
             &c.v,
             &c.dlp_t,
-            be.mlp_output(&c.log_std),
+            be.mlp_output(&c.heads.log_std),
             &mut c.dls,
         )?;
-        let h = be.mlp_output(&c.trunk);
-        be.mlp_backward(
-            &self.mean,
-            p,
-            h,
-            Input::Shared,
-            &mut c.mean,
-            &c.gu,
-            Some(grads),
-            Some(&mut c.dh),
-        )?;
-        be.mlp_backward(
-            &self.log_std,
-            p,
-            h,
-            Input::Shared,
-            &mut c.log_std,
-            &c.dls,
-            Some(grads),
-            Some(&mut c.dh2),
-        )?;
-        be.map2(&Sum2, &c.dh, &c.dh2, &mut c.dtrunk)?;
-        be.mlp_backward(
-            &self.trunk,
-            p,
-            s,
-            Input::Shared,
-            &mut c.trunk,
-            &c.dtrunk,
-            Some(grads),
-            None,
-        )
+        let nets = [&self.trunk, &self.mean, &self.log_std];
+        c.heads.backward_on(be, nets, p, s, &c.gu, &c.dls, grads)
     }
     /// `log pi(a|s)` of given actions into `lp: [B]` (`a / m` clipped into the open interval
     /// to invert the tanh), as [`crate::TanhGaussianActor::log_prob`].
@@ -928,9 +827,7 @@ fn lp_like<'c, B: Backend>(
 
 /// Buffers of a [`TanhGaussianHead`] on backend `B` ([`TanhGaussianHead::sample_on`]).
 pub struct TanhBufs<B: Backend> {
-    trunk: B::Cache,
-    mean: B::Cache,
-    log_std: B::Cache,
+    heads: TwoHeadsBufs<B>,
     l: B::Buf,
     u: B::Buf,
     eps: B::Buf,
@@ -942,17 +839,12 @@ pub struct TanhBufs<B: Backend> {
     gu: B::Buf,
     v: B::Buf,
     dls: B::Buf,
-    dh: B::Buf,
-    dh2: B::Buf,
-    dtrunk: B::Buf,
 }
 
 impl<B: Backend> Default for TanhBufs<B> {
     fn default() -> Self {
         Self {
-            trunk: B::Cache::default(),
-            mean: B::Cache::default(),
-            log_std: B::Cache::default(),
+            heads: TwoHeadsBufs::default(),
             l: B::Buf::default(),
             u: B::Buf::default(),
             eps: B::Buf::default(),
@@ -964,9 +856,6 @@ impl<B: Backend> Default for TanhBufs<B> {
             gu: B::Buf::default(),
             v: B::Buf::default(),
             dls: B::Buf::default(),
-            dh: B::Buf::default(),
-            dh2: B::Buf::default(),
-            dtrunk: B::Buf::default(),
         }
     }
 }
@@ -1027,6 +916,100 @@ impl Map3 for LogStdGrad {
     #[inline(always)]
     fn apply<S: Scalar>(&self, v: S, dlp: S, raw: S) -> S {
         ((v - dlp) * raw.inside(LOG_STD_MIN, LOG_STD_MAX)).shift(0.0)
+    }
+}
+
+// ---- a trunk with a mean head and a log-std head (the tanh-Gaussian actor, the VAE's encoder) ----
+
+/// Buffers of a trunk `h = T(x)` with two heads on `h`, `mu = M(h)` and the raw log-std
+/// `l = L(h)`, on backend `B`: the three networks' activations and the input gradients.
+pub(crate) struct TwoHeadsBufs<B: Backend> {
+    pub(crate) trunk: B::Cache,
+    pub(crate) mean: B::Cache,
+    pub(crate) log_std: B::Cache,
+    dh: B::Buf,
+    dh2: B::Buf,
+    dtrunk: B::Buf,
+}
+
+impl<B: Backend> Default for TwoHeadsBufs<B> {
+    fn default() -> Self {
+        Self {
+            trunk: B::Cache::default(),
+            mean: B::Cache::default(),
+            log_std: B::Cache::default(),
+            dh: B::Buf::default(),
+            dh2: B::Buf::default(),
+            dtrunk: B::Buf::default(),
+        }
+    }
+}
+
+impl<B: Backend> TwoHeadsBufs<B> {
+    /// Forward of `nets = [T, M, L]` on `x` `[B, in]`: returns `(mu, l)`, each `[B, out]`.
+    pub(crate) fn forward_on<'a>(
+        &'a mut self,
+        be: &B,
+        nets: [&Mlp; 3],
+        p: &B::Params,
+        x: &B::Buf,
+        batch: usize,
+    ) -> Result<(&'a B::Buf, &'a B::Buf)> {
+        let [trunk, mean, log_std] = nets;
+        be.mlp_forward(trunk, p, x, Input::Shared, batch, &mut self.trunk)?;
+        let h = be.mlp_output(&self.trunk);
+        be.mlp_forward(mean, p, h, Input::Shared, batch, &mut self.mean)?;
+        be.mlp_forward(log_std, p, h, Input::Shared, batch, &mut self.log_std)?;
+        Ok((be.mlp_output(&self.mean), be.mlp_output(&self.log_std)))
+    }
+    /// Backward after [`TwoHeadsBufs::forward_on`] from `dmu = dL/dmu` and `dls = dL/dl`:
+    /// both heads' parameter gradients, then the trunk's from `dL/dh = M^T dmu + L^T dls`
+    /// (no gradient of `x`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward_on(
+        &mut self,
+        be: &B,
+        nets: [&Mlp; 3],
+        p: &B::Params,
+        x: &B::Buf,
+        dmu: &B::Buf,
+        dls: &B::Buf,
+        grads: &mut B::Buf,
+    ) -> Result<()> {
+        let [trunk, mean, log_std] = nets;
+        let h = be.mlp_output(&self.trunk);
+        let (dh, dh2) = (&mut self.dh, &mut self.dh2);
+        be.mlp_backward(
+            mean,
+            p,
+            h,
+            Input::Shared,
+            &mut self.mean,
+            dmu,
+            Some(grads),
+            Some(dh),
+        )?;
+        be.mlp_backward(
+            log_std,
+            p,
+            h,
+            Input::Shared,
+            &mut self.log_std,
+            dls,
+            Some(grads),
+            Some(dh2),
+        )?;
+        be.map2(&Sum2, &self.dh, &self.dh2, &mut self.dtrunk)?;
+        be.mlp_backward(
+            trunk,
+            p,
+            x,
+            Input::Shared,
+            &mut self.trunk,
+            &self.dtrunk,
+            Some(grads),
+            None,
+        )
     }
 }
 

@@ -56,4 +56,4 @@ pub use heads::{
 pub use mlp::{Activation, Input, Mlp, MlpCache};
 pub use params::{Params, ParamsBuilder, Segment};
 pub use policy::{Actions, PolicyHead, argmax};
-pub use vae::{VaeBufs, VaeCache, VaeNet};
+pub use vae::{VaeBufs, VaeNet};
