@@ -39,7 +39,7 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::engine::backend::{
-    Abs, Backend, Candle, Cpu, Difference, Identity, Map1, Map2, Map3, Product, Scalar,
+    Abs, Backend, Candle, Cpu, Difference, ExpShift, Identity, LogSumExp, Map1, Map2, Map3, Product, Scalar,
 };
 use orl_nets::engine::{
     Activation, CategoricalHead, DensityBufs, Input, Mlp, MlpCache, Params, ParamsBuilder, QBufs,
@@ -680,25 +680,7 @@ impl Map2 for HuberGradAt {
     }
 }
 
-/// `exp(x - max)`.
-struct ExpShift;
 
-impl Map2 for ExpShift {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, x: S, max: S) -> S {
-        (x - max).exp()
-    }
-}
-
-/// `max + ln(sum)`.
-struct LogSumExp;
-
-impl Map2 for LogSumExp {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
-        max + sum.ln()
-    }
-}
 
 /// `dL/dlogit = ((e / sum) - hit) / B + 0.02 logit / (B n)` (`Map3` of `e / sum`... given as
 /// the softmax `p`, the one-hot and the logit).

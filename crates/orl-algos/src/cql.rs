@@ -52,7 +52,7 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::engine::backend::{
-    AbsError, Backend, Candle, Cpu, Difference, Identity, Map2, Map3, Scalar, SquaredError,
+    AbsError, Backend, Candle, Cpu, Difference, ExpShift, Identity, Map2, Map3, Scalar, SquaredError,
 };
 use orl_nets::engine::{Params, QBufs, QNet, TanhBufs};
 use orl_nets::AdamConfig;
@@ -480,15 +480,6 @@ impl Map2 for TemperedLse {
     }
 }
 
-/// `exp(v - max)`.
-struct ExpShift;
-
-impl Map2 for ExpShift {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, v: S, max: S) -> S {
-        (v - max).exp()
-    }
-}
 
 /// `dL/dQ(s_b, a_b) = 2 (Q - y) / B - w / B`.
 struct DataGrad {

@@ -28,7 +28,7 @@ use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::AdamConfig;
 use orl_nets::engine::backend::{
-    Abs, Backend, Cpu, Difference, Identity, Map1, Map2, Map3, Product, Scalar,
+    Abs, Backend, Cpu, Difference, ExpShift, Identity, LogSumExp, Map1, Map2, Map3, Product, Scalar,
 };
 use orl_nets::engine::{Params, QBufs, QCache, QNet, argmax};
 use rand::SeedableRng;
@@ -191,26 +191,6 @@ impl Map3 for DqGrad {
             p.scale(0.0)
         };
         (dh * hit + reg).div_by(self.bsz)
-    }
-}
-
-/// `exp(x - max)`.
-struct ExpShift;
-
-impl Map2 for ExpShift {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, x: S, max: S) -> S {
-        (x - max).exp()
-    }
-}
-
-/// `max + ln(sum)`.
-struct LogSumExp;
-
-impl Map2 for LogSumExp {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
-        max + sum.ln()
     }
 }
 

@@ -18,7 +18,9 @@
 //! Parameter names and initial draws are those of [`crate::DeterministicActor`],
 //! [`crate::GaussianActor`] and [`crate::CategoricalActor`] (`net.<l>.*`, `log_std`).
 
-use crate::engine::backend::{Backend, Difference, Map1, Map2, Map3, Product, Scalar, Scale};
+use crate::engine::backend::{
+    Backend, Difference, ExpShift, LogSumExp, Map1, Map2, Map3, Product, Scalar, Scale, Sum2,
+};
 use crate::engine::mlp::{Activation, Input, Mlp, MlpCache};
 use crate::engine::params::{Params, ParamsBuilder};
 use crate::error::Result;
@@ -787,24 +789,6 @@ impl Map2 for GaussDls {
     }
 }
 
-/// `exp(x - max)`.
-struct ExpShift;
-impl Map2 for ExpShift {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, x: S, max: S) -> S {
-        (x - max).exp()
-    }
-}
-
-/// `max + ln(sum)`.
-struct LogSumExp;
-impl Map2 for LogSumExp {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
-        max + sum.ln()
-    }
-}
-
 /// `w (hit - exp(lp))`.
 struct CatGrad;
 impl Map3 for CatGrad {
@@ -1010,14 +994,5 @@ impl<B: Backend> TwoHeadsBufs<B> {
             Some(grads),
             None,
         )
-    }
-}
-
-/// `a + b`.
-struct Sum2;
-impl Map2 for Sum2 {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
-        a + b
     }
 }

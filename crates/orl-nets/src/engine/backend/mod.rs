@@ -239,6 +239,39 @@ impl Map2 for Difference {
     }
 }
 
+/// `a + b` (`Map2`).
+#[derive(Debug, Clone, Copy)]
+pub struct Sum2;
+
+impl Map2 for Sum2 {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, a: S, b: S) -> S {
+        a + b
+    }
+}
+
+/// `exp(x - max)` (`Map2`): the shifted exponentials of a row-wise logsumexp or softmax.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpShift;
+
+impl Map2 for ExpShift {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, x: S, max: S) -> S {
+        (x - max).exp()
+    }
+}
+
+/// `max + ln(sum)` (`Map2`): a row's logsumexp from its max and its sum of [`ExpShift`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSumExp;
+
+impl Map2 for LogSumExp {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, max: S, sum: S) -> S {
+        max + sum.ln()
+    }
+}
+
 /// `(a - b)^2` (`Map2`).
 #[derive(Debug, Clone, Copy)]
 pub struct SquaredError;
