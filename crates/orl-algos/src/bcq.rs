@@ -38,7 +38,7 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::backend::{
+use orl_nets::engine::backend::{Bellman, 
     Abs, Backend, Candle, Cpu, Difference, ExpShift, Identity, LogSumExp, Map1, Map2, Map3, Product, Scalar,
 };
 use orl_nets::engine::{
@@ -564,15 +564,6 @@ impl Map2 for SoftClip {
     }
 }
 
-/// `y = r + nd v` (`Map3`).
-struct Bellman;
-
-impl Map3 for Bellman {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
-        r + nd * v
-    }
-}
 
 /// Twin-critic loss with the soft clipped double-Q target over `n` VAE samples per `s'` and
 /// its gradient (`critic_opt`'s buffer): `(loss, mean Q, mean |TD|)`.

@@ -51,7 +51,7 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::backend::{
+use orl_nets::engine::backend::{Bellman, 
     AbsError, Backend, Candle, Cpu, Difference, ExpShift, Identity, Map2, Map3, Scalar, SquaredError,
 };
 use orl_nets::engine::{Params, QBufs, QNet, TanhBufs};
@@ -450,15 +450,6 @@ impl Map3 for SoftValue {
     }
 }
 
-/// `y = r + nd v` (`Map3`).
-struct Bellman;
-
-impl Map3 for Bellman {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
-        r + nd * v
-    }
-}
 
 /// `(q - log mu) / T`.
 struct Tempered(f32);

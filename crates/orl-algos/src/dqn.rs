@@ -28,7 +28,8 @@ use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::AdamConfig;
 use orl_nets::engine::backend::{
-    Abs, Backend, Cpu, Difference, ExpShift, Identity, LogSumExp, Map1, Map2, Map3, Product, Scalar,
+    Abs, Backend, Bellman, Cpu, Difference, ExpShift, Identity, LogSumExp, Map1, Map2, Map3,
+    Product, Scalar,
 };
 use orl_nets::engine::{Params, QBufs, QCache, QNet, argmax};
 use rand::SeedableRng;
@@ -139,16 +140,6 @@ pub(crate) struct TdOut {
     pub(crate) td: f64,
     /// `mean_b logsumexp_a Q(s_b, a) - Q(s_b, a_b)`.
     pub(crate) gap: f64,
-}
-
-/// The TD target `y = r + [gamma^k (1 - d)] v` (`Map3`).
-struct Bellman;
-
-impl Map3 for Bellman {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
-        r + nd * v
-    }
 }
 
 /// The Huber loss `0.5 d^2` for `|d| < 1`, `|d| - 0.5` otherwise, through the mask of `|d| <= 1`

@@ -38,8 +38,8 @@
 
 use candle_core::Tensor;
 use orl_data::Batch;
-use orl_nets::engine::backend::{
-    Backend, Candle, Cpu, Difference, Identity, Map1, Map3, Min, Product, Scalar,
+use orl_nets::engine::backend::{Bellman, 
+    Backend, Candle, Cpu, Difference, Identity, Map1, Min, Product, Scalar,
 };
 use orl_nets::engine::{
     Activation, CategoricalHead, DensityBufs, GaussianHead, Input, Mlp, MlpCache, Params,
@@ -562,15 +562,6 @@ fn actor_grad<B: Backend>(
     Ok((be.dot(&sc.w, &sc.lp)?, w_sum / bsz as f64))
 }
 
-/// The TD target `y = r + [gamma^k (1 - d)] V(s')` (`Map3`).
-struct Bellman;
-
-impl Map3 for Bellman {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
-        r + nd * v
-    }
-}
 
 /// The losses of one update: `(value loss, mean advantage)`, `(critic loss, mean Q, TD
 /// error)`, `(actor loss, mean weight)`.

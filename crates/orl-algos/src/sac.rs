@@ -31,7 +31,7 @@
 use candle_core::Tensor;
 use orl_data::Batch;
 use orl_nets::AdamConfig;
-use orl_nets::engine::backend::{Backend, Cpu, Identity, Map2, Map3, Scalar};
+use orl_nets::engine::backend::{Backend, Bellman, Cpu, Identity, Map2, Map3, Scalar};
 use orl_nets::engine::{
     Params, QBufs, QCache, QNet, TanhBufs, TanhGaussianCache, TanhGaussianHead,
 };
@@ -459,16 +459,6 @@ impl Map3 for SoftValue {
     #[inline(always)]
     fn apply<S: Scalar>(&self, q0: S, q1: S, lp: S) -> S {
         q0.min(q1) - lp.scale(self.0)
-    }
-}
-
-/// `y = r + nd v` (`Map3`).
-struct Bellman;
-
-impl Map3 for Bellman {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
-        r + nd * v
     }
 }
 

@@ -34,7 +34,7 @@
 //! [`Fqe::fit`] runs on the CPU engine, [`Fqe::fit_on`] on any backend.
 
 use orl_nets::Policy;
-use orl_nets::engine::backend::{Backend, Cpu, Map1, Map3, Product, Scalar};
+use orl_nets::engine::backend::{Backend, Bellman, Cpu, Map1, Map3, Product, Scalar};
 use orl_nets::engine::{Activation, Input, Mlp, Params};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
@@ -618,15 +618,6 @@ impl Map1 for DivBy {
     #[inline(always)]
     fn apply<S: Scalar>(&self, x: S) -> S {
         x.div_by(self.0)
-    }
-}
-
-/// `y = r + (gamma (1 - cut)) v'`.
-struct Bellman;
-impl Map3 for Bellman {
-    #[inline(always)]
-    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
-        r + nd * v
     }
 }
 

@@ -250,6 +250,18 @@ impl Map2 for Sum2 {
     }
 }
 
+/// `y = r + nd v` (`Map3`): a Bellman target from the reward, the not-done mask (times the
+/// discount) and the next value.
+#[derive(Debug, Clone, Copy)]
+pub struct Bellman;
+
+impl Map3 for Bellman {
+    #[inline(always)]
+    fn apply<S: Scalar>(&self, r: S, nd: S, v: S) -> S {
+        r + nd * v
+    }
+}
+
 /// `exp(x - max)` (`Map2`): the shifted exponentials of a row-wise logsumexp or softmax.
 #[derive(Debug, Clone, Copy)]
 pub struct ExpShift;
