@@ -238,7 +238,6 @@ struct Scratch<B: Backend> {
     s_all: B::Buf,
     a_all: B::Buf,
     s_rep: B::Buf,
-    s2_rep: B::Buf,
     a_cur: B::Buf,
     a_next: B::Buf,
     lp_cur: B::Buf,
@@ -293,7 +292,6 @@ impl<B: Backend> Default for Scratch<B> {
             s_all: Default::default(),
             a_all: Default::default(),
             s_rep: Default::default(),
-            s2_rep: Default::default(),
             a_cur: Default::default(),
             a_next: Default::default(),
             lp_cur: Default::default(),
@@ -520,15 +518,16 @@ fn critic_grad<B: Backend>(t: &mut Cql<B>, bsz: usize) -> Result<CriticOut> {
     // The critic's input: data rows, then per proposal B N rows (uniform, pi(s), pi(s')).
     let rows = bsz * (1 + 3 * n);
     let bn = bsz * n;
+    // The N proposals per state from pi(s) and pi(s'): the actor's trunk runs once per state
+    // and its outputs are repeated (the same numbers as on the repeated states, 1/N the work).
     be.repeat_rows(&sc.b.s, od, n, &mut sc.s_rep)?;
     be.concat_rows(&[&sc.b.s, &sc.s_rep, &sc.s_rep, &sc.s_rep], &mut sc.s_all)?;
-    c.sac
-        .head
-        .sample_on(be, p, &sc.s_rep, &sc.eps_cur, bn, &mut sc.pi_rep, &mut sc.a_cur, &mut sc.lp_cur)?;
-    be.repeat_rows(&sc.b.s2, od, n, &mut sc.s2_rep)?;
-    c.sac
-        .head
-        .sample_on(be, p, &sc.s2_rep, &sc.eps_next, bn, &mut sc.pi_rep, &mut sc.a_next, &mut sc.lp_next)?;
+    c.sac.head.sample_repeated_on(
+        be, p, &sc.b.s, &sc.eps_cur, bsz, n, &mut sc.pi_rep, &mut sc.a_cur, &mut sc.lp_cur,
+    )?;
+    c.sac.head.sample_repeated_on(
+        be, p, &sc.b.s2, &sc.eps_next, bsz, n, &mut sc.pi_rep, &mut sc.a_next, &mut sc.lp_next,
+    )?;
     be.concat_rows(&[&sc.b.a, &sc.uniform, &sc.a_cur, &sc.a_next], &mut sc.a_all)?;
     let q = t
         .critic

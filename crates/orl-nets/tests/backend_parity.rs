@@ -505,3 +505,56 @@ fn soft_update_and_first_member_passes_agree() {
     let differs = cpu[2].iter().zip(&all[2]).filter(|(a, b)| a != b).count();
     assert!(differs > 0 && cpu[2].iter().filter(|&&v| v == 0.0).count() >= differs);
 }
+
+/// `n` samples per state of a tanh-Gaussian head (`sample_repeated_on`: trunk and heads on the
+/// distinct states, outputs repeated) give the actions and log-probabilities of
+/// `sample_on` on the states repeated in place, on both backends.
+#[test]
+fn repeated_samples_equal_samples_of_repeated_states() {
+    use orl_nets::engine::{TanhBufs, TanhGaussianHead};
+    fn run<B: Backend>(be: &B) -> [(Vec<f32>, Vec<f32>); 2] {
+        let (obs, act, bsz, n) = (5, 3, 7, 4);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let mut host = Params::new();
+        let head = TanhGaussianHead::new(&mut host.builder("", &mut rng), obs, act, &[16, 16], 2.0)
+            .unwrap();
+        let p = be.place(&host).unwrap();
+        let s: Vec<f32> = (0..bsz * obs)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let eps: Vec<f32> = (0..bsz * n * act)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        let (mut sb, mut srep, mut eb) = Default::default();
+        be.upload(&s, obs, &mut sb).unwrap();
+        be.repeat_rows(&sb, obs, n, &mut srep).unwrap();
+        be.upload(&eps, act, &mut eb).unwrap();
+        let out = |repeated: bool| {
+            let (mut a, mut lp) = Default::default();
+            let mut c = TanhBufs::<B>::default();
+            if repeated {
+                head.sample_repeated_on(be, &p, &sb, &eb, bsz, n, &mut c, &mut a, &mut lp)
+                    .unwrap();
+            } else {
+                head.sample_on(be, &p, &srep, &eb, bsz * n, &mut c, &mut a, &mut lp)
+                    .unwrap();
+            }
+            let (mut ah, mut lph) = (Vec::new(), Vec::new());
+            be.download(&a, &mut ah).unwrap();
+            be.download(&lp, &mut lph).unwrap();
+            (ah, lph)
+        };
+        [out(false), out(true)]
+    }
+    for (name, [plain, rep]) in [("cpu", run(&Cpu)), ("candle", run(&Candle::cpu()))] {
+        assert_eq!(plain.0.len(), 7 * 4 * 3, "{name}: actions");
+        assert_eq!(plain.1.len(), 7 * 4, "{name}: log-probabilities");
+        assert_close(name, "actions", &plain.0, &rep.0);
+        assert_close(name, "log-probabilities", &plain.1, &rep.1);
+        // The draws differ from row to row, so the comparison is not between constants.
+        assert!(
+            plain.0.windows(2).any(|w| w[0] != w[1]),
+            "{name}: varied actions"
+        );
+    }
+}

@@ -436,9 +436,50 @@ impl TanhGaussianHead {
         a: &mut B::Buf,
         lp: &mut B::Buf,
     ) -> Result<()> {
+        let nets = [&self.trunk, &self.mean, &self.log_std];
+        let (mu, raw) = c.heads.forward_on(be, nets, p, s, batch)?;
+        self.squash_on(be, mu, raw, eps, &mut c.tail, a, lp)
+    }
+    /// `n` samples per state: as [`TanhGaussianHead::sample_on`] on `s` with each row
+    /// repeated `n` times in place (`[B n, obs]`, row `b`'s copies at `b n .. b n + n`, as
+    /// [`Backend::repeat_rows`] lays them out), with `eps` `[B n, act]`, but the trunk and the
+    /// heads run on the `B` distinct states and their outputs are repeated: `1/n` of the
+    /// products (CQL's `N` proposals per state). Forward only: no
+    /// [`TanhGaussianHead::sample_backward_on`] after it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_repeated_on<B: Backend>(
+        &self,
+        be: &B,
+        p: &B::Params,
+        s: &B::Buf,
+        eps: &B::Buf,
+        batch: usize,
+        n: usize,
+        c: &mut TanhBufs<B>,
+        a: &mut B::Buf,
+        lp: &mut B::Buf,
+    ) -> Result<()> {
         let d = self.act_dim;
         let nets = [&self.trunk, &self.mean, &self.log_std];
         let (mu, raw) = c.heads.forward_on(be, nets, p, s, batch)?;
+        be.repeat_rows(mu, d, n, &mut c.mu_rep)?;
+        be.repeat_rows(raw, d, n, &mut c.raw_rep)?;
+        self.squash_on(be, &c.mu_rep, &c.raw_rep, eps, &mut c.tail, a, lp)
+    }
+    /// The sampling after the heads: `l = clamp(raw)`, `u = mu + exp(l) eps`, `a = m tanh u`,
+    /// `lp = -A log m + sum_j (log N(u_j; mu_j, e^l_j) - log(1 - tanh^2 u_j))`.
+    #[allow(clippy::too_many_arguments)]
+    fn squash_on<B: Backend>(
+        &self,
+        be: &B,
+        mu: &B::Buf,
+        raw: &B::Buf,
+        eps: &B::Buf,
+        c: &mut SquashBufs<B>,
+        a: &mut B::Buf,
+        lp: &mut B::Buf,
+    ) -> Result<()> {
+        let d = self.act_dim;
         be.map1(&ClampK(LOG_STD_MIN, LOG_STD_MAX), raw, &mut c.l)?;
         be.map3(&Reparam, mu, &c.l, eps, &mut c.u)?;
         be.map1(&Squash(self.max_action), &c.u, a)?;
@@ -470,12 +511,18 @@ impl TanhGaussianHead {
     ) -> Result<()> {
         let d = self.act_dim;
         be.tile_cols(dlp, d, &mut c.dlp_t)?;
-        be.map3(&SquashGrad(self.max_action), da, &c.u, &c.dlp_t, &mut c.gu)?;
+        be.map3(
+            &SquashGrad(self.max_action),
+            da,
+            &c.tail.u,
+            &c.dlp_t,
+            &mut c.gu,
+        )?;
         be.map3(
             &LogStdPath,
             &c.gu,
             be.mlp_output(&c.heads.log_std),
-            &c.eps,
+            &c.tail.eps,
             &mut c.v,
         )?;
         be.map3(
@@ -812,13 +859,9 @@ fn lp_like<'c, B: Backend>(
 /// Buffers of a [`TanhGaussianHead`] on backend `B` ([`TanhGaussianHead::sample_on`]).
 pub struct TanhBufs<B: Backend> {
     heads: TwoHeadsBufs<B>,
-    l: B::Buf,
-    u: B::Buf,
-    eps: B::Buf,
-    terms: B::Buf,
-    col: B::Buf,
-    start: B::Buf,
-    all: B::Buf,
+    tail: SquashBufs<B>,
+    mu_rep: B::Buf,
+    raw_rep: B::Buf,
     dlp_t: B::Buf,
     gu: B::Buf,
     v: B::Buf,
@@ -829,6 +872,32 @@ impl<B: Backend> Default for TanhBufs<B> {
     fn default() -> Self {
         Self {
             heads: TwoHeadsBufs::default(),
+            tail: SquashBufs::default(),
+            mu_rep: B::Buf::default(),
+            raw_rep: B::Buf::default(),
+            dlp_t: B::Buf::default(),
+            gu: B::Buf::default(),
+            v: B::Buf::default(),
+            dls: B::Buf::default(),
+        }
+    }
+}
+
+/// What the sampling after the heads keeps (`TanhGaussianHead::squash_on`): the clamped
+/// log-std `l`, the pre-squash `u` and `eps` (backward reads both), the log-density's terms.
+struct SquashBufs<B: Backend> {
+    l: B::Buf,
+    u: B::Buf,
+    eps: B::Buf,
+    terms: B::Buf,
+    col: B::Buf,
+    start: B::Buf,
+    all: B::Buf,
+}
+
+impl<B: Backend> Default for SquashBufs<B> {
+    fn default() -> Self {
+        Self {
             l: B::Buf::default(),
             u: B::Buf::default(),
             eps: B::Buf::default(),
@@ -836,10 +905,6 @@ impl<B: Backend> Default for TanhBufs<B> {
             col: B::Buf::default(),
             start: B::Buf::default(),
             all: B::Buf::default(),
-            dlp_t: B::Buf::default(),
-            gu: B::Buf::default(),
-            v: B::Buf::default(),
-            dls: B::Buf::default(),
         }
     }
 }
