@@ -330,8 +330,13 @@ pub struct Bcq<B: Backend = Cpu> {
 /// Buffers reused by every update (sized by the first one).
 struct Scratch<B: Backend> {
     b: BatchBufs<B>,
+    /// The VAE's and the perturbation's passes at batch size `B` (VAE step, actor step) and,
+    /// apart, at `B n` (the target): one buffer set per size, so that neither is resized (and
+    /// re-zeroed) twice an update.
     vae: VaeBufs<B>,
+    vae_next: VaeBufs<B>,
     pert: PerturbBufs<B>,
+    pert_next: PerturbBufs<B>,
     q: QBufs<B>,
     q_next: QBufs<B>,
     q_pi: QBufs<B>,
@@ -379,7 +384,9 @@ impl<B: Backend> Default for Scratch<B> {
         Self {
             b: BatchBufs::default(),
             vae: VaeBufs::default(),
+            vae_next: VaeBufs::default(),
             pert: PerturbBufs::default(),
+            pert_next: PerturbBufs::default(),
             q: QBufs::default(),
             q_next: QBufs::default(),
             q_pi: QBufs::default(),
@@ -575,12 +582,12 @@ fn critic_grad<B: Backend>(t: &mut Bcq<B>, bsz: usize) -> Result<(f64, f64, f64)
     clipped_latents(be, &mut t.core.noise, &mut sc.host, lat, bn * lat, &mut sc.z_next)?;
     be.repeat_rows(&sc.b.s2, od, n, &mut sc.s2_rep)?;
     c.vae
-        .decode_z_on(be, &c.vae_params, &sc.s2_rep, &sc.z_next, bn, &mut sc.vae, &mut sc.decoded)?;
+        .decode_z_on(be, &c.vae_params, &sc.s2_rep, &sc.z_next, bn, &mut sc.vae_next, &mut sc.decoded)?;
     c.actor
-        .forward_on(be, &c.actor_target, &sc.s2_rep, &sc.decoded, bn, &mut sc.pert)?;
+        .forward_on(be, &c.actor_target, &sc.s2_rep, &sc.decoded, bn, &mut sc.pert_next)?;
     let q2 = t
         .critic
-        .q_on(be, &t.critic_target, &sc.s2_rep, &sc.pert.out, bn, 2, &mut sc.q_next)?;
+        .q_on(be, &t.critic_target, &sc.s2_rep, &sc.pert_next.out, bn, 2, &mut sc.q_next)?;
     be.rows(q2, 1, 0, bn, &mut sc.q2a)?;
     be.rows(q2, 1, bn, bn, &mut sc.q2b)?;
     be.map2(&SoftClip(t.cfg.lambda as f32), &sc.q2a, &sc.q2b, &mut sc.soft)?;
