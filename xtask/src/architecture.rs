@@ -183,4 +183,79 @@ mod tests {
         );
         Ok(())
     }
+
+    /// Each package of a `cargo tree -e normal,build -f "{p}|{f}" --prefix none` listing, with
+    /// its resolved features (a package listed twice, as host and target, keeps both sets).
+    fn features_by_package(tree: &str) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in tree.lines() {
+            let line = line.trim_end_matches(" (*)").replace(" (proc-macro)", "");
+            if let Some((p, f)) = line.split_once('|') {
+                let set = out.entry(p.trim().to_string()).or_default();
+                let f = f.trim().to_string();
+                if !set.contains(&f) {
+                    set.push(f);
+                    set.sort();
+                }
+            }
+        }
+        out
+    }
+
+    /// The packages both listings hold with different features, but for `except`.
+    fn feature_mismatches(a: &str, b: &str, except: &[&str]) -> Vec<String> {
+        let (a, b) = (features_by_package(a), features_by_package(b));
+        a.iter()
+            .filter(|(p, _)| !except.iter().any(|e| p.starts_with(&format!("{e} "))))
+            .filter_map(|(p, fa)| {
+                let fb = b.get(p)?;
+                (fa != fb).then(|| format!("{p}: {fa:?} against {fb:?}"))
+            })
+            .collect()
+    }
+
+    fn tree(args: &[&str]) -> Result<String> {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-e", "normal,build", "-f", "{p}|{f}"])
+            .args(["--prefix", "none"])
+            .args(args)
+            .current_dir(crate::workspace_root())
+            .output()
+            .context("running cargo tree")?;
+        if !out.status.success() {
+            bail!("cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// The invariant "one release build serves three" (docs/ARCHITECTURE.md): xtask without
+    /// and with `mujoco` and the Python package resolve every library they share with the same
+    /// features, so that none of the three builds recompiles what another built.
+    #[test]
+    fn release_builds_resolve_shared_libraries_alike() -> Result<()> {
+        let plain = tree(&["-p", "xtask"])?;
+        let mujoco = tree(&["-p", "xtask", "--features", "xtask/mujoco"])?;
+        let python = tree(&["-p", "orl-py"])?;
+        // Only the crates whose own feature differs may differ.
+        let mut v = feature_mismatches(&plain, &mujoco, &["orl-envs", "xtask"]);
+        v.extend(feature_mismatches(&python, &plain, &[]));
+        v.extend(feature_mismatches(&python, &mujoco, &["orl-envs"]));
+        assert!(
+            v.is_empty(),
+            "features differ between the builds:\n{}",
+            v.join("\n")
+        );
+        Ok(())
+    }
+
+    /// The comparison can fail: syn without `visit-mut` on one side is reported.
+    #[test]
+    fn a_feature_difference_is_reported() {
+        let a = "syn v2.0.1|derive,full,visit-mut\nserde v1.0.0|std\n";
+        let b = "syn v2.0.1 (proc-macro)|derive,full\nserde v1.0.0|std (*)\n";
+        let v = feature_mismatches(a, b, &[]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].starts_with("syn v2.0.1"), "{v:?}");
+        assert!(feature_mismatches(a, b, &["syn"]).is_empty());
+    }
 }
